@@ -1,0 +1,184 @@
+//! The application: opens the store, applies the config's declarations, binds the one
+//! listener (port 0 works; `local_addr` tells the port) and serves gRPC and the HTTP
+//! endpoints on it until told to stop.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::routing::get;
+use http::StatusCode;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tonic::server::NamedService;
+use tonic::service::interceptor::InterceptedService;
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
+use tower::Layer;
+
+use crate::admission::AdmissionLayer;
+use crate::auth::Authenticator;
+use crate::clock::{SharedClock, SystemClock};
+use crate::config::Config;
+use crate::grpc::admin::MessagingAdminApi;
+use crate::grpc::pb::conversation_messages_server::ConversationMessagesServer;
+use crate::grpc::pb::messaging_admin_server::MessagingAdminServer;
+use crate::grpc::{self, ConversationMessagesApi, pb};
+use crate::provision;
+use crate::service::Service;
+use crate::store::Store;
+use crate::store::sqlite::{SqliteSettings, SqliteStore};
+
+/// How often the in-memory token table is refreshed from the store (tokens another
+/// replica generated become valid here within this time).
+const TOKEN_RELOAD_EVERY: Duration = Duration::from_secs(30);
+
+const CONVERSATION_MESSAGES: &str = <ConversationMessagesServer<ConversationMessagesApi> as NamedService>::NAME;
+const MESSAGING_ADMIN: &str = <MessagingAdminServer<MessagingAdminApi> as NamedService>::NAME;
+
+pub struct App {
+    listener: TcpListener,
+    router: axum::Router,
+    health: HealthReporter,
+    /// Set while the service accepts work; `/readyz` reports it.
+    ready: Arc<AtomicBool>,
+    service: Service,
+    auth: Authenticator,
+    /// A token generated because none existed; the caller shows it once.
+    generated_token: Option<String>,
+}
+
+/// Opens the store the database URL names.
+pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
+    let url = config.database_url.as_str();
+    if url.starts_with("sqlite:") {
+        let settings = SqliteSettings {
+            url: url.to_owned(),
+            max_connections: config.database.max_connections,
+            acquire_timeout: Duration::from_millis(config.database.acquire_timeout_ms),
+            max_batch: config.database.accept_batch_max,
+        };
+        let store = SqliteStore::open(&settings).await.with_context(|| format!("opening {url}"))?;
+        return Ok(Arc::new(store));
+    }
+    anyhow::bail!("database_url {url:?}: unsupported scheme; use sqlite://path/to/file.db")
+}
+
+impl App {
+    pub async fn build(config: Config) -> anyhow::Result<App> {
+        Self::build_with_clock(config, Arc::new(SystemClock)).await
+    }
+
+    pub async fn build_with_clock(config: Config, clock: SharedClock) -> anyhow::Result<App> {
+        let store = open_store(&config).await?;
+        let service = Service::new(store, clock.clone());
+        let generated_token = provision::tokens(&config, &service, clock.now_ms()).await.context("applying tokens")?;
+        provision::records(&config, &service).await.context("applying the config's records")?;
+        let auth = Authenticator::default();
+        provision::reload_tokens(&service, &auth).await?;
+
+        let (health, health_service) = tonic_health::server::health_reporter();
+        let ready = Arc::new(AtomicBool::new(false));
+        let router = routes(&config, service.clone(), auth.clone(), health_service, ready.clone())?;
+        let listener = TcpListener::bind(&config.listen).await.with_context(|| format!("binding {}", config.listen))?;
+        Ok(App { listener, router, health, ready, service, auth, generated_token })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    pub fn generated_token(&self) -> Option<&str> {
+        self.generated_token.as_deref()
+    }
+
+    /// Serves until `shutdown` is cancelled: health turns NOT_SERVING at once, the
+    /// listener stops accepting, calls in flight finish.
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
+        for name in ["", CONVERSATION_MESSAGES, MESSAGING_ADMIN] {
+            self.health.set_service_status(name, ServingStatus::Serving).await;
+        }
+        self.ready.store(true, Ordering::SeqCst);
+        tracing::info!(listen = %self.local_addr(), "convmsg serving");
+
+        let reload =
+            tokio::spawn(run_token_reload_until_stopped(self.service.clone(), self.auth.clone(), shutdown.clone()));
+        let health = self.health.clone();
+        let ready = self.ready.clone();
+        let stop = shutdown.clone();
+        axum::serve(self.listener, self.router)
+            .with_graceful_shutdown(async move {
+                stop.cancelled().await;
+                ready.store(false, Ordering::SeqCst);
+                for name in ["", CONVERSATION_MESSAGES, MESSAGING_ADMIN] {
+                    health.set_service_status(name, ServingStatus::NotServing).await;
+                }
+                tracing::info!("shutting down: no longer accepting calls");
+            })
+            .await
+            .context("serving")?;
+        shutdown.cancel();
+        let _ = reload.await;
+        tracing::info!("convmsg stopped");
+        Ok(())
+    }
+}
+
+async fn run_token_reload_until_stopped(service: Service, auth: Authenticator, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(TOKEN_RELOAD_EVERY) => {
+                if let Err(e) = provision::reload_tokens(&service, &auth).await {
+                    tracing::warn!(error = format!("{e:#}"), "token reload failed; keeping the previous table");
+                }
+            }
+        }
+    }
+}
+
+/// Every route on the one listener. Business services sit behind admission and
+/// authentication; health and the probes do not.
+fn routes(
+    config: &Config,
+    service: Service,
+    auth: Authenticator,
+    health_service: tonic_health::pb::health_server::HealthServer<impl tonic_health::pb::health_server::Health>,
+    ready: Arc<AtomicBool>,
+) -> anyhow::Result<axum::Router> {
+    let admission = AdmissionLayer::new(
+        config.admission.max_concurrent_requests,
+        Duration::from_millis(config.admission.request_timeout_ms),
+        Duration::from_millis(config.admission.retry_after_ms),
+    );
+    let interceptor = grpc::auth_interceptor(auth);
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .context("building reflection")?;
+    let conversation = ConversationMessagesServer::with_interceptor(
+        ConversationMessagesApi { service: service.clone() },
+        interceptor.clone(),
+    );
+    let admin = MessagingAdminServer::with_interceptor(MessagingAdminApi { service }, interceptor.clone());
+    let grpc = tonic::service::Routes::new(health_service)
+        .add_service(admission.layer(conversation))
+        .add_service(admission.layer(admin))
+        .add_service(admission.layer(InterceptedService::new(reflection, interceptor)));
+    let router = grpc
+        .into_axum_router()
+        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/readyz",
+            get(move || {
+                let ready = ready.load(Ordering::SeqCst);
+                async move {
+                    if ready { (StatusCode::OK, "ready") } else { (StatusCode::SERVICE_UNAVAILABLE, "not ready") }
+                }
+            }),
+        );
+    Ok(router)
+}

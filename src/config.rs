@@ -1,0 +1,295 @@
+//! One typed configuration, layered: built-in defaults, then the TOML file
+//! (`--config` / `CONVMSG_CONFIG`), then `CONVMSG_*` environment variables (sections
+//! with `__`: `CONVMSG_ADMISSION__MAX_CONCURRENT_REQUESTS=500`), then command-line flags.
+//! The commented reference is `config/convmsg.example.toml`.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+/// Top-level keys that `CONVMSG_*` variables may set. Others (such as Kubernetes'
+/// `CONVMSG_PORT` service links, or the client's `CONVMSG_TOKEN`) are ignored.
+const ENV_KEYS: &[&str] = &["listen", "database_url", "bootstrap_token", "log", "admission", "database"];
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address of the one listener (gRPC, REST, health, metrics).
+    pub listen: String,
+    /// `sqlite://file.db` (created if missing).
+    pub database_url: String,
+    /// A token upserted for tenant `default` with every scope at each start.
+    pub bootstrap_token: Option<String>,
+    pub log: LogConfig,
+    pub admission: AdmissionConfig,
+    pub database: DatabaseConfig,
+    pub tenants: Vec<TenantConfig>,
+    pub channels: Vec<ChannelConfig>,
+    pub definitions: Vec<DefinitionConfig>,
+    pub end_users: Vec<EndUserConfig>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: "127.0.0.1:50051".into(),
+            database_url: "sqlite://convmsg.db".into(),
+            bootstrap_token: None,
+            log: LogConfig::default(),
+            admission: AdmissionConfig::default(),
+            database: DatabaseConfig::default(),
+            tenants: Vec::new(),
+            channels: Vec::new(),
+            definitions: Vec::new(),
+            end_users: Vec::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    pub format: LogFormat,
+    /// `tracing` filter directives, e.g. `info,convmsg=debug`. `RUST_LOG` wins if set.
+    pub filter: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig { format: LogFormat::Json, filter: "info".into() }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdmissionConfig {
+    /// Calls served at once across the listener; beyond this, calls are refused at once
+    /// with RESOURCE_EXHAUSTED / HTTP 503 rather than queued.
+    pub max_concurrent_requests: usize,
+    /// Longest a unary call may take before DEADLINE_EXCEEDED / HTTP 503.
+    pub request_timeout_ms: u64,
+    /// Retry advice sent with an overload answer.
+    pub retry_after_ms: u64,
+}
+
+impl Default for AdmissionConfig {
+    fn default() -> Self {
+        AdmissionConfig { max_concurrent_requests: 1024, request_timeout_ms: 30_000, retry_after_ms: 1_000 }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// Read connections in the pool (the SQLite writer has one more of its own).
+    pub max_connections: u32,
+    /// How long a call waits for a connection or a database lock before UNAVAILABLE.
+    pub acquire_timeout_ms: u64,
+    /// Most send requests one group commit records.
+    pub accept_batch_max: usize,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        DatabaseConfig { max_connections: 8, acquire_timeout_ms: 5_000, accept_batch_max: 256 }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TenantConfig {
+    pub name: String,
+    #[serde(default)]
+    pub tokens: Vec<TokenConfig>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TokenConfig {
+    /// SHA-256 hex of the token (`convmsg token new` prints it).
+    pub sha256: String,
+    /// Any of `send`, `read`, `admin`.
+    pub scopes: Vec<String>,
+    #[serde(default)]
+    pub label: String,
+}
+
+fn default_tenant() -> String {
+    "default".into()
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ChannelConfig {
+    #[serde(default = "default_tenant")]
+    pub tenant: String,
+    pub developer_name: String,
+    #[serde(default)]
+    pub master_label: String,
+    /// `Text`, `WhatsApp`, `AppleBusinessChat`, `EmbeddedMessaging`, `Custom`, …
+    pub message_type: String,
+    /// `ImplicitOptIn` (default), `ExplicitOptIn` or `DoubleOptIn`.
+    #[serde(default)]
+    pub consent_type: Option<String>,
+    #[serde(default)]
+    pub provider: String,
+    #[serde(default)]
+    pub messaging_platform_key: String,
+    #[serde(default = "yes")]
+    pub is_active: bool,
+    #[serde(default)]
+    pub rate_limit_per_second: f64,
+    #[serde(default)]
+    pub provider_options: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ParameterConfig {
+    pub name: String,
+    #[serde(default)]
+    pub label: String,
+    /// `Text`, `Url`, `RecordId`, `ImageId`, `Date`, `DateTime`, `Integer`, `Double`, `Boolean`.
+    pub value_type: String,
+    #[serde(default)]
+    pub is_required: bool,
+    #[serde(default)]
+    pub is_list: bool,
+    #[serde(default)]
+    pub max_list_items: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TemplateConfig {
+    pub template_name: String,
+    #[serde(default)]
+    pub language: String,
+    /// `Approved`, `Pending`, `Rejected`, `Paused`, `Disabled`.
+    pub status: String,
+    #[serde(default)]
+    pub account_identifier: String,
+    #[serde(default)]
+    pub body_parameters: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DefinitionConfig {
+    #[serde(default = "default_tenant")]
+    pub tenant: String,
+    pub api_name: String,
+    #[serde(default)]
+    pub master_label: String,
+    /// `Notification` (default), `Action`, `AutoResponse`, `Link`.
+    #[serde(default)]
+    pub definition_type: Option<String>,
+    #[serde(default = "yes")]
+    pub is_active: bool,
+    #[serde(default)]
+    pub parameters: Vec<ParameterConfig>,
+    #[serde(default)]
+    pub text_layout: String,
+    #[serde(default)]
+    pub external_template: Option<TemplateConfig>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct EndUserConfig {
+    #[serde(default = "default_tenant")]
+    pub tenant: String,
+    /// Optional fixed id (`0PA…`), so other systems can refer to it.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// The channel's developer name.
+    pub channel: String,
+    pub messaging_platform_key: String,
+    #[serde(default)]
+    pub name: String,
+    /// `ImplicitlyOptedIn` (default), `ExplicitlyOptedIn`, `DoublyOptedIn`, `OptedOut`.
+    #[serde(default)]
+    pub consent_status: Option<String>,
+}
+
+/// Values given on the command line; `None` leaves the lower layers' value.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct Overrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database_url: Option<String>,
+}
+
+impl Config {
+    /// Defaults ← file ← `CONVMSG_*` env ← flags.
+    pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Config, Box<figment::Error>> {
+        let mut figment = Figment::from(Serialized::defaults(Config::default()));
+        if let Some(path) = file {
+            if !path.exists() {
+                return Err(Box::new(figment::Error::from(format!("config file {} does not exist", path.display()))));
+            }
+            figment = figment.merge(Toml::file(path));
+        }
+        figment = figment
+            .merge(Env::prefixed("CONVMSG_").split("__").filter(|key| {
+                let top = key.as_str().split('.').next().unwrap_or_default();
+                ENV_KEYS.contains(&top)
+            }))
+            .merge(Serialized::defaults(overrides));
+        figment.extract().map_err(Box::new)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_defaults_listen_on_loopback_50051_with_an_embedded_sqlite_file() {
+        let c = Config::default();
+        assert_eq!(c.listen, "127.0.0.1:50051");
+        assert_eq!(c.database_url, "sqlite://convmsg.db");
+    }
+
+    #[test]
+    fn the_example_config_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/convmsg.example.toml");
+        let c = Config::load(Some(&path), &Overrides::default()).expect("example config parses");
+        assert!(!c.tenants.is_empty() && !c.channels.is_empty() && !c.definitions.is_empty());
+    }
+
+    #[test]
+    fn flags_win_over_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "listen = \"127.0.0.1:1\"\n[admission]\nmax_concurrent_requests = 7\n").unwrap();
+        let c =
+            Config::load(Some(&path), &Overrides { listen: Some("127.0.0.1:2".into()), database_url: None }).unwrap();
+        assert_eq!(c.listen, "127.0.0.1:2");
+        assert_eq!(c.admission.max_concurrent_requests, 7);
+    }
+
+    #[test]
+    fn an_unknown_key_in_the_file_is_an_error_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "[admission]\nmax_concurent_requests = 7\n").unwrap();
+        let err = Config::load(Some(&path), &Overrides::default()).unwrap_err();
+        assert!(err.to_string().contains("max_concurent_requests"), "{err}");
+    }
+}

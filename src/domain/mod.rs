@@ -1,0 +1,12 @@
+//! Pure domain types and rules: ids, picklists, records, parameter typing, send-request
+//! validation. Nothing here does I/O or knows about sqlx, tonic or axum.
+
+pub mod admin;
+pub mod ids;
+pub mod model;
+pub mod params;
+pub mod send;
+pub mod violation;
+
+pub use ids::{IdKind, RecordId};
+pub use violation::{ErrorKind, Violation};

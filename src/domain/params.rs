@@ -1,0 +1,635 @@
+//! Typed parameter values (`RichMessaging.MessageDefinitionInputParameter`) and their
+//! checking against a component's declared parameters. Values arrive raw from either
+//! door (`RawParam`), are checked against the parameter's value type, and come out as
+//! `ParamValue`s whose canonical form is Salesforce's JSON (`{"name":…,"textValue":…}`).
+
+use serde_json::{Map, Value, json};
+use time::{Date, OffsetDateTime, format_description::well_known::Rfc3339, macros::format_description};
+
+use super::ids::RecordId;
+use super::model::{MessageParameter, ParameterValueType};
+use super::violation::{ErrorKind, Violation, Violations};
+
+/// The value keys of a parameter object, singular and list forms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValueKey {
+    Text,
+    RecordId,
+    Date,
+    DateTime,
+    Number,
+    Boolean,
+    TextList,
+    RecordIdList,
+    DateList,
+    DateTimeList,
+    NumberList,
+    BooleanList,
+}
+
+impl ValueKey {
+    pub const ALL: [ValueKey; 12] = [
+        ValueKey::Text,
+        ValueKey::RecordId,
+        ValueKey::Date,
+        ValueKey::DateTime,
+        ValueKey::Number,
+        ValueKey::Boolean,
+        ValueKey::TextList,
+        ValueKey::RecordIdList,
+        ValueKey::DateList,
+        ValueKey::DateTimeList,
+        ValueKey::NumberList,
+        ValueKey::BooleanList,
+    ];
+
+    /// The JSON key (`textValue`, `textValues`, …).
+    pub fn json_key(self) -> &'static str {
+        match self {
+            ValueKey::Text => "textValue",
+            ValueKey::RecordId => "recordIdValue",
+            ValueKey::Date => "dateValue",
+            ValueKey::DateTime => "dateTimeValue",
+            ValueKey::Number => "numberValue",
+            ValueKey::Boolean => "booleanValue",
+            ValueKey::TextList => "textValues",
+            ValueKey::RecordIdList => "recordIdValues",
+            ValueKey::DateList => "dateValues",
+            ValueKey::DateTimeList => "dateTimeValues",
+            ValueKey::NumberList => "numberValues",
+            ValueKey::BooleanList => "booleanValues",
+        }
+    }
+
+    pub fn from_json_key(key: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|k| k.json_key() == key)
+    }
+
+    pub fn is_list(self) -> bool {
+        matches!(
+            self,
+            ValueKey::TextList
+                | ValueKey::RecordIdList
+                | ValueKey::DateList
+                | ValueKey::DateTimeList
+                | ValueKey::NumberList
+                | ValueKey::BooleanList
+        )
+    }
+
+    /// The key a parameter of `value_type` takes, in singular or list form.
+    pub fn for_type(value_type: ParameterValueType, list: bool) -> Self {
+        use ParameterValueType as T;
+        match (value_type, list) {
+            (T::Text | T::Url, false) => ValueKey::Text,
+            (T::Text | T::Url, true) => ValueKey::TextList,
+            (T::RecordId | T::ImageId, false) => ValueKey::RecordId,
+            (T::RecordId | T::ImageId, true) => ValueKey::RecordIdList,
+            (T::Date, false) => ValueKey::Date,
+            (T::Date, true) => ValueKey::DateList,
+            (T::DateTime, false) => ValueKey::DateTime,
+            (T::DateTime, true) => ValueKey::DateTimeList,
+            (T::Integer | T::Double, false) => ValueKey::Number,
+            (T::Integer | T::Double, true) => ValueKey::NumberList,
+            (T::Boolean, false) => ValueKey::Boolean,
+            (T::Boolean, true) => ValueKey::BooleanList,
+        }
+    }
+}
+
+/// One raw item as it arrived: JSON/XML give strings, numbers and booleans; gRPC gives
+/// typed values and timestamps.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RawItem {
+    Str(String),
+    Number(f64),
+    Bool(bool),
+    /// A date-time already typed by the door (protobuf Timestamp).
+    Instant {
+        seconds: i64,
+        nanos: i32,
+    },
+    /// Anything else (null, object, nested array): always a type error.
+    Other(&'static str),
+}
+
+/// One value key with its items (one item for a singular key).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawValue {
+    pub key: ValueKey,
+    pub items: Vec<RawItem>,
+}
+
+/// A parameter object as given: a name and every value key that was set.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawParam {
+    pub name: String,
+    pub values: Vec<RawValue>,
+}
+
+/// A checked scalar.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Scalar {
+    Text(String),
+    RecordId(RecordId),
+    Date(Date),
+    DateTime(OffsetDateTime),
+    Number(f64),
+    Boolean(bool),
+}
+
+impl Scalar {
+    fn to_json(&self) -> Value {
+        match self {
+            Scalar::Text(s) => json!(s),
+            Scalar::RecordId(id) => json!(id.as_str()),
+            Scalar::Date(d) => json!(format_date(*d)),
+            Scalar::DateTime(t) => json!(format_datetime(*t)),
+            Scalar::Number(n) => json!(n),
+            Scalar::Boolean(b) => json!(b),
+        }
+    }
+
+    /// The text a `{!Param}` merge field shows: ISO dates, UTC ISO date-times, numbers
+    /// without trailing zeros, `true`/`false`.
+    pub fn render(&self) -> String {
+        match self {
+            Scalar::Text(s) => s.clone(),
+            Scalar::RecordId(id) => id.to_string(),
+            Scalar::Date(d) => format_date(*d),
+            Scalar::DateTime(t) => format_datetime(*t),
+            Scalar::Number(n) => format_number(*n),
+            Scalar::Boolean(b) => b.to_string(),
+        }
+    }
+}
+
+/// A checked parameter value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ParamValue {
+    pub name: String,
+    pub key: ValueKey,
+    pub items: Vec<Scalar>,
+}
+
+impl ParamValue {
+    /// The Salesforce JSON object `{"name":…,"<key>":…}`.
+    pub fn to_json(&self) -> Value {
+        let value = if self.key.is_list() {
+            Value::Array(self.items.iter().map(Scalar::to_json).collect())
+        } else {
+            self.items.first().map(Scalar::to_json).unwrap_or(Value::Null)
+        };
+        let mut obj = Map::new();
+        obj.insert("name".into(), json!(self.name));
+        obj.insert(self.key.json_key().into(), value);
+        Value::Object(obj)
+    }
+}
+
+/// Serialises checked parameters as the Salesforce JSON array, sorted by name so the
+/// same parameters in another order give the same text.
+pub fn params_to_json(params: &[ParamValue]) -> String {
+    let mut sorted: Vec<&ParamValue> = params.iter().collect();
+    sorted.sort_by(|a, b| a.name.cmp(&b.name));
+    Value::Array(sorted.into_iter().map(ParamValue::to_json).collect()).to_string()
+}
+
+/// Reads back parameters stored by `params_to_json` (trusted: written by us).
+pub fn params_from_json(text: &str) -> Vec<ParamValue> {
+    let Ok(Value::Array(objects)) = serde_json::from_str::<Value>(text) else {
+        return Vec::new();
+    };
+    objects
+        .into_iter()
+        .filter_map(|obj| {
+            let Value::Object(map) = obj else { return None };
+            let name = map.get("name")?.as_str()?.to_owned();
+            let (key, value) = map.iter().find_map(|(k, v)| ValueKey::from_json_key(k).map(|key| (key, v)))?;
+            let scalars: Vec<&Value> = match value {
+                Value::Array(items) if key.is_list() => items.iter().collect(),
+                other => vec![other],
+            };
+            let items = scalars.into_iter().filter_map(|v| stored_scalar(key, v)).collect();
+            Some(ParamValue { name, key, items })
+        })
+        .collect()
+}
+
+fn stored_scalar(key: ValueKey, v: &Value) -> Option<Scalar> {
+    use ValueKey as K;
+    Some(match key {
+        K::Text | K::TextList => Scalar::Text(v.as_str()?.to_owned()),
+        K::RecordId | K::RecordIdList => Scalar::RecordId(RecordId::from_trusted(v.as_str()?.to_owned())),
+        K::Date | K::DateList => Scalar::Date(parse_date(v.as_str()?)?),
+        K::DateTime | K::DateTimeList => Scalar::DateTime(parse_datetime(v.as_str()?)?),
+        K::Number | K::NumberList => Scalar::Number(v.as_f64()?),
+        K::Boolean | K::BooleanList => Scalar::Boolean(v.as_bool()?),
+    })
+}
+
+/// The field name used in violations for parameter `index` / `name`.
+fn param_field(index: usize, name: &str) -> String {
+    if name.is_empty() {
+        format!("messagingDefinitionInputParameters[{index}]")
+    } else {
+        format!("messagingDefinitionInputParameters[{index}].{name}")
+    }
+}
+
+/// Checks raw parameters against a component's declared parameters: every required one
+/// given, none unknown or repeated, exactly one value each, of the declared type.
+pub fn check_params(declared: &[MessageParameter], raw: Vec<RawParam>) -> Result<Vec<ParamValue>, Vec<Violation>> {
+    let mut violations = Violations::default();
+    let mut checked: Vec<ParamValue> = Vec::with_capacity(raw.len());
+    let mut seen: Vec<String> = Vec::with_capacity(raw.len());
+    for (index, param) in raw.into_iter().enumerate() {
+        let field = param_field(index, &param.name);
+        if param.name.trim().is_empty() {
+            violations.push(Violation::missing(format!("{field}.name")));
+            continue;
+        }
+        if seen.contains(&param.name) {
+            violations.push(Violation::new(
+                field,
+                ErrorKind::InvalidInput,
+                format!("parameter {} is given more than once", param.name),
+            ));
+            continue;
+        }
+        seen.push(param.name.clone());
+        let Some(decl) = declared.iter().find(|d| d.name == param.name) else {
+            let known: Vec<&str> = declared.iter().map(|d| d.name.as_str()).collect();
+            violations.push(Violation::new(
+                field,
+                ErrorKind::InvalidInput,
+                format!(
+                    "unknown parameter {}; this messaging component declares: {}",
+                    param.name,
+                    if known.is_empty() { "no parameters".to_owned() } else { known.join(", ") }
+                ),
+            ));
+            continue;
+        };
+        let mut values = param.values;
+        let value = match values.len() {
+            1 => values.remove(0),
+            0 => {
+                violations.push(Violation::new(
+                    field,
+                    ErrorKind::RequiredFieldMissing,
+                    format!("parameter {} has no value; give exactly one value key", param.name),
+                ));
+                continue;
+            }
+            _ => {
+                let keys: Vec<&str> = values.iter().map(|v| v.key.json_key()).collect();
+                violations.push(Violation::new(
+                    field,
+                    ErrorKind::InvalidInput,
+                    format!("parameter {} has several values ({}); give exactly one", param.name, keys.join(", ")),
+                ));
+                continue;
+            }
+        };
+        match check_value(decl, value) {
+            Ok(items) => checked.push(ParamValue {
+                name: param.name,
+                key: ValueKey::for_type(decl.value_type, decl.is_list),
+                items,
+            }),
+            Err(message) => violations.push(Violation::new(field, ErrorKind::InvalidType, message)),
+        }
+    }
+    for decl in declared.iter().filter(|d| d.is_required) {
+        if !seen.contains(&decl.name) {
+            violations.push(Violation::new(
+                format!("messagingDefinitionInputParameters.{}", decl.name),
+                ErrorKind::RequiredFieldMissing,
+                format!("Required parameter is missing: {}", decl.name),
+            ));
+        }
+    }
+    violations.into_result(checked)
+}
+
+fn check_value(decl: &MessageParameter, value: RawValue) -> Result<Vec<Scalar>, String> {
+    let expected = ValueKey::for_type(decl.value_type, decl.is_list);
+    if value.key != expected {
+        return Err(format!(
+            "parameter {} is of type {}{} and takes {}, not {}",
+            decl.name,
+            decl.value_type,
+            if decl.is_list { " (list)" } else { "" },
+            expected.json_key(),
+            value.key.json_key()
+        ));
+    }
+    if decl.is_list && decl.max_list_items > 0 && value.items.len() > decl.max_list_items as usize {
+        return Err(format!(
+            "parameter {} takes at most {} items, got {}",
+            decl.name,
+            decl.max_list_items,
+            value.items.len()
+        ));
+    }
+    value
+        .items
+        .into_iter()
+        .enumerate()
+        .map(|(i, item)| {
+            check_item(decl.value_type, item).map_err(|why| {
+                if decl.is_list {
+                    format!("{}[{i}]: {why}", expected.json_key())
+                } else {
+                    format!("{}: {why}", expected.json_key())
+                }
+            })
+        })
+        .collect()
+}
+
+fn check_item(value_type: ParameterValueType, item: RawItem) -> Result<Scalar, String> {
+    use ParameterValueType as T;
+    match (value_type, item) {
+        (T::Text | T::Url, RawItem::Str(s)) => Ok(Scalar::Text(s)),
+        (T::RecordId | T::ImageId, RawItem::Str(s)) => {
+            RecordId::parse_any(&s).map(Scalar::RecordId).map_err(|e| format!("{s:?} is not a record id: {e}"))
+        }
+        (T::Date, RawItem::Str(s)) => {
+            parse_date(&s).map(Scalar::Date).ok_or_else(|| format!("{s:?} is not a date (YYYY-MM-DD)"))
+        }
+        (T::DateTime, RawItem::Str(s)) => parse_datetime(&s)
+            .map(Scalar::DateTime)
+            .ok_or_else(|| format!("{s:?} is not an ISO 8601 date-time such as 2024-05-01T13:45:00.000Z")),
+        (T::DateTime, RawItem::Instant { seconds, nanos }) => OffsetDateTime::from_unix_timestamp(seconds)
+            .ok()
+            .and_then(|t| (0..1_000_000_000).contains(&nanos).then(|| t + time::Duration::nanoseconds(nanos as i64)))
+            .map(Scalar::DateTime)
+            .ok_or_else(|| "timestamp out of range".to_owned()),
+        (T::Integer, RawItem::Number(n)) if n.is_finite() && n.fract() == 0.0 => Ok(Scalar::Number(n)),
+        (T::Integer, RawItem::Number(n)) => Err(format!("{n} is not an integer")),
+        (T::Double, RawItem::Number(n)) if n.is_finite() => Ok(Scalar::Number(n)),
+        (T::Double, RawItem::Number(n)) => Err(format!("{n} is not a finite number")),
+        (T::Boolean, RawItem::Bool(b)) => Ok(Scalar::Boolean(b)),
+        (_, item) => Err(format!("expected {}, got {}", item_expectation(value_type), item_description(&item))),
+    }
+}
+
+fn item_expectation(value_type: ParameterValueType) -> &'static str {
+    use ParameterValueType as T;
+    match value_type {
+        T::Text | T::Url => "a string",
+        T::RecordId | T::ImageId => "a record id string",
+        T::Date => "a date string (YYYY-MM-DD)",
+        T::DateTime => "a date-time",
+        T::Integer | T::Double => "a number",
+        T::Boolean => "true or false",
+    }
+}
+
+fn item_description(item: &RawItem) -> &'static str {
+    match item {
+        RawItem::Str(_) => "a string",
+        RawItem::Number(_) => "a number",
+        RawItem::Bool(_) => "a boolean",
+        RawItem::Instant { .. } => "a timestamp",
+        RawItem::Other(what) => what,
+    }
+}
+
+/// `YYYY-MM-DD`, a real calendar date.
+pub fn parse_date(s: &str) -> Option<Date> {
+    if s.len() != 10 {
+        return None;
+    }
+    Date::parse(s, format_description!("[year]-[month]-[day]")).ok()
+}
+
+pub fn format_date(d: Date) -> String {
+    d.format(format_description!("[year]-[month]-[day]")).unwrap_or_default()
+}
+
+/// RFC 3339 / ISO 8601 with an offset (`Z` or `+hh:mm`), and Salesforce's `+0000` form.
+pub fn parse_datetime(s: &str) -> Option<OffsetDateTime> {
+    if let Ok(t) = OffsetDateTime::parse(s, &Rfc3339) {
+        return Some(t.to_offset(time::UtcOffset::UTC));
+    }
+    let sf = format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3][offset_hour sign:mandatory][offset_minute]"
+    );
+    OffsetDateTime::parse(s, sf).ok().map(|t| t.to_offset(time::UtcOffset::UTC))
+}
+
+/// UTC ISO 8601 with milliseconds: `2024-05-01T13:45:00.000Z`.
+pub fn format_datetime(t: OffsetDateTime) -> String {
+    t.to_offset(time::UtcOffset::UTC)
+        .format(format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"))
+        .unwrap_or_default()
+}
+
+/// Numbers without trailing zeros: 12.50 → "12.5", 3.0 → "3".
+pub fn format_number(n: f64) -> String {
+    if n.fract() == 0.0 && n.abs() < 1e15 { format!("{}", n as i64) } else { format!("{n}") }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn decl(name: &str, value_type: ParameterValueType, required: bool, list: bool) -> MessageParameter {
+        MessageParameter {
+            name: name.into(),
+            label: String::new(),
+            value_type,
+            is_required: required,
+            is_list: list,
+            max_list_items: 0,
+        }
+    }
+
+    fn one(name: &str, key: ValueKey, item: RawItem) -> RawParam {
+        RawParam { name: name.into(), values: vec![RawValue { key, items: vec![item] }] }
+    }
+
+    fn declared() -> Vec<MessageParameter> {
+        vec![
+            decl("CustomerName", ParameterValueType::Text, true, false),
+            decl("Amount", ParameterValueType::Double, false, false),
+            decl("Count", ParameterValueType::Integer, false, false),
+            decl("DueDate", ParameterValueType::Date, false, false),
+            decl("At", ParameterValueType::DateTime, false, false),
+            decl("Paid", ParameterValueType::Boolean, false, false),
+            decl("Case", ParameterValueType::RecordId, false, false),
+            decl("Tags", ParameterValueType::Text, false, true),
+        ]
+    }
+
+    fn only_violation(result: Result<Vec<ParamValue>, Vec<Violation>>) -> Violation {
+        let v = result.unwrap_err();
+        assert_eq!(v.len(), 1, "{v:?}");
+        v.into_iter().next().unwrap()
+    }
+
+    #[test]
+    fn every_typed_value_is_accepted_when_it_matches_the_declared_type() {
+        let raw = vec![
+            one("CustomerName", ValueKey::Text, RawItem::Str("Ada".into())),
+            one("Amount", ValueKey::Number, RawItem::Number(12.5)),
+            one("Count", ValueKey::Number, RawItem::Number(3.0)),
+            one("DueDate", ValueKey::Date, RawItem::Str("2024-02-29".into())),
+            one("At", ValueKey::DateTime, RawItem::Str("2024-05-01T13:45:00.000Z".into())),
+            one("Paid", ValueKey::Boolean, RawItem::Bool(true)),
+            one("Case", ValueKey::RecordId, RawItem::Str("0019000000B98de".into())),
+            RawParam {
+                name: "Tags".into(),
+                values: vec![RawValue {
+                    key: ValueKey::TextList,
+                    items: vec![RawItem::Str("a".into()), RawItem::Str("b".into())],
+                }],
+            },
+        ];
+        let checked = check_params(&declared(), raw).unwrap();
+        assert_eq!(checked.len(), 8);
+        assert_eq!(checked[6].items, vec![Scalar::RecordId(RecordId::parse_any("0019000000B98deAAB").unwrap())]);
+    }
+
+    #[test]
+    fn a_missing_required_parameter_is_reported_as_required_field_missing_naming_it() {
+        let v = only_violation(check_params(&declared(), vec![]));
+        assert_eq!(v.kind, ErrorKind::RequiredFieldMissing);
+        assert_eq!(v.field, "messagingDefinitionInputParameters.CustomerName");
+    }
+
+    #[test]
+    fn an_unknown_parameter_is_invalid_input_naming_it_and_listing_the_known_ones() {
+        let raw = vec![
+            one("CustomerName", ValueKey::Text, RawItem::Str("Ada".into())),
+            one("Nope", ValueKey::Text, RawItem::Str("x".into())),
+        ];
+        let v = only_violation(check_params(&declared(), raw));
+        assert_eq!(v.kind, ErrorKind::InvalidInput);
+        assert_eq!(v.field, "messagingDefinitionInputParameters[1].Nope");
+        assert!(v.message.contains("CustomerName"), "{}", v.message);
+    }
+
+    #[test]
+    fn a_value_of_the_wrong_type_is_invalid_type_naming_the_expected_key() {
+        let raw = vec![one("CustomerName", ValueKey::Number, RawItem::Number(1.0))];
+        let v = only_violation(check_params(&declared(), raw));
+        assert_eq!(v.kind, ErrorKind::InvalidType);
+        assert!(v.message.contains("textValue"), "{}", v.message);
+    }
+
+    #[test]
+    fn a_json_value_of_the_wrong_kind_under_the_right_key_is_invalid_type() {
+        let raw = vec![one("CustomerName", ValueKey::Text, RawItem::Number(1.0))];
+        assert_eq!(only_violation(check_params(&declared(), raw)).kind, ErrorKind::InvalidType);
+    }
+
+    #[test]
+    fn bad_dates_and_date_times_are_invalid_type() {
+        for bad in ["2023-02-29", "2024-13-01", "01/02/2024", "2024-1-1", ""] {
+            let raw = vec![
+                one("CustomerName", ValueKey::Text, RawItem::Str("Ada".into())),
+                one("DueDate", ValueKey::Date, RawItem::Str(bad.into())),
+            ];
+            assert_eq!(only_violation(check_params(&declared(), raw)).kind, ErrorKind::InvalidType, "{bad}");
+        }
+        let raw = vec![
+            one("CustomerName", ValueKey::Text, RawItem::Str("Ada".into())),
+            one("At", ValueKey::DateTime, RawItem::Str("yesterday".into())),
+        ];
+        assert_eq!(only_violation(check_params(&declared(), raw)).kind, ErrorKind::InvalidType);
+    }
+
+    #[test]
+    fn an_integer_parameter_rejects_fractions() {
+        let raw = vec![
+            one("CustomerName", ValueKey::Text, RawItem::Str("Ada".into())),
+            one("Count", ValueKey::Number, RawItem::Number(1.5)),
+        ];
+        assert_eq!(only_violation(check_params(&declared(), raw)).kind, ErrorKind::InvalidType);
+    }
+
+    #[test]
+    fn a_malformed_record_id_value_is_invalid_type_naming_the_parameter() {
+        let raw = vec![
+            one("CustomerName", ValueKey::Text, RawItem::Str("Ada".into())),
+            one("Case", ValueKey::RecordId, RawItem::Str("123".into())),
+        ];
+        let v = only_violation(check_params(&declared(), raw));
+        assert_eq!(v.field, "messagingDefinitionInputParameters[1].Case");
+    }
+
+    #[test]
+    fn a_list_parameter_takes_the_list_key_and_a_scalar_parameter_the_singular_one() {
+        let raw = vec![
+            one("CustomerName", ValueKey::Text, RawItem::Str("Ada".into())),
+            one("Tags", ValueKey::Text, RawItem::Str("a".into())),
+        ];
+        let v = only_violation(check_params(&declared(), raw));
+        assert!(v.message.contains("textValues"), "{}", v.message);
+    }
+
+    #[test]
+    fn a_parameter_with_zero_or_several_values_is_rejected() {
+        let zero = vec![RawParam { name: "CustomerName".into(), values: vec![] }];
+        assert_eq!(only_violation(check_params(&declared(), zero)).kind, ErrorKind::RequiredFieldMissing);
+        let two = vec![RawParam {
+            name: "CustomerName".into(),
+            values: vec![
+                RawValue { key: ValueKey::Text, items: vec![RawItem::Str("a".into())] },
+                RawValue { key: ValueKey::Number, items: vec![RawItem::Number(1.0)] },
+            ],
+        }];
+        let v = only_violation(check_params(&declared(), two));
+        assert_eq!(v.kind, ErrorKind::InvalidInput);
+        assert!(v.message.contains("textValue, numberValue"), "{}", v.message);
+    }
+
+    #[test]
+    fn a_parameter_given_twice_or_without_a_name_is_rejected() {
+        let raw = vec![
+            one("CustomerName", ValueKey::Text, RawItem::Str("Ada".into())),
+            one("CustomerName", ValueKey::Text, RawItem::Str("Bob".into())),
+            one("", ValueKey::Text, RawItem::Str("x".into())),
+        ];
+        let v = check_params(&declared(), raw).unwrap_err();
+        assert_eq!(v.len(), 2);
+        assert_eq!(v[0].field, "messagingDefinitionInputParameters[1].CustomerName");
+        assert_eq!(v[1].field, "messagingDefinitionInputParameters[2].name");
+    }
+
+    #[test]
+    fn rendering_uses_iso_dates_utc_date_times_short_numbers_and_lowercase_booleans() {
+        assert_eq!(Scalar::Number(12.5).render(), "12.5");
+        assert_eq!(Scalar::Number(3.0).render(), "3");
+        assert_eq!(Scalar::Boolean(false).render(), "false");
+        assert_eq!(Scalar::Date(parse_date("2024-02-29").unwrap()).render(), "2024-02-29");
+        let t = parse_datetime("2024-05-01T15:45:00+02:00").unwrap();
+        assert_eq!(Scalar::DateTime(t).render(), "2024-05-01T13:45:00.000Z");
+        assert!(parse_datetime("2024-05-01T13:45:00.000+0000").is_some());
+    }
+
+    #[test]
+    fn checked_parameters_round_trip_through_their_json_form_in_name_order() {
+        let raw = vec![
+            one("Paid", ValueKey::Boolean, RawItem::Bool(true)),
+            one("CustomerName", ValueKey::Text, RawItem::Str("Ada".into())),
+            one("At", ValueKey::DateTime, RawItem::Instant { seconds: 1_714_571_100, nanos: 0 }),
+        ];
+        let checked = check_params(&declared(), raw).unwrap();
+        let text = params_to_json(&checked);
+        assert_eq!(
+            text,
+            r#"[{"At":null,"dateTimeValue":"2024-05-01T13:45:00.000Z","name":"At"},{"name":"CustomerName","textValue":"Ada"},{"booleanValue":true,"name":"Paid"}]"#
+                .replace(r#""At":null,"#, "")
+        );
+        let mut back = params_from_json(&text);
+        back.sort_by(|a, b| a.name.cmp(&b.name));
+        let mut expected = checked;
+        expected.sort_by(|a, b| a.name.cmp(&b.name));
+        assert_eq!(back, expected);
+    }
+}

@@ -1,0 +1,338 @@
+//! A send request as the caller gave it (`SendInput`, from either door) and the checks
+//! that need nothing but the input itself: recipients, ids, enums already parsed by the
+//! door, consent combination, idempotency key. Checks that need stored records
+//! (definition, end users, subscription) happen in `service`, which then builds the
+//! `NewSendRequest` the store records. No I/O here.
+
+use sha2::{Digest, Sha256};
+
+use super::ids::{IdKind, RecordId};
+use super::model::{AllowedSessionStatus, ConsentType, RequestType};
+use super::params::{ParamValue, RawParam, params_to_json};
+use super::violation::{ErrorKind, Violation, Violations};
+
+/// Recipients per request (spec §3).
+pub const MAX_RECIPIENTS: usize = 100;
+/// Longest idempotency key.
+pub const MAX_IDEMPOTENCY_KEY: usize = 255;
+
+/// The inputs of one invocation, parsed by the door but not yet checked.
+#[derive(Debug, Clone, Default)]
+pub struct SendInput {
+    pub message_definition_name: String,
+    pub parameters: Vec<RawParam>,
+    /// `None` = not given: SendNotificationMessages.
+    pub request_type: Option<RequestType>,
+    /// `None` = not given: false.
+    pub enforce_consent: Option<bool>,
+    /// `None` = not given: MessagingEndUser.
+    pub consent_type: Option<ConsentType>,
+    pub communication_subscription_id: Option<String>,
+    /// `None` = not given: Any.
+    pub allowed_session_status: Option<AllowedSessionStatus>,
+    pub end_user_ids: Vec<String>,
+    pub idempotency_key: Option<String>,
+}
+
+/// A `SendInput` whose shape is right: ids parsed, defaults applied.
+#[derive(Debug, Clone)]
+pub struct ShapedSend {
+    pub message_definition_name: String,
+    pub parameters: Vec<RawParam>,
+    pub request_type: RequestType,
+    pub enforce_consent: bool,
+    pub consent_type: ConsentType,
+    pub subscription_id: Option<RecordId>,
+    pub allowed_session_status: AllowedSessionStatus,
+    pub end_user_ids: Vec<RecordId>,
+    pub idempotency_key: Option<String>,
+}
+
+impl SendInput {
+    /// Checks everything that needs no stored record. Reports every problem found.
+    pub fn shape(self) -> Result<ShapedSend, Vec<Violation>> {
+        let mut v = Violations::default();
+        let name = self.message_definition_name.trim().to_owned();
+        if name.is_empty() {
+            v.push(Violation::missing("messageDefinitionName"));
+        }
+
+        let end_user_ids = shape_recipients(&self.end_user_ids, &mut v);
+
+        let enforce_consent = self.enforce_consent.unwrap_or(false);
+        let consent_type = self.consent_type.unwrap_or(ConsentType::MessagingEndUser);
+        if enforce_consent && consent_type == ConsentType::Custom {
+            v.push(Violation::new(
+                "channelConsentType",
+                ErrorKind::InvalidInput,
+                "channelConsentType Custom means the caller applies its own consent logic; it cannot be combined \
+                 with isEnforceMessagingChannelConsent=true",
+            ));
+        }
+        let subscription_raw = self.communication_subscription_id.filter(|s| !s.trim().is_empty());
+        let subscription_id = match (consent_type, subscription_raw) {
+            (ConsentType::CommunicationSubscription, None) => {
+                v.push(Violation::new(
+                    "communicationSubscriptionId",
+                    ErrorKind::RequiredFieldMissing,
+                    "communicationSubscriptionId is required when channelConsentType is CommunicationSubscription",
+                ));
+                None
+            }
+            (ConsentType::CommunicationSubscription, Some(raw)) => {
+                match RecordId::parse(raw.trim(), IdKind::CommSubscription) {
+                    Ok(id) => Some(id),
+                    Err(e) => {
+                        v.push(Violation::new(
+                            "communicationSubscriptionId",
+                            ErrorKind::MalformedId,
+                            format!("{raw:?} is not a valid id: {e}"),
+                        ));
+                        None
+                    }
+                }
+            }
+            (_, Some(_)) => {
+                v.push(Violation::new(
+                    "communicationSubscriptionId",
+                    ErrorKind::InvalidInput,
+                    "communicationSubscriptionId is only allowed when channelConsentType is CommunicationSubscription",
+                ));
+                None
+            }
+            (_, None) => None,
+        };
+
+        let idempotency_key = self.idempotency_key.filter(|k| !k.is_empty());
+        if let Some(key) = &idempotency_key
+            && key.chars().count() > MAX_IDEMPOTENCY_KEY
+        {
+            v.push(Violation::new(
+                "idempotencyKey",
+                ErrorKind::InvalidInput,
+                format!(
+                    "idempotency key is {} characters; at most {MAX_IDEMPOTENCY_KEY} are allowed",
+                    key.chars().count()
+                ),
+            ));
+        }
+
+        v.into_result(ShapedSend {
+            message_definition_name: name,
+            parameters: self.parameters,
+            request_type: self.request_type.unwrap_or(RequestType::SendNotificationMessages),
+            enforce_consent,
+            consent_type,
+            subscription_id,
+            allowed_session_status: self.allowed_session_status.unwrap_or(AllowedSessionStatus::Any),
+            end_user_ids,
+            idempotency_key,
+        })
+    }
+}
+
+fn shape_recipients(raw: &[String], v: &mut Violations) -> Vec<RecordId> {
+    if raw.is_empty() {
+        v.push(Violation::new(
+            "messagingEndUserIds",
+            ErrorKind::RequiredFieldMissing,
+            "You must specify at least one messaging end user id in messagingEndUserIds.",
+        ));
+        return Vec::new();
+    }
+    if raw.len() > MAX_RECIPIENTS {
+        v.push(Violation::new(
+            "messagingEndUserIds",
+            ErrorKind::InvalidInput,
+            format!(
+                "{} recipients given; at most {MAX_RECIPIENTS} are allowed per request — split the recipients into \
+                 batches of {MAX_RECIPIENTS} or fewer",
+                raw.len()
+            ),
+        ));
+        return Vec::new();
+    }
+    let mut ids: Vec<RecordId> = Vec::with_capacity(raw.len());
+    for (i, text) in raw.iter().enumerate() {
+        let field = format!("messagingEndUserIds[{i}]");
+        match RecordId::parse(text.trim(), IdKind::MessagingEndUser) {
+            Ok(id) => {
+                if let Some(first) = ids.iter().position(|seen| *seen == id) {
+                    v.push(Violation::new(
+                        field,
+                        ErrorKind::InvalidInput,
+                        format!("{text} is a duplicate of messagingEndUserIds[{first}]"),
+                    ));
+                }
+                ids.push(id);
+            }
+            Err(e) => v.push(Violation::new(field, ErrorKind::MalformedId, format!("{text:?} is not a valid id: {e}"))),
+        }
+    }
+    ids
+}
+
+/// A fully checked request, ready to record in one transaction.
+#[derive(Debug, Clone)]
+pub struct NewSendRequest {
+    pub message_definition_name: String,
+    pub message_definition_id: RecordId,
+    pub parameters: Vec<ParamValue>,
+    pub request_type: RequestType,
+    pub enforce_consent: bool,
+    pub consent_type: ConsentType,
+    pub subscription_id: Option<RecordId>,
+    pub allowed_session_status: AllowedSessionStatus,
+    /// Recipients in order, with the platform key each had when accepted.
+    pub recipients: Vec<(RecordId, String)>,
+    pub idempotency_key: Option<String>,
+    /// W3C trace context of the caller, carried to the dispatcher.
+    pub trace_context: Option<String>,
+}
+
+impl NewSendRequest {
+    /// The canonical parameters text stored on the record.
+    pub fn parameters_json(&self) -> String {
+        params_to_json(&self.parameters)
+    }
+
+    /// SHA-256 over the parsed request (not its wire form), so the same call through
+    /// REST and gRPC — or with parameters in another order — has the same fingerprint.
+    pub fn fingerprint(&self) -> String {
+        let mut h = Sha256::new();
+        let recipients: Vec<&str> = self.recipients.iter().map(|(id, _)| id.as_str()).collect();
+        let parts = [
+            self.message_definition_name.as_str(),
+            &self.parameters_json(),
+            self.request_type.as_str(),
+            if self.enforce_consent { "true" } else { "false" },
+            self.consent_type.as_str(),
+            self.subscription_id.as_ref().map(RecordId::as_str).unwrap_or(""),
+            self.allowed_session_status.as_str(),
+            &recipients.join(","),
+        ];
+        for part in parts {
+            h.update((part.len() as u64).to_le_bytes());
+            h.update(part.as_bytes());
+        }
+        format!("{:x}", h.finalize())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(n: usize) -> String {
+        let base = format!("0PA{:012}", n);
+        RecordId::parse_any(&base).unwrap().into_string()
+    }
+
+    fn input(recipients: usize) -> SendInput {
+        SendInput {
+            message_definition_name: "Notification".into(),
+            end_user_ids: (0..recipients).map(id).collect(),
+            ..Default::default()
+        }
+    }
+
+    fn violations(input: SendInput) -> Vec<Violation> {
+        input.shape().unwrap_err()
+    }
+
+    #[test]
+    fn defaults_follow_the_salesforce_record_when_inputs_are_absent() {
+        let s = input(1).shape().unwrap();
+        assert_eq!(s.request_type, RequestType::SendNotificationMessages);
+        assert!(!s.enforce_consent);
+        assert_eq!(s.consent_type, ConsentType::MessagingEndUser);
+        assert_eq!(s.allowed_session_status, AllowedSessionStatus::Any);
+    }
+
+    #[test]
+    fn a_request_with_101_recipients_is_rejected_naming_the_field() {
+        let v = violations(input(101));
+        assert_eq!(v.len(), 1);
+        assert_eq!(v[0].field, "messagingEndUserIds");
+        assert_eq!(v[0].kind, ErrorKind::InvalidInput);
+        assert!(v[0].message.contains("101"));
+    }
+
+    #[test]
+    fn a_request_with_100_recipients_is_accepted() {
+        assert_eq!(input(100).shape().unwrap().end_user_ids.len(), 100);
+    }
+
+    #[test]
+    fn a_request_without_recipients_is_required_field_missing() {
+        let v = violations(input(0));
+        assert_eq!((v[0].field.as_str(), v[0].kind), ("messagingEndUserIds", ErrorKind::RequiredFieldMissing));
+    }
+
+    #[test]
+    fn a_missing_definition_name_is_required_field_missing() {
+        let v = violations(SendInput { message_definition_name: "  ".into(), ..input(1) });
+        assert_eq!((v[0].field.as_str(), v[0].kind), ("messageDefinitionName", ErrorKind::RequiredFieldMissing));
+    }
+
+    #[test]
+    fn duplicate_recipients_are_found_after_15_to_18_normalisation() {
+        let full = id(7);
+        let v = violations(SendInput { end_user_ids: vec![full.clone(), full[..15].to_owned()], ..input(0) });
+        assert_eq!(v.len(), 1);
+        assert_eq!(v[0].field, "messagingEndUserIds[1]");
+        assert!(v[0].message.contains("messagingEndUserIds[0]"));
+    }
+
+    #[test]
+    fn malformed_and_wrong_prefix_recipient_ids_are_malformed_id_naming_the_index() {
+        let v =
+            violations(SendInput { end_user_ids: vec![id(1), "nope".into(), "0019000000B98de".into()], ..input(0) });
+        assert_eq!(v.len(), 2);
+        assert_eq!((v[0].field.as_str(), v[0].kind), ("messagingEndUserIds[1]", ErrorKind::MalformedId));
+        assert_eq!((v[1].field.as_str(), v[1].kind), ("messagingEndUserIds[2]", ErrorKind::MalformedId));
+    }
+
+    #[test]
+    fn communication_subscription_consent_needs_a_subscription_id() {
+        let v = violations(SendInput { consent_type: Some(ConsentType::CommunicationSubscription), ..input(1) });
+        assert_eq!((v[0].field.as_str(), v[0].kind), ("communicationSubscriptionId", ErrorKind::RequiredFieldMissing));
+        let v = violations(SendInput {
+            consent_type: Some(ConsentType::CommunicationSubscription),
+            communication_subscription_id: Some("0PARM000000Lc3I".into()),
+            ..input(1)
+        });
+        assert_eq!(v[0].kind, ErrorKind::MalformedId);
+    }
+
+    #[test]
+    fn enforced_consent_with_custom_consent_type_is_contradictory() {
+        let v =
+            violations(SendInput { enforce_consent: Some(true), consent_type: Some(ConsentType::Custom), ..input(1) });
+        assert_eq!((v[0].field.as_str(), v[0].kind), ("channelConsentType", ErrorKind::InvalidInput));
+        assert!(
+            SendInput { enforce_consent: Some(false), consent_type: Some(ConsentType::Custom), ..input(1) }
+                .shape()
+                .is_ok()
+        );
+    }
+
+    #[test]
+    fn an_idempotency_key_over_255_characters_is_rejected() {
+        let v = violations(SendInput { idempotency_key: Some("k".repeat(256)), ..input(1) });
+        assert_eq!(v[0].field, "idempotencyKey");
+        assert!(SendInput { idempotency_key: Some("k".repeat(255)), ..input(1) }.shape().is_ok());
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let v = violations(SendInput {
+            message_definition_name: String::new(),
+            end_user_ids: vec!["bad".into()],
+            consent_type: Some(ConsentType::CommunicationSubscription),
+            ..Default::default()
+        });
+        let fields: Vec<&str> = v.iter().map(|v| v.field.as_str()).collect();
+        assert_eq!(fields, ["messageDefinitionName", "messagingEndUserIds[0]", "communicationSubscriptionId"]);
+    }
+}

@@ -1,0 +1,199 @@
+//! The one error type the doors see, and the one table mapping each error kind to a
+//! gRPC code, a Salesforce error code and an HTTP status (ARCHITECTURE.md "Error table").
+//! Internal causes are logged in full here and never returned to callers.
+
+use std::time::Duration;
+
+use tonic::Code;
+use tonic_types::{ErrorDetails, StatusExt};
+
+use crate::domain::{ErrorKind, Violation};
+use crate::store::StoreError;
+
+/// How one error kind shows on each door.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Codes {
+    pub grpc: Code,
+    /// Salesforce `errorCode` / per-input `statusCode`.
+    pub salesforce: &'static str,
+    pub http: u16,
+}
+
+/// The error table. Every door goes through here.
+pub fn codes(kind: ErrorKind) -> Codes {
+    let (grpc, salesforce, http) = match kind {
+        ErrorKind::RequiredFieldMissing => (Code::InvalidArgument, "REQUIRED_FIELD_MISSING", 400),
+        ErrorKind::InvalidType => (Code::InvalidArgument, "INVALID_TYPE", 400),
+        ErrorKind::InvalidInput => (Code::InvalidArgument, "INVALID_INPUT", 400),
+        ErrorKind::MalformedId => (Code::InvalidArgument, "MALFORMED_ID", 400),
+        ErrorKind::InvalidIdField => (Code::InvalidArgument, "INVALID_ID_FIELD", 400),
+        ErrorKind::DuplicateValue => (Code::AlreadyExists, "DUPLICATE_VALUE", 409),
+        ErrorKind::Unauthenticated => (Code::Unauthenticated, "INVALID_SESSION_ID", 401),
+        ErrorKind::PermissionDenied => (Code::PermissionDenied, "INSUFFICIENT_ACCESS", 403),
+        ErrorKind::NotFound => (Code::NotFound, "NOT_FOUND", 404),
+        ErrorKind::Overloaded => (Code::ResourceExhausted, "REQUEST_LIMIT_EXCEEDED", 503),
+        ErrorKind::Unavailable => (Code::Unavailable, "SERVER_UNAVAILABLE", 503),
+        ErrorKind::Internal => (Code::Internal, "UNKNOWN_EXCEPTION", 500),
+    };
+    Codes { grpc, salesforce, http }
+}
+
+/// What a use case can fail with.
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    /// The caller's input is wrong; each violation names its field.
+    #[error("{}", join_violations(.0))]
+    Invalid(Vec<Violation>),
+    /// A value that must be unique is reused (idempotency key with another body).
+    #[error("{message}")]
+    Duplicate { field: String, message: String },
+    #[error("{0}")]
+    Unauthenticated(&'static str),
+    #[error("this token lacks the {0} scope")]
+    PermissionDenied(&'static str),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("the server is at capacity; retry after {} s", .retry_after.as_secs().max(1))]
+    Overloaded { retry_after: Duration },
+    #[error("the database is unavailable; retry later")]
+    Unavailable(#[source] StoreError),
+    #[error("internal error")]
+    Internal(#[source] anyhow::Error),
+}
+
+fn join_violations(v: &[Violation]) -> String {
+    v.iter().map(Violation::to_string).collect::<Vec<_>>().join("; ")
+}
+
+impl AppError {
+    pub fn invalid(v: Violation) -> Self {
+        AppError::Invalid(vec![v])
+    }
+
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            AppError::Invalid(v) => v.first().map(|v| v.kind).unwrap_or(ErrorKind::InvalidInput),
+            AppError::Duplicate { .. } => ErrorKind::DuplicateValue,
+            AppError::Unauthenticated(_) => ErrorKind::Unauthenticated,
+            AppError::PermissionDenied(_) => ErrorKind::PermissionDenied,
+            AppError::NotFound(_) => ErrorKind::NotFound,
+            AppError::Overloaded { .. } => ErrorKind::Overloaded,
+            AppError::Unavailable(_) => ErrorKind::Unavailable,
+            AppError::Internal(_) => ErrorKind::Internal,
+        }
+    }
+
+    /// The message a caller may see (internal causes stay in the log).
+    pub fn public_message(&self) -> String {
+        self.to_string()
+    }
+
+    /// Fields named by this error, for Salesforce's `fields` arrays.
+    pub fn fields(&self) -> Vec<String> {
+        match self {
+            AppError::Invalid(v) => v.iter().map(|v| v.field.clone()).collect(),
+            AppError::Duplicate { field, .. } => vec![field.clone()],
+            _ => Vec::new(),
+        }
+    }
+
+    /// Logs the full cause chain of server-side failures; callers' mistakes are not logged as errors.
+    fn log(&self) {
+        match self {
+            AppError::Unavailable(e) => tracing::warn!(error = %error_chain(e), "database unavailable"),
+            AppError::Internal(e) => tracing::error!(error = format!("{e:#}"), "internal error"),
+            _ => {}
+        }
+    }
+
+    /// The gRPC status with rich details: `BadRequest` field violations, `ErrorInfo`
+    /// whose reason is the Salesforce code, and `RetryInfo` when retrying helps.
+    pub fn into_status(self) -> tonic::Status {
+        self.log();
+        let codes = codes(self.kind());
+        let mut details = ErrorDetails::new();
+        details.set_error_info(codes.salesforce, "convmsg", std::collections::HashMap::new());
+        match &self {
+            AppError::Invalid(violations) => {
+                for v in violations {
+                    details.add_bad_request_violation(v.field.clone(), v.message.clone());
+                }
+            }
+            AppError::Duplicate { field, message } => {
+                details.add_bad_request_violation(field.clone(), message.clone());
+            }
+            AppError::Overloaded { retry_after } => {
+                details.set_retry_info(Some(*retry_after));
+            }
+            AppError::Unavailable(_) => {
+                details.set_retry_info(Some(Duration::from_secs(1)));
+            }
+            _ => {}
+        }
+        tonic::Status::with_error_details(codes.grpc, self.public_message(), details)
+    }
+}
+
+impl From<StoreError> for AppError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(_) => AppError::Unavailable(e),
+            StoreError::Conflict(v) => AppError::Invalid(vec![v]),
+            other => AppError::Internal(anyhow::Error::new(other)),
+        }
+    }
+}
+
+impl From<AppError> for tonic::Status {
+    fn from(e: AppError) -> Self {
+        e.into_status()
+    }
+}
+
+/// `a: b: c` from an error and its sources.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        cur = s.source();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_caller_mistake_is_invalid_argument_with_a_400() {
+        for kind in [
+            ErrorKind::RequiredFieldMissing,
+            ErrorKind::InvalidType,
+            ErrorKind::InvalidInput,
+            ErrorKind::MalformedId,
+            ErrorKind::InvalidIdField,
+        ] {
+            let c = codes(kind);
+            assert_eq!((c.grpc, c.http), (Code::InvalidArgument, 400), "{kind:?}");
+        }
+    }
+
+    #[test]
+    fn invalid_input_becomes_a_status_with_field_violations_and_the_salesforce_code() {
+        let status = AppError::invalid(Violation::missing("messageDefinitionName")).into_status();
+        assert_eq!(status.code(), Code::InvalidArgument);
+        let details = status.get_error_details();
+        let br = details.bad_request().expect("bad request details");
+        assert_eq!(br.field_violations[0].field, "messageDefinitionName");
+        assert_eq!(details.error_info().unwrap().reason, "REQUIRED_FIELD_MISSING");
+    }
+
+    #[test]
+    fn overload_carries_retry_info() {
+        let status = AppError::Overloaded { retry_after: Duration::from_secs(2) }.into_status();
+        assert_eq!(status.code(), Code::ResourceExhausted);
+        assert_eq!(status.get_error_details().retry_info().unwrap().retry_delay, Some(Duration::from_secs(2)));
+    }
+}

@@ -1,0 +1,78 @@
+//! The gRPC door: tonic services that convert proto ⇄ domain (`convert`) and call
+//! `service`. No business rules here. Authentication happens in `auth_interceptor`,
+//! which puts the caller's `Principal` into the request extensions.
+
+use tonic::{Request, Response, Status};
+
+use crate::auth::{Authenticator, Principal};
+use crate::error::AppError;
+use crate::service::Service;
+
+pub mod admin;
+pub mod convert;
+
+/// Code generated from `proto/convmsg/v1`.
+pub mod pb {
+    #![allow(clippy::all, clippy::pedantic)]
+    tonic::include_proto!("convmsg.v1");
+
+    /// The encoded descriptor set served by reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/convmsg_descriptor.bin"));
+}
+
+/// Checks `authorization: Bearer …` and attaches the principal; UNAUTHENTICATED otherwise.
+pub fn auth_interceptor(auth: Authenticator) -> impl Fn(Request<()>) -> Result<Request<()>, Status> + Clone {
+    move |mut request: Request<()>| {
+        let header = request.metadata().get("authorization").and_then(|v| v.to_str().ok());
+        let principal = auth.authenticate(header).map_err(AppError::into_status)?;
+        request.extensions_mut().insert(principal);
+        Ok(request)
+    }
+}
+
+/// The principal the interceptor attached.
+pub fn principal<T>(request: &Request<T>) -> Result<Principal, Status> {
+    request
+        .extensions()
+        .get::<Principal>()
+        .cloned()
+        .ok_or_else(|| AppError::Unauthenticated("missing authorization: Bearer <token>").into_status())
+}
+
+/// The caller's W3C `traceparent`, kept with the request for the dispatcher.
+pub fn trace_context<T>(request: &Request<T>) -> Option<String> {
+    let value = request.metadata().get("traceparent")?.to_str().ok()?;
+    (value.len() <= 128 && value.split('-').count() == 4).then(|| value.to_owned())
+}
+
+/// `convmsg.v1.ConversationMessages`.
+#[derive(Clone)]
+pub struct ConversationMessagesApi {
+    pub service: Service,
+}
+
+#[tonic::async_trait]
+impl pb::conversation_messages_server::ConversationMessages for ConversationMessagesApi {
+    async fn send_conversation_messages(
+        &self,
+        request: Request<pb::SendConversationMessagesRequest>,
+    ) -> Result<Response<pb::SendConversationMessagesResponse>, Status> {
+        let principal = principal(&request)?;
+        let trace = trace_context(&request);
+        let input = convert::send_input(request.into_inner())?;
+        let accepted = self.service.send(&principal, input, trace).await?;
+        Ok(Response::new(pb::SendConversationMessagesResponse {
+            request_id: accepted.request_id.into_string(),
+            message_identifiers: accepted.message_identifiers,
+        }))
+    }
+
+    async fn get_request_status(
+        &self,
+        request: Request<pb::GetRequestStatusRequest>,
+    ) -> Result<Response<pb::GetRequestStatusResponse>, Status> {
+        let principal = principal(&request)?;
+        let record = self.service.get_request(&principal, &request.get_ref().request_id).await?;
+        Ok(Response::new(pb::GetRequestStatusResponse { request: Some(convert::request_record(record)) }))
+    }
+}

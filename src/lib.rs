@@ -1,0 +1,22 @@
+//! convmsg — send templated conversation messages to messaging end users, the job of
+//! Salesforce's *Send Conversation Messages* action, self-hosted.
+//!
+//! Layout: `domain` holds pure types and rules; `store` the durable state behind one
+//! trait (SQLite embedded); `service` the use cases both doors share; `grpc` the tonic
+//! adapter; `admission` the tower stack in front of them; `app` binds the one listener
+//! and wires everything; `config`, `provision`, `auth`, `telemetry` do what they say.
+#![forbid(unsafe_code)]
+
+pub mod admission;
+pub mod app;
+pub mod auth;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod domain;
+pub mod error;
+pub mod grpc;
+pub mod provision;
+pub mod service;
+pub mod store;
+pub mod telemetry;

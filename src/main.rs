@@ -1,0 +1,59 @@
+//! `convmsg`: parse the command line, load config, start logging, run.
+
+use clap::Parser;
+use convmsg::app::App;
+use convmsg::auth::{generate_token, hash_token, parse_scopes, scopes_to_string};
+use convmsg::cli::{Cli, Command, ServeArgs, TokenCommand};
+use convmsg::config::{Config, Overrides};
+use tokio_util::sync::CancellationToken;
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Serve(args) => serve(args).await,
+        Command::Token(TokenCommand::New { tenant, scopes, label }) => {
+            let scopes = parse_scopes([scopes.as_str()]).map_err(anyhow::Error::msg)?;
+            let token = generate_token();
+            println!("token:  {token}");
+            println!("sha256: {}", hash_token(&token));
+            println!("\n# config lines granting it (the token itself is not stored anywhere):");
+            println!("[[tenants]]\nname = {tenant:?}\n[[tenants.tokens]]\nsha256 = {:?}", hash_token(&token));
+            let list: Vec<String> = scopes_to_string(&scopes).split(',').map(|s| format!("{s:?}")).collect();
+            println!("scopes = [{}]\nlabel = {label:?}", list.join(", "));
+            Ok(())
+        }
+    }
+}
+
+async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    let overrides = Overrides { listen: args.listen, database_url: args.database_url };
+    let config = Config::load(args.config.as_deref(), &overrides)?;
+    convmsg::telemetry::init(&config.log);
+    let app = App::build(config).await?;
+    if let Some(token) = app.generated_token() {
+        eprintln!(
+            "\nconvmsg: no token was configured, so one was generated for tenant \"default\" with every scope.\n\
+             It is shown only now (only its SHA-256 is stored):\n\n    {token}\n\n\
+             Set CONVMSG_BOOTSTRAP_TOKEN or [[tenants.tokens]] to choose your own.\n"
+        );
+    }
+    let shutdown = CancellationToken::new();
+    tokio::spawn(stop_on_signal(shutdown.clone()));
+    app.run_until_stopped(shutdown).await
+}
+
+/// Cancels `shutdown` on SIGTERM or Ctrl-C.
+async fn stop_on_signal(shutdown: CancellationToken) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate()).expect("installing the SIGTERM handler");
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+    shutdown.cancel();
+}

@@ -1,0 +1,152 @@
+//! Applies what the config file declares — tenants' tokens, the bootstrap token,
+//! channels, messaging components, end users — at every start (GitOps / ConfigMap).
+//! Declared records go through the same checks as the admin API; a bad entry stops the
+//! start with an error naming it.
+
+use std::collections::HashMap;
+
+use anyhow::{Context, anyhow, bail};
+
+use crate::auth::{Authenticator, Principal, Scope, generate_token, hash_token, parse_scopes};
+use crate::config::{ChannelConfig, Config, DefinitionConfig, EndUserConfig};
+use crate::domain::admin::{ChannelSpec, DefinitionSpec, EndUserSpec};
+use crate::domain::model::*;
+use crate::service::Service;
+
+pub const DEFAULT_TENANT: &str = "default";
+
+fn admin_of(tenant: &str) -> Principal {
+    Principal { tenant: tenant.to_owned(), scopes: Scope::ALL.to_vec() }
+}
+
+fn pick<T: Picklist>(what: &str, raw: &str, allowed: String) -> anyhow::Result<T> {
+    T::parse_api(raw).ok_or_else(|| anyhow!("{what} = {raw:?} is not one of {allowed}"))
+}
+
+fn pick_opt<T: Picklist>(what: &str, raw: &Option<String>, allowed: String) -> anyhow::Result<Option<T>> {
+    raw.as_deref().map(|r| pick(what, r, allowed)).transpose()
+}
+
+/// Upserts configured tokens and the bootstrap token. If the store then holds no token
+/// at all, generates one for tenant `default` and returns it (to be shown once).
+pub async fn tokens(config: &Config, service: &Service, now_ms: i64) -> anyhow::Result<Option<String>> {
+    let store = service.store();
+    for (t, tenant) in config.tenants.iter().enumerate() {
+        for (k, token) in tenant.tokens.iter().enumerate() {
+            let what = format!("tenants[{t}].tokens[{k}]");
+            let hash = token.sha256.trim().to_ascii_lowercase();
+            if hash.len() != 64 || !hash.bytes().all(|b| b.is_ascii_hexdigit()) {
+                bail!("{what}.sha256 must be 64 hex characters (the SHA-256 that `convmsg token new` prints)");
+            }
+            let scopes =
+                parse_scopes(token.scopes.iter().map(String::as_str)).map_err(|e| anyhow!("{what}.scopes: {e}"))?;
+            let principal = Principal { tenant: tenant.name.clone(), scopes };
+            store.upsert_token(&hash, &principal, &token.label, now_ms).await.with_context(|| what.clone())?;
+        }
+    }
+    if let Some(token) = config.bootstrap_token.as_deref().filter(|t| !t.is_empty()) {
+        store.upsert_token(&hash_token(token), &admin_of(DEFAULT_TENANT), "bootstrap", now_ms).await?;
+    }
+    if store.load_tokens().await?.is_empty() {
+        let token = generate_token();
+        store.upsert_token(&hash_token(&token), &admin_of(DEFAULT_TENANT), "generated bootstrap", now_ms).await?;
+        return Ok(Some(token));
+    }
+    Ok(None)
+}
+
+/// Loads the token table into the authenticator.
+pub async fn reload_tokens(service: &Service, auth: &Authenticator) -> anyhow::Result<usize> {
+    let tokens: HashMap<String, Principal> = service.store().load_tokens().await?.into_iter().collect();
+    let n = tokens.len();
+    auth.replace(tokens);
+    Ok(n)
+}
+
+/// Upserts declared channels, components and end users, in that order.
+pub async fn records(config: &Config, service: &Service) -> anyhow::Result<()> {
+    for (i, c) in config.channels.iter().enumerate() {
+        let what = format!("channels[{i}] ({})", c.developer_name);
+        let spec = channel_spec(c).with_context(|| what.clone())?;
+        service.upsert_channel(&admin_of(&c.tenant), spec).await.with_context(|| what.clone())?;
+    }
+    for (i, d) in config.definitions.iter().enumerate() {
+        let what = format!("definitions[{i}] ({})", d.api_name);
+        let spec = definition_spec(d).with_context(|| what.clone())?;
+        service.upsert_definition(&admin_of(&d.tenant), spec).await.with_context(|| what.clone())?;
+    }
+    for (i, u) in config.end_users.iter().enumerate() {
+        let what = format!("end_users[{i}] ({})", u.messaging_platform_key);
+        let principal = admin_of(&u.tenant);
+        let channel = service
+            .get_channel(&principal, &u.channel)
+            .await
+            .with_context(|| format!("{what}: channel {:?}", u.channel))?;
+        let spec = end_user_spec(u, channel.id.to_string()).with_context(|| what.clone())?;
+        service.upsert_end_users(&principal, vec![spec]).await.with_context(|| what.clone())?;
+    }
+    Ok(())
+}
+
+fn channel_spec(c: &ChannelConfig) -> anyhow::Result<ChannelSpec> {
+    Ok(ChannelSpec {
+        id: None,
+        developer_name: c.developer_name.clone(),
+        master_label: c.master_label.clone(),
+        message_type: Some(pick("message_type", &c.message_type, MessageType::allowed())?),
+        consent_type: pick_opt("consent_type", &c.consent_type, ChannelConsentLevel::allowed())?,
+        provider: c.provider.clone(),
+        messaging_platform_key: c.messaging_platform_key.clone(),
+        is_active: c.is_active,
+        rate_limit_per_second: c.rate_limit_per_second,
+        provider_options: c.provider_options.clone(),
+    })
+}
+
+fn definition_spec(d: &DefinitionConfig) -> anyhow::Result<DefinitionSpec> {
+    let parameters = d
+        .parameters
+        .iter()
+        .enumerate()
+        .map(|(i, p)| {
+            Ok(MessageParameter {
+                name: p.name.clone(),
+                label: p.label.clone(),
+                value_type: pick(&format!("parameters[{i}].value_type"), &p.value_type, ParameterValueType::allowed())?,
+                is_required: p.is_required,
+                is_list: p.is_list,
+                max_list_items: p.max_list_items,
+            })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let external_template = match &d.external_template {
+        Some(t) => Some(ExternalTemplate {
+            template_name: t.template_name.clone(),
+            language: t.language.clone(),
+            status: pick("external_template.status", &t.status, ExternalTemplateStatus::allowed())?,
+            account_identifier: t.account_identifier.clone(),
+            body_parameters: t.body_parameters.clone(),
+        }),
+        None => None,
+    };
+    Ok(DefinitionSpec {
+        id: None,
+        api_name: d.api_name.clone(),
+        master_label: d.master_label.clone(),
+        definition_type: pick_opt("definition_type", &d.definition_type, DefinitionType::allowed())?,
+        is_active: d.is_active,
+        parameters,
+        text_layout: d.text_layout.clone(),
+        external_template,
+    })
+}
+
+fn end_user_spec(u: &EndUserConfig, channel_id: String) -> anyhow::Result<EndUserSpec> {
+    Ok(EndUserSpec {
+        id: u.id.clone(),
+        channel_id,
+        platform_key: u.messaging_platform_key.clone(),
+        name: u.name.clone(),
+        consent_status: pick_opt("consent_status", &u.consent_status, ConsentStatus::allowed())?,
+    })
+}

@@ -1,0 +1,362 @@
+//! The use cases both doors call: send, read status, provision. Each checks the
+//! caller's scope, turns caller mistakes into field-named violations, and leaves
+//! storage to the `Store`. gRPC and REST are thin adapters over these functions.
+
+use std::sync::Arc;
+
+use crate::auth::{Principal, Scope};
+use crate::clock::SharedClock;
+use crate::domain::admin::*;
+use crate::domain::ids::IdKind;
+use crate::domain::model::*;
+use crate::domain::params::check_params;
+use crate::domain::send::{NewSendRequest, SendInput};
+use crate::domain::{ErrorKind, RecordId, Violation};
+use crate::error::AppError;
+use crate::store::{AcceptOutcome, Accepted, Key, Page, Store};
+
+/// Default and largest page sizes of the listings.
+pub const DEFAULT_PAGE_SIZE: u32 = 100;
+pub const MAX_PAGE_SIZE: u32 = 1000;
+
+#[derive(Clone)]
+pub struct Service {
+    store: Arc<dyn Store>,
+    clock: SharedClock,
+}
+
+/// A listing request as both doors give it.
+#[derive(Debug, Clone, Default)]
+pub struct PageRequest {
+    pub page_size: i32,
+    pub page_token: String,
+}
+
+impl PageRequest {
+    fn parse(&self) -> Result<(Option<RecordId>, u32), AppError> {
+        let size = match self.page_size {
+            0 => DEFAULT_PAGE_SIZE,
+            n if n < 0 || n as u32 > MAX_PAGE_SIZE => {
+                return Err(AppError::invalid(Violation::new(
+                    "page_size",
+                    ErrorKind::InvalidInput,
+                    format!("page_size must be between 1 and {MAX_PAGE_SIZE} (0 means {DEFAULT_PAGE_SIZE})"),
+                )));
+            }
+            n => n as u32,
+        };
+        let after = if self.page_token.is_empty() {
+            None
+        } else {
+            Some(RecordId::parse_any(&self.page_token).map_err(|_| {
+                AppError::invalid(Violation::new(
+                    "page_token",
+                    ErrorKind::InvalidInput,
+                    "page_token is not one this server returned",
+                ))
+            })?)
+        };
+        Ok((after, size))
+    }
+}
+
+/// Parses a caller-given id, naming the field when it is malformed.
+pub fn parse_id(field: &str, raw: &str, kind: IdKind) -> Result<RecordId, AppError> {
+    RecordId::parse(raw.trim(), kind).map_err(|e| {
+        AppError::invalid(Violation::new(field, ErrorKind::MalformedId, format!("{raw:?} is not a valid id: {e}")))
+    })
+}
+
+/// An id or a unique name: ids are recognised by their key prefix and shape.
+fn id_or_name(raw: &str, kind: IdKind) -> Key {
+    match RecordId::parse(raw.trim(), kind) {
+        Ok(id) => Key::Id(id),
+        Err(_) => Key::Name(raw.trim().to_owned()),
+    }
+}
+
+impl Service {
+    pub fn new(store: Arc<dyn Store>, clock: SharedClock) -> Self {
+        Service { store, clock }
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    fn now(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
+    /// Validates a send request against the tenant's records and records it in one
+    /// transaction. Nothing is written when anything is wrong.
+    pub async fn send(
+        &self,
+        principal: &Principal,
+        input: SendInput,
+        trace_context: Option<String>,
+    ) -> Result<Accepted, AppError> {
+        principal.require(Scope::Send)?;
+        let tenant = principal.tenant.as_str();
+        let shaped = input.shape().map_err(AppError::Invalid)?;
+        let mut violations: Vec<Violation> = Vec::new();
+
+        let definition = self.store.get_definition(tenant, &Key::Name(shaped.message_definition_name.clone())).await?;
+        let definition = match definition {
+            None => {
+                violations.push(Violation::new(
+                    "messageDefinitionName",
+                    ErrorKind::InvalidInput,
+                    format!("no messaging component named {:?}", shaped.message_definition_name),
+                ));
+                None
+            }
+            Some(d) if !d.is_active => {
+                violations.push(Violation::new(
+                    "messageDefinitionName",
+                    ErrorKind::InvalidInput,
+                    format!("messaging component {} is not active; only active components can be sent", d.api_name),
+                ));
+                None
+            }
+            Some(d) if d.definition_type != DefinitionType::Notification => {
+                violations.push(Violation::new(
+                    "messageDefinitionName",
+                    ErrorKind::InvalidInput,
+                    format!(
+                        "messaging component {} is of type {}; only Notification components can be sent",
+                        d.api_name, d.definition_type
+                    ),
+                ));
+                None
+            }
+            Some(d) => Some(d),
+        };
+        let parameters = match &definition {
+            Some(d) => match check_params(&d.parameters, shaped.parameters) {
+                Ok(p) => p,
+                Err(v) => {
+                    violations.extend(v);
+                    Vec::new()
+                }
+            },
+            None => Vec::new(),
+        };
+
+        let users = self.store.find_end_users(tenant, &shaped.end_user_ids).await?;
+        let mut recipients = Vec::with_capacity(shaped.end_user_ids.len());
+        for (i, id) in shaped.end_user_ids.iter().enumerate() {
+            match users.iter().find(|u| u.id == *id) {
+                Some(u) => recipients.push((u.id.clone(), u.platform_key.clone())),
+                None => violations.push(Violation::new(
+                    format!("messagingEndUserIds[{i}]"),
+                    ErrorKind::InvalidIdField,
+                    format!("no messaging end user {id}"),
+                )),
+            }
+        }
+
+        if let Some(sub) = &shaped.subscription_id
+            && self.store.get_subscription(tenant, sub).await?.is_none()
+        {
+            violations.push(Violation::new(
+                "communicationSubscriptionId",
+                ErrorKind::InvalidIdField,
+                format!("no communication subscription {sub}"),
+            ));
+        }
+
+        let Some(definition) = definition.filter(|_| violations.is_empty()) else {
+            return Err(AppError::Invalid(violations));
+        };
+        let key = shaped.idempotency_key.clone();
+        let request = NewSendRequest {
+            message_definition_name: definition.api_name,
+            message_definition_id: definition.id,
+            parameters,
+            request_type: shaped.request_type,
+            enforce_consent: shaped.enforce_consent,
+            consent_type: shaped.consent_type,
+            subscription_id: shaped.subscription_id,
+            allowed_session_status: shaped.allowed_session_status,
+            recipients,
+            idempotency_key: shaped.idempotency_key,
+            trace_context,
+        };
+        match self.store.accept(tenant, request, self.now()).await? {
+            AcceptOutcome::Created(a) => {
+                tracing::info!(request_id = %a.request_id, messages = a.message_identifiers.len(), "request accepted");
+                Ok(a)
+            }
+            AcceptOutcome::Replayed(a) => {
+                tracing::info!(request_id = %a.request_id, "idempotent replay");
+                Ok(a)
+            }
+            AcceptOutcome::KeyConflict => Err(AppError::Duplicate {
+                field: "idempotencyKey".into(),
+                message: format!(
+                    "idempotency key {:?} was already used with a different request",
+                    key.unwrap_or_default()
+                ),
+            }),
+        }
+    }
+
+    /// The request record; another tenant's request is NOT_FOUND, as is an unknown one.
+    pub async fn get_request(&self, principal: &Principal, raw_id: &str) -> Result<RequestRecord, AppError> {
+        principal.require(Scope::Read)?;
+        let id = parse_id("requestId", raw_id, IdKind::SendRequest)?;
+        self.store
+            .get_request(&principal.tenant, &id)
+            .await?
+            .ok_or_else(|| AppError::NotFound(format!("no ConvMessageSendRequest {id}")))
+    }
+
+    pub async fn upsert_channel(&self, principal: &Principal, spec: ChannelSpec) -> Result<(Channel, bool), AppError> {
+        principal.require(Scope::Admin)?;
+        let upsert = spec.check().map_err(AppError::Invalid)?;
+        Ok(self.store.upsert_channel(&principal.tenant, upsert, self.now()).await?)
+    }
+
+    pub async fn get_channel(&self, principal: &Principal, key: &str) -> Result<Channel, AppError> {
+        principal.require(Scope::Admin)?;
+        self.store
+            .get_channel(&principal.tenant, &id_or_name(key, IdKind::MessagingChannel))
+            .await?
+            .ok_or_else(|| AppError::NotFound(format!("no channel {key:?}")))
+    }
+
+    pub async fn list_channels(&self, principal: &Principal, page: PageRequest) -> Result<Page<Channel>, AppError> {
+        principal.require(Scope::Admin)?;
+        let (after, size) = page.parse()?;
+        Ok(self.store.list_channels(&principal.tenant, after.as_ref(), size).await?)
+    }
+
+    pub async fn upsert_definition(
+        &self,
+        principal: &Principal,
+        spec: DefinitionSpec,
+    ) -> Result<(MessageDefinition, bool), AppError> {
+        principal.require(Scope::Admin)?;
+        let upsert = spec.check().map_err(AppError::Invalid)?;
+        Ok(self.store.upsert_definition(&principal.tenant, upsert, self.now()).await?)
+    }
+
+    pub async fn get_definition(&self, principal: &Principal, key: &str) -> Result<MessageDefinition, AppError> {
+        principal.require(Scope::Admin)?;
+        self.store
+            .get_definition(&principal.tenant, &id_or_name(key, IdKind::MessageDefinition))
+            .await?
+            .ok_or_else(|| AppError::NotFound(format!("no messaging component {key:?}")))
+    }
+
+    pub async fn list_definitions(
+        &self,
+        principal: &Principal,
+        page: PageRequest,
+    ) -> Result<Page<MessageDefinition>, AppError> {
+        principal.require(Scope::Admin)?;
+        let (after, size) = page.parse()?;
+        Ok(self.store.list_definitions(&principal.tenant, after.as_ref(), size).await?)
+    }
+
+    pub async fn upsert_end_users(
+        &self,
+        principal: &Principal,
+        specs: Vec<EndUserSpec>,
+    ) -> Result<Vec<EndUser>, AppError> {
+        principal.require(Scope::Admin)?;
+        let users = check_end_users(specs).map_err(AppError::Invalid)?;
+        Ok(self.store.upsert_end_users(&principal.tenant, users, self.now()).await?)
+    }
+
+    pub async fn get_end_user(&self, principal: &Principal, raw_id: &str) -> Result<EndUser, AppError> {
+        principal.require(Scope::Admin)?;
+        let id = parse_id("id", raw_id, IdKind::MessagingEndUser)?;
+        self.store
+            .find_end_users(&principal.tenant, std::slice::from_ref(&id))
+            .await?
+            .pop()
+            .ok_or_else(|| AppError::NotFound(format!("no messaging end user {id}")))
+    }
+
+    pub async fn list_end_users(
+        &self,
+        principal: &Principal,
+        channel: &str,
+        page: PageRequest,
+    ) -> Result<Page<EndUser>, AppError> {
+        principal.require(Scope::Admin)?;
+        let (after, size) = page.parse()?;
+        let channel = match channel.trim() {
+            "" => None,
+            raw => Some(parse_id("messaging_channel_id", raw, IdKind::MessagingChannel)?),
+        };
+        Ok(self.store.list_end_users(&principal.tenant, channel.as_ref(), after.as_ref(), size).await?)
+    }
+
+    pub async fn set_session_status(
+        &self,
+        principal: &Principal,
+        raw_end_user: &str,
+        status: Option<SessionStatus>,
+    ) -> Result<Session, AppError> {
+        principal.require(Scope::Admin)?;
+        let end_user = parse_id("messaging_end_user_id", raw_end_user, IdKind::MessagingEndUser)?;
+        let status = status.ok_or_else(|| {
+            AppError::invalid(Violation::new(
+                "status",
+                ErrorKind::RequiredFieldMissing,
+                format!("status is required ({})", SessionStatus::allowed()),
+            ))
+        })?;
+        self.store
+            .set_session_status(&principal.tenant, &end_user, status, self.now())
+            .await?
+            .ok_or_else(|| AppError::NotFound(format!("no messaging end user {end_user}")))
+    }
+
+    pub async fn upsert_subscription(
+        &self,
+        principal: &Principal,
+        spec: SubscriptionSpec,
+    ) -> Result<(Subscription, bool), AppError> {
+        principal.require(Scope::Admin)?;
+        let upsert = spec.check().map_err(AppError::Invalid)?;
+        Ok(self.store.upsert_subscription(&principal.tenant, upsert, self.now()).await?)
+    }
+
+    pub async fn set_subscription_consent(
+        &self,
+        principal: &Principal,
+        raw_subscription: &str,
+        raw_end_users: &[String],
+        status: Option<SubscriptionConsentStatus>,
+    ) -> Result<u32, AppError> {
+        principal.require(Scope::Admin)?;
+        let subscription = parse_id("communication_subscription_id", raw_subscription, IdKind::CommSubscription)?;
+        let status = status.ok_or_else(|| {
+            AppError::invalid(Violation::new(
+                "status",
+                ErrorKind::RequiredFieldMissing,
+                "status is required (OPTED_IN or OPTED_OUT)",
+            ))
+        })?;
+        if raw_end_users.is_empty() || raw_end_users.len() > MAX_END_USERS_PER_UPSERT {
+            return Err(AppError::invalid(Violation::new(
+                "messaging_end_user_ids",
+                ErrorKind::InvalidInput,
+                format!("give 1 to {MAX_END_USERS_PER_UPSERT} end user ids"),
+            )));
+        }
+        let end_users = raw_end_users
+            .iter()
+            .enumerate()
+            .map(|(i, raw)| parse_id(&format!("messaging_end_user_ids[{i}]"), raw, IdKind::MessagingEndUser))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(self
+            .store
+            .set_subscription_consent(&principal.tenant, &subscription, &end_users, status, self.now())
+            .await?)
+    }
+}

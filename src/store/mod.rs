@@ -1,0 +1,162 @@
+//! Durable state behind one trait. `sqlite` is the embedded default. Every row carries
+//! its tenant and every read filters on it, so one tenant never sees another's records.
+//! Accepting a send request is one transaction (request, messages, idempotency entry).
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+use crate::auth::Principal;
+use crate::domain::admin::{ChannelUpsert, DefinitionUpsert, EndUserUpsert, SubscriptionUpsert};
+use crate::domain::model::*;
+use crate::domain::send::NewSendRequest;
+use crate::domain::{ErrorKind, RecordId, Violation};
+
+pub mod sqlite;
+
+/// Cloneable so that one failed group commit can be reported to every caller in it.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    /// The database cannot be reached or is busy past its timeout; retrying may help.
+    #[error("database unavailable")]
+    Unavailable(#[source] Arc<sqlx::Error>),
+    /// Anything else from the database: a bug or a broken schema.
+    #[error("database error")]
+    Database(#[source] Arc<sqlx::Error>),
+    /// A stored value does not parse: the data was changed outside convmsg.
+    #[error("stored data is not valid: {0}")]
+    Corrupt(String),
+    /// The request conflicts with stored records (caller's mistake).
+    #[error("{}", .0.message)]
+    Conflict(Violation),
+    #[error("database migration failed")]
+    Migrate(#[source] Arc<sqlx::migrate::MigrateError>),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        use sqlx::Error as E;
+        let unavailable = match &e {
+            E::PoolTimedOut | E::PoolClosed | E::Io(_) | E::WorkerCrashed => true,
+            E::Database(db) => is_busy(db.code().as_deref()),
+            _ => false,
+        };
+        if unavailable { StoreError::Unavailable(Arc::new(e)) } else { StoreError::Database(Arc::new(e)) }
+    }
+}
+
+/// SQLite BUSY/LOCKED (and their extended codes) mean "try again".
+fn is_busy(code: Option<&str>) -> bool {
+    matches!(code, Some(c) if c == "5" || c == "6" || c.parse::<i32>().is_ok_and(|n| n & 0xff == 5 || n & 0xff == 6))
+}
+
+impl StoreError {
+    pub fn conflict(field: impl Into<String>, message: impl Into<String>) -> Self {
+        StoreError::Conflict(Violation::new(field, ErrorKind::InvalidInput, message))
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// What recording a send request came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AcceptOutcome {
+    /// Recorded now.
+    Created(Accepted),
+    /// The idempotency key was seen with the same request: the first answer.
+    Replayed(Accepted),
+    /// The idempotency key was seen with a different request; nothing recorded.
+    KeyConflict,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    pub request_id: RecordId,
+    pub message_identifiers: Vec<String>,
+}
+
+/// One page of a listing, ordered by id.
+#[derive(Debug, Clone)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// Id of the last item when more may follow.
+    pub next_after: Option<RecordId>,
+}
+
+/// How a record is addressed: by id or by its unique name.
+#[derive(Debug, Clone)]
+pub enum Key {
+    Id(RecordId),
+    Name(String),
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    // tokens
+    async fn upsert_token(&self, sha256: &str, principal: &Principal, label: &str, now_ms: i64) -> StoreResult<()>;
+    async fn load_tokens(&self) -> StoreResult<Vec<(String, Principal)>>;
+
+    // channels
+    async fn upsert_channel(&self, tenant: &str, c: ChannelUpsert, now_ms: i64) -> StoreResult<(Channel, bool)>;
+    async fn get_channel(&self, tenant: &str, key: &Key) -> StoreResult<Option<Channel>>;
+    async fn list_channels(&self, tenant: &str, after: Option<&RecordId>, limit: u32) -> StoreResult<Page<Channel>>;
+
+    // messaging components
+    async fn upsert_definition(
+        &self,
+        tenant: &str,
+        d: DefinitionUpsert,
+        now_ms: i64,
+    ) -> StoreResult<(MessageDefinition, bool)>;
+    async fn get_definition(&self, tenant: &str, key: &Key) -> StoreResult<Option<MessageDefinition>>;
+    async fn list_definitions(
+        &self,
+        tenant: &str,
+        after: Option<&RecordId>,
+        limit: u32,
+    ) -> StoreResult<Page<MessageDefinition>>;
+
+    // end users
+    /// All or nothing, in one transaction; results in input order.
+    async fn upsert_end_users(&self, tenant: &str, users: Vec<EndUserUpsert>, now_ms: i64)
+    -> StoreResult<Vec<EndUser>>;
+    /// The end users of this tenant among `ids` (unknown ids are simply absent).
+    async fn find_end_users(&self, tenant: &str, ids: &[RecordId]) -> StoreResult<Vec<EndUser>>;
+    async fn list_end_users(
+        &self,
+        tenant: &str,
+        channel: Option<&RecordId>,
+        after: Option<&RecordId>,
+        limit: u32,
+    ) -> StoreResult<Page<EndUser>>;
+
+    // sessions and subscriptions
+    async fn set_session_status(
+        &self,
+        tenant: &str,
+        end_user: &RecordId,
+        status: SessionStatus,
+        now_ms: i64,
+    ) -> StoreResult<Option<Session>>;
+    async fn upsert_subscription(
+        &self,
+        tenant: &str,
+        s: SubscriptionUpsert,
+        now_ms: i64,
+    ) -> StoreResult<(Subscription, bool)>;
+    async fn get_subscription(&self, tenant: &str, id: &RecordId) -> StoreResult<Option<Subscription>>;
+    /// Returns how many consents were set; end users outside the subscription's channel are a conflict.
+    async fn set_subscription_consent(
+        &self,
+        tenant: &str,
+        subscription: &RecordId,
+        end_users: &[RecordId],
+        status: SubscriptionConsentStatus,
+        now_ms: i64,
+    ) -> StoreResult<u32>;
+
+    // send requests
+    /// Records a checked request in one transaction. Concurrent calls may share a commit.
+    async fn accept(&self, tenant: &str, request: NewSendRequest, now_ms: i64) -> StoreResult<AcceptOutcome>;
+    async fn get_request(&self, tenant: &str, id: &RecordId) -> StoreResult<Option<RequestRecord>>;
+}

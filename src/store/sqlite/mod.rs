@@ -1,0 +1,355 @@
+//! The embedded SQLite store: one file in WAL mode with `synchronous=FULL`, so an
+//! acknowledged request has reached the disk (fsync of the WAL) before the caller hears
+//! of it. Accepts go through one writer task that groups whatever is waiting into one
+//! transaction and one fsync (group commit); each request keeps its own savepoint, so one
+//! failing request never takes others with it. Reads use a separate pool.
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+use sqlx::{Connection, QueryBuilder, Sqlite};
+use tokio::sync::{mpsc, oneshot};
+
+use super::*;
+use crate::auth::{parse_scopes, scopes_to_string};
+use crate::domain::ids::{IdKind, new_message_identifier, request_name};
+
+mod admin;
+mod rows;
+
+use rows::{MessageRow, RequestRow};
+
+/// Settings for the SQLite store.
+#[derive(Debug, Clone)]
+pub struct SqliteSettings {
+    /// `sqlite://path/to/file.db`; created if missing.
+    pub url: String,
+    /// Read connections (the writer has its own).
+    pub max_connections: u32,
+    /// How long a caller waits for a connection or a lock before UNAVAILABLE.
+    pub acquire_timeout: Duration,
+    /// Most accepts one group commit takes.
+    pub max_batch: usize,
+}
+
+pub struct SqliteStore {
+    pool: SqlitePool,
+    /// Accept jobs for the group-commit writer.
+    writer: mpsc::Sender<AcceptJob>,
+}
+
+struct AcceptJob {
+    tenant: String,
+    request: NewSendRequest,
+    now_ms: i64,
+    reply: oneshot::Sender<StoreResult<AcceptOutcome>>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) and migrates the database, and starts the writer.
+    pub async fn open(settings: &SqliteSettings) -> StoreResult<Self> {
+        let options = SqliteConnectOptions::from_str(&settings.url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(settings.acquire_timeout);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(settings.max_connections.max(1))
+            .acquire_timeout(settings.acquire_timeout)
+            .connect_with(options.clone())
+            .await?;
+        sqlx::migrate!("./migrations/sqlite").run(&pool).await.map_err(|e| StoreError::Migrate(Arc::new(e)))?;
+        let conn = SqliteConnection::connect_with(&options).await?;
+        let (tx, rx) = mpsc::channel(settings.max_batch.max(1) * 4);
+        tokio::spawn(run_writer_until_closed(conn, rx, settings.max_batch.max(1)));
+        Ok(SqliteStore { pool, writer: tx })
+    }
+}
+
+/// Takes every accept waiting (up to `max_batch`), records them in one transaction,
+/// answers each. Ends when the store is dropped.
+async fn run_writer_until_closed(mut conn: SqliteConnection, mut rx: mpsc::Receiver<AcceptJob>, max_batch: usize) {
+    let mut batch = Vec::with_capacity(max_batch);
+    while rx.recv_many(&mut batch, max_batch).await > 0 {
+        let results = commit_batch(&mut conn, &batch).await;
+        for (job, result) in batch.drain(..).zip(results) {
+            // The caller may have gone (cancelled RPC); what committed stays committed.
+            let _ = job.reply.send(result);
+        }
+    }
+}
+
+async fn commit_batch(conn: &mut SqliteConnection, jobs: &[AcceptJob]) -> Vec<StoreResult<AcceptOutcome>> {
+    let fail_all = |e: StoreError| jobs.iter().map(|_| Err(e.clone())).collect();
+    let mut tx = match conn.begin_with("BEGIN IMMEDIATE").await {
+        Ok(tx) => tx,
+        Err(e) => return fail_all(e.into()),
+    };
+    let mut results = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        let outcome = async {
+            let mut savepoint = tx.begin().await?;
+            match accept_one(&mut savepoint, &job.tenant, &job.request, job.now_ms).await {
+                Ok(outcome) => {
+                    savepoint.commit().await?;
+                    Ok(outcome)
+                }
+                Err(e) => {
+                    savepoint.rollback().await?;
+                    Err(e)
+                }
+            }
+        }
+        .await;
+        results.push(outcome);
+    }
+    match tx.commit().await {
+        Ok(()) => results,
+        Err(e) => fail_all(e.into()),
+    }
+}
+
+async fn accept_one(
+    conn: &mut SqliteConnection,
+    tenant: &str,
+    req: &NewSendRequest,
+    now_ms: i64,
+) -> StoreResult<AcceptOutcome> {
+    let fingerprint = req.fingerprint();
+    if let Some(key) = &req.idempotency_key {
+        let existing: Option<(String, String)> =
+            sqlx::query_as("SELECT fingerprint, request_id FROM idempotency_keys WHERE tenant = ? AND key = ?")
+                .bind(tenant)
+                .bind(key)
+                .fetch_optional(&mut *conn)
+                .await?;
+        if let Some((stored, request_id)) = existing {
+            if stored != fingerprint {
+                return Ok(AcceptOutcome::KeyConflict);
+            }
+            let identifiers: Vec<String> =
+                sqlx::query_scalar("SELECT identifier FROM messages WHERE request_id = ? ORDER BY position")
+                    .bind(&request_id)
+                    .fetch_all(&mut *conn)
+                    .await?;
+            return Ok(AcceptOutcome::Replayed(Accepted {
+                request_id: RecordId::from_trusted(request_id),
+                message_identifiers: identifiers,
+            }));
+        }
+    }
+
+    let sequence: i64 = sqlx::query_scalar(
+        "INSERT INTO tenant_sequences (tenant, last_value) VALUES (?, 1) \
+         ON CONFLICT (tenant) DO UPDATE SET last_value = last_value + 1 RETURNING last_value",
+    )
+    .bind(tenant)
+    .fetch_one(&mut *conn)
+    .await?;
+    let request_id = RecordId::generate(IdKind::SendRequest);
+    sqlx::query(
+        "INSERT INTO send_requests (id, tenant, name, definition_name, definition_id, request_type, enforce_consent, \
+         consent_type, subscription_id, allowed_session_status, status, parameters, trace_context, accepted_ms, \
+         updated_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(request_id.as_str())
+    .bind(tenant)
+    .bind(request_name(sequence))
+    .bind(&req.message_definition_name)
+    .bind(req.message_definition_id.as_str())
+    .bind(req.request_type.as_str())
+    .bind(req.enforce_consent)
+    .bind(req.consent_type.as_str())
+    .bind(req.subscription_id.as_ref().map(|id| id.as_str().to_owned()))
+    .bind(req.allowed_session_status.as_str())
+    .bind(RequestStatus::Pending.as_str())
+    .bind(req.parameters_json())
+    .bind(req.trace_context.clone())
+    .bind(now_ms)
+    .bind(now_ms)
+    .execute(&mut *conn)
+    .await?;
+
+    let identifiers: Vec<String> = req.recipients.iter().map(|_| new_message_identifier()).collect();
+    let mut insert: QueryBuilder<Sqlite> = QueryBuilder::new(
+        "INSERT INTO messages (identifier, tenant, request_id, position, end_user_id, platform_key, status, \
+         attempts, created_ms, updated_ms) ",
+    );
+    insert.push_values(req.recipients.iter().zip(&identifiers).enumerate(), |mut row, (i, ((user, key), ident))| {
+        row.push_bind(ident.clone())
+            .push_bind(tenant.to_owned())
+            .push_bind(request_id.as_str().to_owned())
+            .push_bind(i as i64)
+            .push_bind(user.as_str().to_owned())
+            .push_bind(key.clone())
+            .push_bind(MessageState::Pending.as_str())
+            .push_bind(0i64)
+            .push_bind(now_ms)
+            .push_bind(now_ms);
+    });
+    insert.build().execute(&mut *conn).await?;
+
+    if let Some(key) = &req.idempotency_key {
+        sqlx::query(
+            "INSERT INTO idempotency_keys (tenant, key, fingerprint, request_id, created_ms) VALUES (?, ?, ?, ?, ?)",
+        )
+        .bind(tenant)
+        .bind(key)
+        .bind(&fingerprint)
+        .bind(request_id.as_str())
+        .bind(now_ms)
+        .execute(&mut *conn)
+        .await?;
+    }
+    Ok(AcceptOutcome::Created(Accepted { request_id, message_identifiers: identifiers }))
+}
+
+#[async_trait]
+impl Store for SqliteStore {
+    async fn upsert_token(&self, sha256: &str, principal: &Principal, label: &str, now_ms: i64) -> StoreResult<()> {
+        sqlx::query(
+            "INSERT INTO tokens (token_sha256, tenant, scopes, label, created_ms) VALUES (?, ?, ?, ?, ?) \
+             ON CONFLICT (token_sha256) DO UPDATE SET tenant = excluded.tenant, scopes = excluded.scopes, \
+             label = excluded.label",
+        )
+        .bind(sha256)
+        .bind(&principal.tenant)
+        .bind(scopes_to_string(&principal.scopes))
+        .bind(label)
+        .bind(now_ms)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn load_tokens(&self) -> StoreResult<Vec<(String, Principal)>> {
+        let rows: Vec<(String, String, String)> =
+            sqlx::query_as("SELECT token_sha256, tenant, scopes FROM tokens").fetch_all(&self.pool).await?;
+        rows.into_iter()
+            .map(|(hash, tenant, scopes)| {
+                let scopes = parse_scopes([scopes.as_str()]).map_err(StoreError::Corrupt)?;
+                Ok((hash, Principal { tenant, scopes }))
+            })
+            .collect()
+    }
+
+    async fn upsert_channel(&self, tenant: &str, c: ChannelUpsert, now_ms: i64) -> StoreResult<(Channel, bool)> {
+        admin::upsert_channel(&self.pool, tenant, c, now_ms).await
+    }
+
+    async fn get_channel(&self, tenant: &str, key: &Key) -> StoreResult<Option<Channel>> {
+        admin::get_channel(&self.pool, tenant, key).await
+    }
+
+    async fn list_channels(&self, tenant: &str, after: Option<&RecordId>, limit: u32) -> StoreResult<Page<Channel>> {
+        admin::list_channels(&self.pool, tenant, after, limit).await
+    }
+
+    async fn upsert_definition(
+        &self,
+        tenant: &str,
+        d: DefinitionUpsert,
+        now_ms: i64,
+    ) -> StoreResult<(MessageDefinition, bool)> {
+        admin::upsert_definition(&self.pool, tenant, d, now_ms).await
+    }
+
+    async fn get_definition(&self, tenant: &str, key: &Key) -> StoreResult<Option<MessageDefinition>> {
+        admin::get_definition(&self.pool, tenant, key).await
+    }
+
+    async fn list_definitions(
+        &self,
+        tenant: &str,
+        after: Option<&RecordId>,
+        limit: u32,
+    ) -> StoreResult<Page<MessageDefinition>> {
+        admin::list_definitions(&self.pool, tenant, after, limit).await
+    }
+
+    async fn upsert_end_users(
+        &self,
+        tenant: &str,
+        users: Vec<EndUserUpsert>,
+        now_ms: i64,
+    ) -> StoreResult<Vec<EndUser>> {
+        admin::upsert_end_users(&self.pool, tenant, users, now_ms).await
+    }
+
+    async fn find_end_users(&self, tenant: &str, ids: &[RecordId]) -> StoreResult<Vec<EndUser>> {
+        admin::find_end_users(&self.pool, tenant, ids).await
+    }
+
+    async fn list_end_users(
+        &self,
+        tenant: &str,
+        channel: Option<&RecordId>,
+        after: Option<&RecordId>,
+        limit: u32,
+    ) -> StoreResult<Page<EndUser>> {
+        admin::list_end_users(&self.pool, tenant, channel, after, limit).await
+    }
+
+    async fn set_session_status(
+        &self,
+        tenant: &str,
+        end_user: &RecordId,
+        status: SessionStatus,
+        now_ms: i64,
+    ) -> StoreResult<Option<Session>> {
+        admin::set_session_status(&self.pool, tenant, end_user, status, now_ms).await
+    }
+
+    async fn upsert_subscription(
+        &self,
+        tenant: &str,
+        s: SubscriptionUpsert,
+        now_ms: i64,
+    ) -> StoreResult<(Subscription, bool)> {
+        admin::upsert_subscription(&self.pool, tenant, s, now_ms).await
+    }
+
+    async fn get_subscription(&self, tenant: &str, id: &RecordId) -> StoreResult<Option<Subscription>> {
+        admin::get_subscription(&self.pool, tenant, id).await
+    }
+
+    async fn set_subscription_consent(
+        &self,
+        tenant: &str,
+        subscription: &RecordId,
+        end_users: &[RecordId],
+        status: SubscriptionConsentStatus,
+        now_ms: i64,
+    ) -> StoreResult<u32> {
+        admin::set_subscription_consent(&self.pool, tenant, subscription, end_users, status, now_ms).await
+    }
+
+    async fn accept(&self, tenant: &str, request: NewSendRequest, now_ms: i64) -> StoreResult<AcceptOutcome> {
+        let (reply, answer) = oneshot::channel();
+        let job = AcceptJob { tenant: tenant.to_owned(), request, now_ms, reply };
+        let closed = || StoreError::Unavailable(Arc::new(sqlx::Error::PoolClosed));
+        self.writer.send(job).await.map_err(|_| closed())?;
+        answer.await.map_err(|_| closed())?
+    }
+
+    async fn get_request(&self, tenant: &str, id: &RecordId) -> StoreResult<Option<RequestRecord>> {
+        let row: Option<RequestRow> = sqlx::query_as("SELECT * FROM send_requests WHERE id = ? AND tenant = ?")
+            .bind(id.as_str())
+            .bind(tenant)
+            .fetch_optional(&self.pool)
+            .await?;
+        let Some(row) = row else { return Ok(None) };
+        let messages: Vec<MessageRow> = sqlx::query_as("SELECT * FROM messages WHERE request_id = ? ORDER BY position")
+            .bind(id.as_str())
+            .fetch_all(&self.pool)
+            .await?;
+        let messages = messages.into_iter().map(MessageRow::into_record).collect::<StoreResult<Vec<_>>>()?;
+        Ok(Some(row.into_record(messages)?))
+    }
+}
