@@ -16,6 +16,7 @@ pub mod config;
 pub mod domain;
 pub mod error;
 pub mod grpc;
+pub mod providers;
 pub mod provision;
 pub mod service;
 pub mod store;
