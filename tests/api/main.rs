@@ -1,0 +1,6 @@
+//! Integration tests: the real server on 127.0.0.1:0 with a fresh SQLite file per test,
+//! driven through generated clients.
+
+mod helpers;
+
+mod accept;
