@@ -4,3 +4,5 @@
 mod helpers;
 
 mod accept;
+mod ops;
+mod python;
