@@ -22,10 +22,13 @@ use crate::admission::AdmissionLayer;
 use crate::auth::Authenticator;
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::Config;
+use crate::dispatch::Dispatcher;
+use crate::events::Events;
 use crate::grpc::admin::MessagingAdminApi;
 use crate::grpc::pb::conversation_messages_server::ConversationMessagesServer;
 use crate::grpc::pb::messaging_admin_server::MessagingAdminServer;
 use crate::grpc::{self, ConversationMessagesApi, pb};
+use crate::providers::{Provider, Providers};
 use crate::provision;
 use crate::service::Service;
 use crate::store::Store;
@@ -46,6 +49,9 @@ pub struct App {
     ready: Arc<AtomicBool>,
     service: Service,
     auth: Authenticator,
+    dispatcher: Arc<Dispatcher>,
+    /// Whether this process runs the dispatcher loop (`dispatch.enabled`).
+    dispatch_enabled: bool,
     /// A token generated because none existed; the caller shows it once.
     generated_token: Option<String>,
 }
@@ -68,12 +74,21 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
 
 impl App {
     pub async fn build(config: Config) -> anyhow::Result<App> {
-        Self::build_with_clock(config, Arc::new(SystemClock)).await
+        Self::build_with(config, Arc::new(SystemClock), Vec::new()).await
     }
 
-    pub async fn build_with_clock(config: Config, clock: SharedClock) -> anyhow::Result<App> {
+    /// With an injected clock, and providers that replace the configured ones of the
+    /// same name (tests use in-process fakes).
+    pub async fn build_with(
+        config: Config,
+        clock: SharedClock,
+        extra_providers: Vec<Arc<dyn Provider>>,
+    ) -> anyhow::Result<App> {
         let store = open_store(&config).await?;
-        let service = Service::new(store, clock.clone());
+        let events = Events::default();
+        let service = Service::new(store.clone(), clock.clone(), events.clone());
+        let providers = extra_providers.into_iter().fold(Providers::default(), Providers::with);
+        let dispatcher = Arc::new(Dispatcher::new(store, providers, clock.clone(), events, config.dispatch.settings()));
         let generated_token = provision::tokens(&config, &service, clock.now_ms()).await.context("applying tokens")?;
         provision::records(&config, &service).await.context("applying the config's records")?;
         let auth = Authenticator::default();
@@ -83,7 +98,13 @@ impl App {
         let ready = Arc::new(AtomicBool::new(false));
         let router = routes(&config, service.clone(), auth.clone(), health_service, ready.clone())?;
         let listener = TcpListener::bind(&config.listen).await.with_context(|| format!("binding {}", config.listen))?;
-        Ok(App { listener, router, health, ready, service, auth, generated_token })
+        let dispatch_enabled = config.dispatch.enabled;
+        Ok(App { listener, router, health, ready, service, auth, dispatcher, dispatch_enabled, generated_token })
+    }
+
+    /// The dispatcher, for driving delivery step by step (`run_once`) in tests.
+    pub fn dispatcher(&self) -> Arc<Dispatcher> {
+        self.dispatcher.clone()
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -105,6 +126,8 @@ impl App {
 
         let reload =
             tokio::spawn(run_token_reload_until_stopped(self.service.clone(), self.auth.clone(), shutdown.clone()));
+        let dispatch =
+            self.dispatch_enabled.then(|| tokio::spawn(self.dispatcher.clone().run_until_stopped(shutdown.clone())));
         let health = self.health.clone();
         let ready = self.ready.clone();
         let stop = shutdown.clone();
@@ -121,6 +144,9 @@ impl App {
             .context("serving")?;
         shutdown.cancel();
         let _ = reload.await;
+        if let Some(dispatch) = dispatch {
+            let _ = dispatch.await;
+        }
         tracing::info!("convmsg stopped");
         Ok(())
     }

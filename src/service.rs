@@ -3,6 +3,10 @@
 //! storage to the `Store`. gRPC and REST are thin adapters over these functions.
 
 use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::Stream;
+use tokio::sync::broadcast::error::RecvError;
 
 use crate::auth::{Principal, Scope};
 use crate::clock::SharedClock;
@@ -13,7 +17,12 @@ use crate::domain::params::check_params;
 use crate::domain::send::{NewSendRequest, SendInput};
 use crate::domain::{ErrorKind, RecordId, Violation};
 use crate::error::AppError;
+use crate::events::Events;
 use crate::store::{AcceptOutcome, Accepted, Key, Page, Store};
+
+/// How often a status stream re-reads the record when no in-process change arrives
+/// (changes made by other replicas reach it this way).
+const WATCH_POLL: Duration = Duration::from_secs(1);
 
 /// Default and largest page sizes of the listings.
 pub const DEFAULT_PAGE_SIZE: u32 = 100;
@@ -23,6 +32,7 @@ pub const MAX_PAGE_SIZE: u32 = 1000;
 pub struct Service {
     store: Arc<dyn Store>,
     clock: SharedClock,
+    events: Events,
 }
 
 /// A listing request as both doors give it.
@@ -76,8 +86,12 @@ fn id_or_name(raw: &str, kind: IdKind) -> Key {
 }
 
 impl Service {
-    pub fn new(store: Arc<dyn Store>, clock: SharedClock) -> Self {
-        Service { store, clock }
+    pub fn new(store: Arc<dyn Store>, clock: SharedClock, events: Events) -> Self {
+        Service { store, clock, events }
+    }
+
+    pub fn events(&self) -> &Events {
+        &self.events
     }
 
     pub fn store(&self) -> &Arc<dyn Store> {
@@ -186,6 +200,7 @@ impl Service {
         match self.store.accept(tenant, request, self.now()).await? {
             AcceptOutcome::Created(a) => {
                 tracing::info!(request_id = %a.request_id, messages = a.message_identifiers.len(), "request accepted");
+                self.events.work_available();
                 Ok(a)
             }
             AcceptOutcome::Replayed(a) => {
@@ -210,6 +225,73 @@ impl Service {
             .get_request(&principal.tenant, &id)
             .await?
             .ok_or_else(|| AppError::NotFound(format!("no ConvMessageSendRequest {id}")))
+    }
+
+    /// The record now, then every change, ending after `Completed`. Fed by in-process
+    /// change signals, with the store as the truth (and polled, for other replicas).
+    pub async fn watch_request(
+        &self,
+        principal: &Principal,
+        raw_id: &str,
+    ) -> Result<impl Stream<Item = Result<RequestRecord, AppError>> + Send + 'static, AppError> {
+        let changes = self.events.subscribe();
+        let first = self.get_request(principal, raw_id).await?;
+        struct Watch {
+            store: Arc<dyn Store>,
+            tenant: String,
+            changes: tokio::sync::broadcast::Receiver<RecordId>,
+            next: Option<RequestRecord>,
+            last: Option<RequestRecord>,
+            done: bool,
+        }
+        let state = Watch {
+            store: self.store.clone(),
+            tenant: principal.tenant.clone(),
+            changes,
+            next: Some(first),
+            last: None,
+            done: false,
+        };
+        Ok(futures_util::stream::unfold(state, |mut w| async move {
+            if w.done {
+                return None;
+            }
+            if let Some(record) = w.next.take() {
+                w.done = record.status == RequestStatus::Completed;
+                w.last = Some(record.clone());
+                return Some((Ok(record), w));
+            }
+            let id = w.last.as_ref().map(|r| r.id.clone())?;
+            loop {
+                tokio::select! {
+                    change = w.changes.recv() => match change {
+                        Ok(changed) if changed != id => continue,
+                        Ok(_) | Err(RecvError::Lagged(_)) => {
+                            // Coalesce a burst of changes into one read.
+                            while w.changes.try_recv().is_ok() {}
+                        }
+                        Err(RecvError::Closed) => tokio::time::sleep(WATCH_POLL).await,
+                    },
+                    _ = tokio::time::sleep(WATCH_POLL) => {}
+                }
+                match w.store.get_request(&w.tenant, &id).await {
+                    Ok(Some(record)) if Some(&record) != w.last.as_ref() => {
+                        w.done = record.status == RequestStatus::Completed;
+                        w.last = Some(record.clone());
+                        return Some((Ok(record), w));
+                    }
+                    Ok(Some(_)) => continue,
+                    Ok(None) => {
+                        w.done = true;
+                        return Some((Err(AppError::NotFound(format!("no ConvMessageSendRequest {id}"))), w));
+                    }
+                    Err(e) => {
+                        w.done = true;
+                        return Some((Err(e.into()), w));
+                    }
+                }
+            }
+        }))
     }
 
     pub async fn upsert_channel(&self, principal: &Principal, spec: ChannelSpec) -> Result<(Channel, bool), AppError> {
@@ -310,10 +392,14 @@ impl Service {
                 format!("status is required ({})", SessionStatus::allowed()),
             ))
         })?;
-        self.store
+        let session = self
+            .store
             .set_session_status(&principal.tenant, &end_user, status, self.now())
             .await?
-            .ok_or_else(|| AppError::NotFound(format!("no messaging end user {end_user}")))
+            .ok_or_else(|| AppError::NotFound(format!("no messaging end user {end_user}")))?;
+        // Messages held for this end user may be sendable now.
+        self.events.work_available();
+        Ok(session)
     }
 
     pub async fn upsert_subscription(

@@ -106,6 +106,11 @@ CREATE TABLE send_requests (
     accepted_ms            INTEGER NOT NULL,
     updated_ms             INTEGER NOT NULL,
     completed_ms           INTEGER,
+    -- Queue state: a Pending request is claimable once due_ms has passed; a claimed
+    -- (InProgress) request is leased to locked_by until locked_until_ms.
+    due_ms                 INTEGER NOT NULL,
+    locked_by              TEXT,
+    locked_until_ms        INTEGER,
     UNIQUE (tenant, name)
 );
 -- The FIFO queue: oldest accepted first, then id.
@@ -123,11 +128,15 @@ CREATE TABLE messages (
     waiting_reason      TEXT,
     attempts            INTEGER NOT NULL DEFAULT 0,
     provider_message_id TEXT,
-    next_attempt_ms     INTEGER,
+    next_attempt_ms     INTEGER,           -- NULL: due now
+    waiting_since_ms    INTEGER,           -- set while held by session gating
+    last_error          TEXT,              -- the last transient failure, for operators
     created_ms          INTEGER NOT NULL,
     updated_ms          INTEGER NOT NULL,
     UNIQUE (request_id, position)
 );
+
+CREATE INDEX messages_by_end_user ON messages (end_user_id, status);
 
 CREATE TABLE idempotency_keys (
     tenant      TEXT NOT NULL,

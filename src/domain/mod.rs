@@ -2,6 +2,7 @@
 //! validation. Nothing here does I/O or knows about sqlx, tonic or axum.
 
 pub mod admin;
+pub mod delivery;
 pub mod ids;
 pub mod model;
 pub mod params;

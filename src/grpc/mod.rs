@@ -51,8 +51,27 @@ pub struct ConversationMessagesApi {
     pub service: Service,
 }
 
+type WatchStream =
+    std::pin::Pin<Box<dyn futures_util::Stream<Item = Result<pb::WatchRequestStatusResponse, Status>> + Send>>;
+
 #[tonic::async_trait]
 impl pb::conversation_messages_server::ConversationMessages for ConversationMessagesApi {
+    type WatchRequestStatusStream = WatchStream;
+
+    async fn watch_request_status(
+        &self,
+        request: Request<pb::WatchRequestStatusRequest>,
+    ) -> Result<Response<WatchStream>, Status> {
+        use futures_util::StreamExt;
+        let principal = principal(&request)?;
+        let records = self.service.watch_request(&principal, &request.get_ref().request_id).await?;
+        let stream = records.map(|r| {
+            r.map(|record| pb::WatchRequestStatusResponse { request: Some(convert::request_record(record)) })
+                .map_err(AppError::into_status)
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+
     async fn send_conversation_messages(
         &self,
         request: Request<pb::SendConversationMessagesRequest>,

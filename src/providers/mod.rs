@@ -72,3 +72,21 @@ pub trait Provider: Send + Sync + 'static {
     fn name(&self) -> &'static str;
     async fn send(&self, message: &OutboundMessage) -> Result<Delivered, ProviderError>;
 }
+
+/// The providers this process can send through, by name.
+#[derive(Clone, Default)]
+pub struct Providers {
+    by_name: std::collections::HashMap<String, std::sync::Arc<dyn Provider>>,
+}
+
+impl Providers {
+    /// Adds (or replaces) a provider under its name.
+    pub fn with(mut self, provider: std::sync::Arc<dyn Provider>) -> Self {
+        self.by_name.insert(provider.name().to_owned(), provider);
+        self
+    }
+
+    pub fn get(&self, name: &str) -> Option<std::sync::Arc<dyn Provider>> {
+        self.by_name.get(name).cloned()
+    }
+}

@@ -155,8 +155,111 @@ pub trait Store: Send + Sync + 'static {
         now_ms: i64,
     ) -> StoreResult<u32>;
 
+    // delivery
+    /// Claims up to `batch` due requests in FIFO order for `owner` with a lease until
+    /// `now + lease_ms`, never letting the number of leased `InProgress` requests (all
+    /// owners) exceed `max_in_progress`. Requests whose lease expired are taken over.
+    async fn claim_requests(
+        &self,
+        owner: &str,
+        now_ms: i64,
+        lease_ms: i64,
+        max_in_progress: u32,
+        batch: u32,
+    ) -> StoreResult<Vec<Claim>>;
+    /// What a claimed request needs to send its due messages.
+    async fn load_work(&self, claim: &Claim, now_ms: i64) -> StoreResult<Work>;
+    /// Extends `owner`'s lease; false when the lease was lost to another owner.
+    async fn renew_lease(&self, owner: &str, request: &RecordId, until_ms: i64) -> StoreResult<bool>;
+    /// Marks a message InProgress and counts the attempt; false when the lease was lost.
+    async fn start_message(&self, owner: &str, request: &RecordId, identifier: &str, now_ms: i64) -> StoreResult<bool>;
+    /// Records what happened to a message; false when the lease was lost.
+    async fn record_outcome(
+        &self,
+        owner: &str,
+        request: &RecordId,
+        identifier: &str,
+        outcome: &MessageOutcome,
+        now_ms: i64,
+    ) -> StoreResult<bool>;
+    /// Ends `owner`'s claim: Completed when every message is final, else Pending again,
+    /// due when its earliest message is. `None` when the lease was lost.
+    async fn finish_request(&self, owner: &str, request: &RecordId, now_ms: i64) -> StoreResult<Option<RequestStatus>>;
+    /// Gives back every lease `owner` holds (shutdown), so other replicas resume at once.
+    async fn release_leases(&self, owner: &str, now_ms: i64) -> StoreResult<u64>;
+    /// Requests by queue state.
+    async fn queue_stats(&self, now_ms: i64) -> StoreResult<QueueStats>;
+
     // send requests
     /// Records a checked request in one transaction. Concurrent calls may share a commit.
     async fn accept(&self, tenant: &str, request: NewSendRequest, now_ms: i64) -> StoreResult<AcceptOutcome>;
     async fn get_request(&self, tenant: &str, id: &RecordId) -> StoreResult<Option<RequestRecord>>;
+}
+
+/// A request claimed for delivery.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claim {
+    pub request_id: RecordId,
+    pub tenant: String,
+}
+
+/// A claimed request and its due messages, with what the gate and the renderer need.
+#[derive(Debug, Clone)]
+pub struct Work {
+    pub request_id: RecordId,
+    pub tenant: String,
+    pub definition_name: String,
+    /// The component as it is now (`None` if it was removed).
+    pub definition: Option<MessageDefinition>,
+    pub parameters_json: String,
+    pub enforce_consent: bool,
+    pub consent_type: ConsentType,
+    pub subscription_id: Option<RecordId>,
+    pub allowed_session_status: AllowedSessionStatus,
+    pub trace_context: Option<String>,
+    pub items: Vec<WorkItem>,
+}
+
+/// One due message.
+#[derive(Debug, Clone)]
+pub struct WorkItem {
+    pub identifier: String,
+    pub platform_key: String,
+    pub end_user: EndUser,
+    pub channel: Channel,
+    pub session_status: Option<SessionStatus>,
+    pub subscription_consent: Option<SubscriptionConsentStatus>,
+    pub attempts: u32,
+    pub waiting_since_ms: Option<i64>,
+}
+
+/// What happened to one message.
+#[derive(Debug, Clone, PartialEq)]
+pub enum MessageOutcome {
+    Success {
+        provider_message_id: Option<String>,
+    },
+    Failed {
+        reason: String,
+    },
+    /// A transient failure: try again at `at_ms`.
+    Retry {
+        at_ms: i64,
+        error: String,
+    },
+    /// Held by session gating until the session changes or `recheck_at_ms`.
+    Wait {
+        reason: String,
+        since_ms: i64,
+        recheck_at_ms: i64,
+    },
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueStats {
+    /// Pending requests (due now or later).
+    pub pending: u64,
+    /// Requests leased and in progress.
+    pub in_progress: u64,
+    pub completed: u64,
 }

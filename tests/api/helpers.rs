@@ -45,6 +45,7 @@ pub struct TestApp {
     pub other_token: String,
     pub clock: ManualClock,
     pub db_path: std::path::PathBuf,
+    pub dispatcher: Arc<convmsg::dispatch::Dispatcher>,
     shutdown: CancellationToken,
     server: Option<JoinHandle<anyhow::Result<()>>>,
     _dir: tempfile::TempDir,
@@ -61,6 +62,14 @@ pub async fn spawn_app() -> TestApp {
 
 /// The server with settings changed by `adjust`.
 pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
+    spawn_app_with_providers(adjust, Vec::new()).await
+}
+
+/// The server with in-process providers replacing the configured ones of the same name.
+pub async fn spawn_app_with_providers(
+    adjust: impl FnOnce(&mut Config),
+    providers: Vec<Arc<dyn convmsg::providers::Provider>>,
+) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
     let db_path = dir.path().join("convmsg.db");
     let (token, read_token, other_token) = (generate_token(), generate_token(), generate_token());
@@ -84,11 +93,23 @@ pub async fn spawn_app_with(adjust: impl FnOnce(&mut Config)) -> TestApp {
     ];
     adjust(&mut config);
     let clock = ManualClock::new(1_767_225_600_000); // 2026-01-01T00:00:00Z
-    let app = App::build_with_clock(config, Arc::new(clock.clone()) as Arc<dyn Clock>).await.expect("app builds");
+    let app = App::build_with(config, Arc::new(clock.clone()) as Arc<dyn Clock>, providers).await.expect("app builds");
+    let dispatcher = app.dispatcher();
     let addr = app.local_addr();
     let shutdown = CancellationToken::new();
     let server = tokio::spawn(app.run_until_stopped(shutdown.clone()));
-    TestApp { addr, token, read_token, other_token, clock, db_path, shutdown, server: Some(server), _dir: dir }
+    TestApp {
+        addr,
+        token,
+        read_token,
+        other_token,
+        clock,
+        db_path,
+        dispatcher,
+        shutdown,
+        server: Some(server),
+        _dir: dir,
+    }
 }
 
 impl TestApp {
@@ -126,19 +147,24 @@ impl TestApp {
 
     /// Provisions, as `token`'s tenant, a channel, a messaging component and `n` end users.
     pub async fn provision_as(&self, token: &str, n: usize) -> Fixture {
+        self.provision_custom(token, n, |_| {}).await
+    }
+
+    /// Like `provision`, with the channel adjusted (provider, type, consent level, rate).
+    pub async fn provision_custom(&self, token: &str, n: usize, adjust: impl FnOnce(&mut pb::Channel)) -> Fixture {
         let mut admin = self.admin_as(Some(token)).await;
         let suffix = uuid::Uuid::new_v4().simple().to_string()[..8].to_owned();
+        let mut channel = pb::Channel {
+            developer_name: format!("sms_{suffix}"),
+            message_type: pb::MessageType::Text as i32,
+            provider: "log".into(),
+            messaging_platform_key: "+15550100".into(),
+            is_active: true,
+            ..Default::default()
+        };
+        adjust(&mut channel);
         let channel = admin
-            .upsert_channel(pb::UpsertChannelRequest {
-                channel: Some(pb::Channel {
-                    developer_name: format!("sms_{suffix}"),
-                    message_type: pb::MessageType::Text as i32,
-                    provider: "log".into(),
-                    messaging_platform_key: "+15550100".into(),
-                    is_active: true,
-                    ..Default::default()
-                }),
-            })
+            .upsert_channel(pb::UpsertChannelRequest { channel: Some(channel) })
             .await
             .expect("channel")
             .into_inner()

@@ -340,7 +340,11 @@ pub async fn find_end_users(pool: &SqlitePool, tenant: &str, ids: &[RecordId]) -
 }
 
 /// The tenant's end users among `ids`, in the order of `ids`.
-async fn find_end_users_in(conn: &mut SqliteConnection, tenant: &str, ids: &[RecordId]) -> StoreResult<Vec<EndUser>> {
+pub(super) async fn find_end_users_in(
+    conn: &mut SqliteConnection,
+    tenant: &str,
+    ids: &[RecordId],
+) -> StoreResult<Vec<EndUser>> {
     if ids.is_empty() {
         return Ok(Vec::new());
     }
@@ -425,6 +429,7 @@ pub async fn set_session_status(
     };
     let row: SessionRow =
         sqlx::query_as("SELECT * FROM sessions WHERE id = ?").bind(id.as_str()).fetch_one(&mut *tx).await?;
+    super::dispatch::wake_held_messages(&mut tx, tenant, end_user, now).await?;
     tx.commit().await?;
     Ok(Some(row.into_record()?))
 }

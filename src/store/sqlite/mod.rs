@@ -20,6 +20,7 @@ use crate::auth::{parse_scopes, scopes_to_string};
 use crate::domain::ids::{IdKind, new_message_identifier, request_name};
 
 mod admin;
+mod dispatch;
 mod rows;
 
 use rows::{MessageRow, RequestRow};
@@ -156,7 +157,7 @@ async fn accept_one(
     sqlx::query(
         "INSERT INTO send_requests (id, tenant, name, definition_name, definition_id, request_type, enforce_consent, \
          consent_type, subscription_id, allowed_session_status, status, parameters, trace_context, accepted_ms, \
-         updated_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+         updated_ms, due_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     )
     .bind(request_id.as_str())
     .bind(tenant)
@@ -171,6 +172,7 @@ async fn accept_one(
     .bind(RequestStatus::Pending.as_str())
     .bind(req.parameters_json())
     .bind(req.trace_context.clone())
+    .bind(now_ms)
     .bind(now_ms)
     .bind(now_ms)
     .execute(&mut *conn)
@@ -328,6 +330,52 @@ impl Store for SqliteStore {
         now_ms: i64,
     ) -> StoreResult<u32> {
         admin::set_subscription_consent(&self.pool, tenant, subscription, end_users, status, now_ms).await
+    }
+
+    async fn claim_requests(
+        &self,
+        owner: &str,
+        now_ms: i64,
+        lease_ms: i64,
+        max_in_progress: u32,
+        batch: u32,
+    ) -> StoreResult<Vec<Claim>> {
+        dispatch::claim_requests(&self.pool, owner, now_ms, lease_ms, max_in_progress, batch).await
+    }
+
+    async fn load_work(&self, claim: &Claim, now_ms: i64) -> StoreResult<Work> {
+        dispatch::load_work(&self.pool, claim, now_ms).await
+    }
+
+    async fn renew_lease(&self, owner: &str, request: &RecordId, until_ms: i64) -> StoreResult<bool> {
+        dispatch::renew_lease(&self.pool, owner, request, until_ms).await
+    }
+
+    async fn start_message(&self, owner: &str, request: &RecordId, identifier: &str, now_ms: i64) -> StoreResult<bool> {
+        dispatch::start_message(&self.pool, owner, request, identifier, now_ms).await
+    }
+
+    async fn record_outcome(
+        &self,
+        owner: &str,
+        request: &RecordId,
+        identifier: &str,
+        outcome: &MessageOutcome,
+        now_ms: i64,
+    ) -> StoreResult<bool> {
+        dispatch::record_outcome(&self.pool, owner, request, identifier, outcome, now_ms).await
+    }
+
+    async fn finish_request(&self, owner: &str, request: &RecordId, now_ms: i64) -> StoreResult<Option<RequestStatus>> {
+        dispatch::finish_request(&self.pool, owner, request, now_ms).await
+    }
+
+    async fn release_leases(&self, owner: &str, now_ms: i64) -> StoreResult<u64> {
+        dispatch::release_leases(&self.pool, owner, now_ms).await
+    }
+
+    async fn queue_stats(&self, now_ms: i64) -> StoreResult<QueueStats> {
+        dispatch::queue_stats(&self.pool, now_ms).await
     }
 
     async fn accept(&self, tenant: &str, request: NewSendRequest, now_ms: i64) -> StoreResult<AcceptOutcome> {

@@ -1,0 +1,311 @@
+//! Delivery. Every replica runs a `Dispatcher`: it claims due requests in FIFO order
+//! while fewer than `max_in_progress_requests` are in progress across all replicas (the
+//! store enforces the limit inside the claim), and delivers each request's due messages
+//! — at most `per_request_concurrency` at once — through the channel's provider:
+//! gate (channel, consent, session) → render → rate limit → send → record the outcome.
+//! A request whose messages only wait (retries, sessions) goes back to `Pending` and
+//! frees its slot. Claims carry a lease renewed while working; a replica that dies
+//! loses its leases and another resumes the work (at-least-once; the message identifier
+//! travels to providers as the dedup key). No transaction is held across a send.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use rand::Rng;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::clock::SharedClock;
+use crate::domain::RecordId;
+use crate::domain::delivery::{Gate, GateInput, gate, reason, render_text, template_for};
+use crate::domain::model::{MessageDefinition, RequestStatus};
+use crate::domain::params::{ParamValue, params_from_json};
+use crate::events::Events;
+use crate::providers::{OutboundMessage, ProviderError, Providers, TemplateMessage};
+use crate::store::{Claim, MessageOutcome, Store, StoreError, Work, WorkItem};
+
+pub mod policy;
+
+use policy::{RetryPolicy, TokenBucket};
+
+/// How the dispatcher behaves; see `[dispatch]` in the config.
+#[derive(Debug, Clone)]
+pub struct DispatchSettings {
+    pub max_in_progress_requests: u32,
+    pub per_request_concurrency: usize,
+    pub lease_ms: i64,
+    pub claim_batch: u32,
+    pub poll_interval: Duration,
+    pub session_wait_max_ms: i64,
+    pub provider_timeout: Duration,
+    pub drain_period: Duration,
+    pub retry: RetryPolicy,
+}
+
+pub struct Dispatcher {
+    store: Arc<dyn Store>,
+    providers: Providers,
+    clock: SharedClock,
+    events: Events,
+    settings: DispatchSettings,
+    /// This process's name on the leases it takes.
+    owner: String,
+    /// Per-channel token buckets (rate limits hold per replica).
+    buckets: Mutex<HashMap<RecordId, TokenBucket>>,
+}
+
+/// What one request's turn came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Processed {
+    pub request_id: RecordId,
+    /// `Completed`, `Pending` (waiting), or `None` when the lease was lost mid-way.
+    pub status: Option<RequestStatus>,
+}
+
+impl Dispatcher {
+    pub fn new(
+        store: Arc<dyn Store>,
+        providers: Providers,
+        clock: SharedClock,
+        events: Events,
+        settings: DispatchSettings,
+    ) -> Self {
+        let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "convmsg".into());
+        let owner = format!("{host}-{}-{:08x}", std::process::id(), rand::rng().random::<u32>());
+        Dispatcher { store, providers, clock, events, settings, owner, buckets: Mutex::new(HashMap::new()) }
+    }
+
+    pub fn owner(&self) -> &str {
+        &self.owner
+    }
+
+    /// Claims and delivers until `shutdown`; then lets sends in flight finish within the
+    /// drain period and gives back every lease so another replica resumes at once.
+    pub async fn run_until_stopped(self: Arc<Self>, shutdown: CancellationToken) {
+        let mut running: JoinSet<()> = JoinSet::new();
+        loop {
+            while running.try_join_next().is_some() {}
+            match self.claim().await {
+                Ok(claims) => {
+                    for claim in claims {
+                        let me = self.clone();
+                        running.spawn(async move {
+                            if let Err(e) = me.process(claim.clone()).await {
+                                tracing::warn!(request_id = %claim.request_id, error = %crate::error::error_chain(&e), "delivery interrupted; the request will be resumed");
+                            }
+                        });
+                    }
+                }
+                Err(e) => tracing::warn!(error = %crate::error::error_chain(&e), "claiming requests failed"),
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => break,
+                _ = self.events.wait_for_work() => {}
+                Some(_) = running.join_next(), if !running.is_empty() => {}
+                _ = tokio::time::sleep(self.settings.poll_interval) => {}
+            }
+        }
+        if tokio::time::timeout(self.settings.drain_period, async { while running.join_next().await.is_some() {} })
+            .await
+            .is_err()
+        {
+            tracing::warn!("drain period over; abandoning sends still in flight");
+            running.abort_all();
+        }
+        match self.store.release_leases(&self.owner, self.clock.now_ms()).await {
+            Ok(n) => tracing::info!(released = n, "dispatcher stopped"),
+            Err(e) => {
+                tracing::warn!(error = %crate::error::error_chain(&e), "releasing leases failed; they expire by themselves")
+            }
+        }
+    }
+
+    /// Claims what the limit allows now.
+    pub async fn claim(&self) -> Result<Vec<Claim>, StoreError> {
+        self.store
+            .claim_requests(
+                &self.owner,
+                self.clock.now_ms(),
+                self.settings.lease_ms,
+                self.settings.max_in_progress_requests,
+                self.settings.claim_batch,
+            )
+            .await
+    }
+
+    /// Claims what it can and delivers it to the end; tests drive delivery with this.
+    pub async fn run_once(self: &Arc<Self>) -> Result<Vec<Processed>, StoreError> {
+        let claims = self.claim().await?;
+        let mut out = Vec::with_capacity(claims.len());
+        for claim in claims {
+            let id = claim.request_id.clone();
+            out.push(Processed { request_id: id, status: self.clone().process(claim).await? });
+        }
+        Ok(out)
+    }
+
+    /// Delivers a claimed request's due messages and ends the claim.
+    pub async fn process(self: Arc<Self>, claim: Claim) -> Result<Option<RequestStatus>, StoreError> {
+        let renewer = self.clone().renew_lease_while_working(claim.request_id.clone());
+        let result = async {
+            let work = self.store.load_work(&claim, self.clock.now_ms()).await?;
+            let params = params_from_json(&work.parameters_json);
+            let sends: Vec<_> = work.items.iter().map(|item| self.deliver(&work, &params, item)).collect();
+            let lost = futures_util::stream::iter(sends)
+                .buffer_unordered(self.settings.per_request_concurrency.max(1))
+                .fold(false, |lost, r| async move {
+                    if let Err(e) = &r {
+                        // The message stays due; finishing the claim makes it Pending again.
+                        tracing::warn!(error = %crate::error::error_chain(e), "recording a message outcome failed");
+                    }
+                    lost || matches!(r, Ok(false))
+                })
+                .await;
+            if lost {
+                return Ok(None);
+            }
+            let status = self.store.finish_request(&self.owner, &claim.request_id, self.clock.now_ms()).await?;
+            if status.is_some() {
+                self.events.request_changed(&claim.request_id);
+                if status == Some(RequestStatus::Pending) {
+                    // It may already be due again (a retry in the past): look at once.
+                    self.events.work_available();
+                }
+            }
+            Ok(status)
+        }
+        .await;
+        renewer.abort();
+        result
+    }
+
+    fn renew_lease_while_working(self: Arc<Self>, request: RecordId) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(async move {
+            let every = Duration::from_millis((self.settings.lease_ms / 3).max(10) as u64);
+            loop {
+                tokio::time::sleep(every).await;
+                let until = self.clock.now_ms() + self.settings.lease_ms;
+                match self.store.renew_lease(&self.owner, &request, until).await {
+                    Ok(true) => {}
+                    Ok(false) => return,
+                    Err(e) => tracing::warn!(error = %crate::error::error_chain(&e), "lease renewal failed"),
+                }
+            }
+        })
+    }
+
+    /// Gates, renders and sends one message, and records the outcome. `Ok(false)` when
+    /// the lease was lost (another replica owns the request now).
+    async fn deliver(&self, work: &Work, params: &[ParamValue], item: &WorkItem) -> Result<bool, StoreError> {
+        let now = self.clock.now_ms();
+        let decision = gate(&GateInput {
+            channel_active: item.channel.is_active,
+            enforce_consent: work.enforce_consent,
+            consent_type: work.consent_type,
+            end_user_consent: item.end_user.consent_status,
+            channel_required: item.channel.consent_type,
+            subscription_consent: item.subscription_consent,
+            allowed_session_status: work.allowed_session_status,
+            session_status: item.session_status,
+            waiting_since_ms: item.waiting_since_ms,
+            now_ms: now,
+            session_wait_max_ms: self.settings.session_wait_max_ms,
+        });
+        let outcome = match decision {
+            Gate::Fail(why) => MessageOutcome::Failed { reason: why.into() },
+            Gate::Wait { reason, since_ms, recheck_at_ms } => {
+                MessageOutcome::Wait { reason: reason.into(), since_ms, recheck_at_ms }
+            }
+            Gate::Send => match self.prepare(work, params, item) {
+                Err(why) => MessageOutcome::Failed { reason: why.into() },
+                Ok(message) => return self.send(work, item, message).await,
+            },
+        };
+        self.record(work, item, outcome).await
+    }
+
+    fn prepare(&self, work: &Work, params: &[ParamValue], item: &WorkItem) -> Result<OutboundMessage, &'static str> {
+        let definition: &MessageDefinition = work.definition.as_ref().ok_or(reason::DEFINITION_UNAVAILABLE)?;
+        let template = template_for(item.channel.message_type, definition, params)?;
+        Ok(OutboundMessage {
+            message_identifier: item.identifier.clone(),
+            request_id: work.request_id.to_string(),
+            tenant: work.tenant.clone(),
+            end_user_id: item.end_user.id.to_string(),
+            recipient: item.platform_key.clone(),
+            channel_developer_name: item.channel.developer_name.clone(),
+            channel_platform_key: item.channel.messaging_platform_key.clone(),
+            channel_options: item.channel.provider_options.clone(),
+            definition_api_name: work.definition_name.clone(),
+            text: render_text(&definition.text_layout, params),
+            template: template.map(|t| TemplateMessage {
+                name: t.name,
+                language: t.language,
+                body_parameters: t.body_parameters,
+            }),
+            traceparent: work.trace_context.clone(),
+        })
+    }
+
+    async fn send(&self, work: &Work, item: &WorkItem, message: OutboundMessage) -> Result<bool, StoreError> {
+        let Some(provider) = self.providers.get(&item.channel.provider) else {
+            let outcome = MessageOutcome::Failed { reason: reason::PROVIDER_MISCONFIGURED.into() };
+            return self.record(work, item, outcome).await;
+        };
+        let send_at = self.reserve_rate(&item.channel.id, item.channel.rate_limit_per_second);
+        self.clock.sleep_until(send_at).await;
+        if !self.store.start_message(&self.owner, &work.request_id, &item.identifier, self.clock.now_ms()).await? {
+            return Ok(false);
+        }
+        self.events.request_changed(&work.request_id);
+        let attempts = item.attempts + 1;
+        let result = match tokio::time::timeout(self.settings.provider_timeout, provider.send(&message)).await {
+            Ok(result) => result,
+            Err(_) => Err(ProviderError::Transient { detail: "provider call timed out".into(), retry_after: None }),
+        };
+        let outcome = match result {
+            Ok(delivered) => MessageOutcome::Success { provider_message_id: delivered.provider_message_id },
+            Err(ProviderError::Permanent { reason, detail }) => {
+                tracing::info!(message = %item.identifier, %reason, %detail, "message failed");
+                MessageOutcome::Failed { reason }
+            }
+            Err(ProviderError::Transient { detail, retry_after }) => {
+                let unit: f64 = rand::rng().random();
+                match self.settings.retry.next_delay_ms(attempts, retry_after, unit) {
+                    Some(delay) => MessageOutcome::Retry { at_ms: self.clock.now_ms() + delay as i64, error: detail },
+                    None => {
+                        tracing::info!(message = %item.identifier, attempts, %detail, "retries exhausted");
+                        MessageOutcome::Failed { reason: reason::RETRIES_EXHAUSTED.into() }
+                    }
+                }
+            }
+        };
+        self.record(work, item, outcome).await
+    }
+
+    async fn record(&self, work: &Work, item: &WorkItem, outcome: MessageOutcome) -> Result<bool, StoreError> {
+        let kept = self
+            .store
+            .record_outcome(&self.owner, &work.request_id, &item.identifier, &outcome, self.clock.now_ms())
+            .await?;
+        if kept {
+            self.events.request_changed(&work.request_id);
+        }
+        Ok(kept)
+    }
+
+    fn reserve_rate(&self, channel: &RecordId, rate: f64) -> i64 {
+        let now = self.clock.now_ms();
+        if rate <= 0.0 {
+            return now;
+        }
+        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        let bucket = buckets.entry(channel.clone()).or_insert_with(|| TokenBucket::new(rate, now));
+        if bucket.rate() != rate {
+            *bucket = TokenBucket::new(rate, now);
+        }
+        bucket.reserve(now)
+    }
+}

@@ -1,0 +1,549 @@
+//! Delivery: the in-progress limit seen from the provider, gating at send time,
+//! rendering, retries, rate limits, record keeping and the status stream.
+//! Time-dependent rules are driven by the injected clock, never by sleeping.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use convmsg::domain::model::RequestStatus;
+use convmsg::grpc::pb;
+use tokio_stream::StreamExt;
+
+use crate::fake_provider::*;
+use crate::helpers::*;
+
+/// A server whose "webhook" provider is `fake`; the dispatcher loop runs only if `looping`.
+async fn spawn_with_fake(
+    fake: &FakeProvider,
+    looping: bool,
+    adjust: impl FnOnce(&mut convmsg::config::Config),
+) -> TestApp {
+    let provider: Arc<dyn convmsg::providers::Provider> = Arc::new(fake.clone());
+    let app = spawn_app_with_providers(
+        |c| {
+            c.dispatch.enabled = looping;
+            c.dispatch.poll_interval_ms = 20;
+            adjust(c);
+        },
+        vec![provider],
+    )
+    .await;
+    fake.use_clock(app.clock.clone());
+    app
+}
+
+async fn fake_fixture(app: &TestApp, n: usize) -> Fixture {
+    app.provision_custom(&app.token.clone(), n, |c| c.provider = "webhook".into()).await
+}
+
+async fn record(app: &TestApp, id: &str) -> pb::ConvMessageSendRequest {
+    app.conv()
+        .await
+        .get_request_status(pb::GetRequestStatusRequest { request_id: id.into() })
+        .await
+        .unwrap()
+        .into_inner()
+        .request
+        .unwrap()
+}
+
+/// The counts always agree with the messages.
+fn assert_consistent(r: &pb::ConvMessageSendRequest) {
+    let count = |s: pb::MessageState| r.messages.iter().filter(|m| m.status == s as i32).count() as u32;
+    assert_eq!(r.pending_message_count, count(pb::MessageState::Pending));
+    assert_eq!(r.in_progress_message_count, count(pb::MessageState::InProgress));
+    assert_eq!(r.success_message_count, count(pb::MessageState::Success));
+    assert_eq!(r.failed_message_count, count(pb::MessageState::Failed));
+    assert_eq!(
+        r.total_message_count,
+        r.pending_message_count + r.in_progress_message_count + r.success_message_count + r.failed_message_count
+    );
+    assert_eq!(r.completed_date.is_some(), r.request_status == pb::RequestStatus::Completed as i32);
+}
+
+async fn send(app: &TestApp, request: pb::SendConversationMessagesRequest) -> pb::SendConversationMessagesResponse {
+    app.conv().await.send_conversation_messages(request).await.unwrap().into_inner()
+}
+
+async fn run_once(app: &TestApp) -> Vec<Option<RequestStatus>> {
+    app.dispatcher.run_once().await.unwrap().into_iter().map(|p| p.status).collect()
+}
+
+#[tokio::test]
+async fn at_most_200_requests_are_in_progress_and_the_rest_wait_their_turn() {
+    let fake = FakeProvider::holding(ManualClockFor::clock());
+    let app = spawn_with_fake(&fake, true, |_| {}).await;
+    let fx = fake_fixture(&app, 1).await;
+    let mut ids = Vec::new();
+    for _ in 0..230 {
+        ids.push(send(&app, fx.request()).await.request_id);
+    }
+    // With 230 waiting and 200 slots, the provider sees exactly 200 requests at once.
+    fake.wait_for_in_flight_requests(200).await;
+    assert_eq!(fake.max_in_flight_requests(), 200);
+    let waiting = record(&app, ids.last().unwrap()).await;
+    assert_eq!(waiting.request_status, pb::RequestStatus::Pending as i32);
+
+    fake.release_all();
+    for id in &ids {
+        wait_until_completed(&app, id).await;
+    }
+    assert_eq!(fake.max_in_flight_requests(), 200, "the limit was exceeded");
+    assert_eq!(requests_seen(&fake.sent()).len(), 230);
+    // FIFO: the first 200 accepted were the first 200 the provider saw.
+    let first_seen: std::collections::HashSet<String> =
+        fake.sent()[..200].iter().map(|(_, m)| m.request_id.clone()).collect();
+    assert!(ids[..200].iter().all(|id| first_seen.contains(id)));
+}
+
+/// Test clocks start at 2026-01-01.
+struct ManualClockFor;
+impl ManualClockFor {
+    fn clock() -> convmsg::clock::ManualClock {
+        convmsg::clock::ManualClock::new(1_767_225_600_000)
+    }
+}
+
+async fn wait_until_completed(app: &TestApp, id: &str) -> pb::ConvMessageSendRequest {
+    let mut stream = app
+        .conv()
+        .await
+        .watch_request_status(pb::WatchRequestStatusRequest { request_id: id.into() })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut last = None;
+    tokio::time::timeout(Duration::from_secs(30), async {
+        while let Some(update) = stream.next().await {
+            last = update.unwrap().request;
+        }
+    })
+    .await
+    .expect("completed in time");
+    let last = last.expect("at least one update");
+    assert_eq!(last.request_status, pb::RequestStatus::Completed as i32);
+    assert_consistent(&last);
+    last
+}
+
+#[tokio::test]
+async fn at_most_five_messages_of_one_request_are_in_flight_at_once() {
+    let fake = FakeProvider::holding(ManualClockFor::clock());
+    let app = spawn_with_fake(&fake, true, |_| {}).await;
+    let fx = fake_fixture(&app, 12).await;
+    let id = send(&app, fx.request()).await.request_id;
+    tokio::time::timeout(Duration::from_secs(20), async {
+        while fake.sent().len() < 5 {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    })
+    .await
+    .unwrap();
+    let during = record(&app, &id).await;
+    assert_eq!(during.request_status, pb::RequestStatus::InProgress as i32);
+    assert_eq!(during.in_progress_message_count, 5);
+    fake.release_all();
+    let done = wait_until_completed(&app, &id).await;
+    assert_eq!(done.success_message_count, 12);
+    assert_eq!(fake.max_in_flight_per_request(), 5);
+    for m in &done.messages {
+        assert_eq!(m.attempts, 1);
+        assert_eq!(m.provider_message_id, format!("fake-{}", m.message_identifier));
+    }
+}
+
+#[tokio::test]
+async fn consent_is_checked_when_the_message_is_sent_not_only_when_accepted() {
+    let fake = FakeProvider::new(ManualClockFor::clock());
+    let app = spawn_with_fake(&fake, false, |_| {}).await;
+    let fx = app
+        .provision_custom(&app.token.clone(), 2, |c| {
+            c.provider = "webhook".into();
+            c.consent_type = pb::ChannelConsentLevel::ExplicitOptIn as i32;
+        })
+        .await;
+    let mut request = fx.request();
+    request.is_enforce_messaging_channel_consent = Some(true);
+    let reply = send(&app, request).await;
+    // After the accept, the first end user opts out.
+    let mut admin = app.admin().await;
+    let user = admin
+        .get_messaging_end_user(pb::GetMessagingEndUserRequest { id: fx.end_user_ids[0].clone() })
+        .await
+        .unwrap()
+        .into_inner()
+        .messaging_end_user
+        .unwrap();
+    admin
+        .upsert_messaging_end_users(pb::UpsertMessagingEndUsersRequest {
+            messaging_end_users: vec![pb::MessagingEndUser {
+                messaging_consent_status: pb::ConsentStatus::OptedOut as i32,
+                ..user
+            }],
+        })
+        .await
+        .unwrap();
+    assert_eq!(run_once(&app).await, vec![Some(RequestStatus::Completed)]);
+    let r = record(&app, &reply.request_id).await;
+    assert_consistent(&r);
+    assert_eq!((r.success_message_count, r.failed_message_count), (1, 1));
+    assert_eq!(r.messages[0].status, pb::MessageState::Failed as i32);
+    assert_eq!(r.messages[0].reason, "EndUserIsNotOptedIn");
+    assert_eq!(fake.sent().len(), 1, "the opted-out user was not sent to");
+}
+
+#[tokio::test]
+async fn an_implicitly_opted_in_user_fails_an_explicit_opt_in_channel_only_when_consent_is_enforced() {
+    let fake = FakeProvider::new(ManualClockFor::clock());
+    let app = spawn_with_fake(&fake, false, |_| {}).await;
+    let fx = app
+        .provision_custom(&app.token.clone(), 1, |c| {
+            c.provider = "webhook".into();
+            c.consent_type = pb::ChannelConsentLevel::DoubleOptIn as i32;
+        })
+        .await;
+    let mut enforced = fx.request();
+    enforced.is_enforce_messaging_channel_consent = Some(true);
+    let a = send(&app, enforced).await;
+    let b = send(&app, fx.request()).await;
+    let mut custom = fx.request();
+    custom.channel_consent_type = pb::ChannelConsentType::Custom as i32;
+    let c = send(&app, custom).await;
+    run_once(&app).await;
+    assert_eq!(record(&app, &a.request_id).await.messages[0].reason, "EndUserIsNotOptedIn");
+    assert_eq!(record(&app, &b.request_id).await.success_message_count, 1);
+    assert_eq!(record(&app, &c.request_id).await.success_message_count, 1);
+}
+
+#[tokio::test]
+async fn subscription_consent_sends_only_to_users_opted_in_to_that_subscription() {
+    let fake = FakeProvider::new(ManualClockFor::clock());
+    let app = spawn_with_fake(&fake, false, |_| {}).await;
+    let fx = fake_fixture(&app, 2).await;
+    let mut admin = app.admin().await;
+    let sub = admin
+        .upsert_communication_subscription(pb::UpsertCommunicationSubscriptionRequest {
+            communication_subscription: Some(pb::CommunicationSubscription {
+                developer_name: "Offers".into(),
+                messaging_channel_id: fx.channel.id.clone(),
+                is_active: true,
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .communication_subscription
+        .unwrap();
+    admin
+        .set_subscription_consent(pb::SetSubscriptionConsentRequest {
+            communication_subscription_id: sub.id.clone(),
+            messaging_end_user_ids: vec![fx.end_user_ids[1].clone()],
+            status: pb::SubscriptionConsentStatus::OptedIn as i32,
+        })
+        .await
+        .unwrap();
+    let mut request = fx.request();
+    request.is_enforce_messaging_channel_consent = Some(true);
+    request.channel_consent_type = pb::ChannelConsentType::CommunicationSubscription as i32;
+    request.communication_subscription_id = sub.id;
+    let reply = send(&app, request).await;
+    run_once(&app).await;
+    let r = record(&app, &reply.request_id).await;
+    assert_eq!(r.messages[0].reason, "EndUserIsNotOptedIn");
+    assert_eq!(r.messages[1].status, pb::MessageState::Success as i32);
+}
+
+async fn set_session(app: &TestApp, end_user: &str, status: pb::SessionStatus) {
+    app.admin()
+        .await
+        .set_messaging_session_status(pb::SetMessagingSessionStatusRequest {
+            messaging_end_user_id: end_user.into(),
+            status: status as i32,
+        })
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn non_active_holds_a_message_while_the_session_is_active_and_sends_when_it_changes() {
+    let fake = FakeProvider::new(ManualClockFor::clock());
+    let app = spawn_with_fake(&fake, false, |_| {}).await;
+    let fx = fake_fixture(&app, 2).await;
+    set_session(&app, &fx.end_user_ids[0], pb::SessionStatus::Active).await;
+    let mut request = fx.request();
+    request.allowed_session_status = pb::AllowedSessionStatus::NonActive as i32;
+    let reply = send(&app, request).await;
+
+    assert_eq!(run_once(&app).await, vec![Some(RequestStatus::Pending)]);
+    let held = record(&app, &reply.request_id).await;
+    assert_consistent(&held);
+    assert_eq!(held.request_status, pb::RequestStatus::Pending as i32);
+    assert_eq!(held.messages[0].status, pb::MessageState::Pending as i32);
+    assert_eq!(held.messages[0].waiting_reason, "SessionActive");
+    assert_eq!(held.messages[1].status, pb::MessageState::Success as i32);
+
+    // While it only waits, the request is not claimed again and holds no slot.
+    app.clock.advance_ms(3_600_000);
+    assert!(run_once(&app).await.is_empty());
+
+    set_session(&app, &fx.end_user_ids[0], pb::SessionStatus::Inactive).await;
+    assert_eq!(run_once(&app).await, vec![Some(RequestStatus::Completed)]);
+    let done = record(&app, &reply.request_id).await;
+    assert_eq!(done.success_message_count, 2);
+    assert_eq!(done.messages[0].waiting_reason, "");
+}
+
+#[tokio::test]
+async fn closed_holds_while_any_session_is_open_and_fails_after_the_maximum_wait() {
+    let fake = FakeProvider::new(ManualClockFor::clock());
+    let app = spawn_with_fake(&fake, false, |c| c.dispatch.session_wait_max_ms = 48 * 3_600_000).await;
+    let fx = fake_fixture(&app, 1).await;
+    set_session(&app, &fx.end_user_ids[0], pb::SessionStatus::Waiting).await;
+    let mut request = fx.request();
+    request.allowed_session_status = pb::AllowedSessionStatus::Closed as i32;
+    let reply = send(&app, request).await;
+    run_once(&app).await;
+    assert_eq!(record(&app, &reply.request_id).await.messages[0].waiting_reason, "SessionOpen");
+
+    // A change that keeps the session open re-checks and holds again.
+    set_session(&app, &fx.end_user_ids[0], pb::SessionStatus::Paused).await;
+    assert_eq!(run_once(&app).await, vec![Some(RequestStatus::Pending)]);
+
+    app.clock.advance_ms(48 * 3_600_000 - 1);
+    assert!(run_once(&app).await.is_empty(), "not due before the wait expires");
+    app.clock.advance_ms(1);
+    assert_eq!(run_once(&app).await, vec![Some(RequestStatus::Completed)]);
+    let r = record(&app, &reply.request_id).await;
+    assert_eq!(r.messages[0].reason, "SessionWaitExpired");
+    assert!(fake.sent().is_empty());
+}
+
+#[tokio::test]
+async fn merge_fields_are_rendered_from_typed_parameters() {
+    use pb::message_definition_input_parameter::Value;
+    let fake = FakeProvider::new(ManualClockFor::clock());
+    let app = spawn_with_fake(&fake, false, |_| {}).await;
+    let fx = fake_fixture(&app, 1).await;
+    let mut request = fx.request();
+    request.messaging_definition_input_parameters.extend([
+        pb::MessageDefinitionInputParameter { name: "Amount".into(), value: Some(Value::NumberValue(12.50)) },
+        pb::MessageDefinitionInputParameter {
+            name: "DueDate".into(),
+            value: Some(Value::DateValue("2026-02-28".into())),
+        },
+    ]);
+    request.idempotency_key = "render-1".into();
+    let reply = send(&app, request).await;
+    run_once(&app).await;
+    let (_, message) = fake.sent().pop().unwrap();
+    assert_eq!(message.text, "Hi Ada, 12.5 is due on 2026-02-28.");
+    assert_eq!(message.message_identifier, reply.message_identifiers[0]);
+    assert_eq!(message.recipient, record(&app, &reply.request_id).await.messages[0].platform_key);
+}
+
+#[tokio::test]
+async fn a_whatsapp_channel_without_an_approved_template_fails_template_required() {
+    let fake = FakeProvider::new(ManualClockFor::clock());
+    let app = spawn_with_fake(&fake, false, |_| {}).await;
+    let fx = app
+        .provision_custom(&app.token.clone(), 1, |c| {
+            c.provider = "webhook".into();
+            c.message_type = pb::MessageType::Whatsapp as i32;
+        })
+        .await;
+    let reply = send(&app, fx.request()).await;
+    run_once(&app).await;
+    assert_eq!(record(&app, &reply.request_id).await.messages[0].reason, "ApprovedExternalTemplateRequired");
+    assert!(fake.sent().is_empty());
+
+    // With an approved template, the provider gets its name and rendered body parameters.
+    let mut definition = fx.definition.clone();
+    definition.external_template = Some(pb::ExternalTemplate {
+        template_name: "payment_due".into(),
+        language: "en_US".into(),
+        status: pb::ExternalTemplateStatus::Approved as i32,
+        body_parameters: vec!["CustomerName".into()],
+        ..Default::default()
+    });
+    app.admin()
+        .await
+        .upsert_message_definition(pb::UpsertMessageDefinitionRequest { message_definition: Some(definition) })
+        .await
+        .unwrap();
+    send(&app, fx.request()).await;
+    run_once(&app).await;
+    let (_, message) = fake.sent().pop().unwrap();
+    let template = message.template.expect("a template");
+    assert_eq!((template.name.as_str(), template.body_parameters), ("payment_due", vec!["Ada".to_owned()]));
+}
+
+#[tokio::test]
+async fn transient_failures_are_retried_on_the_schedule_and_the_request_frees_its_slot_meanwhile() {
+    let fake = FakeProvider::new(ManualClockFor::clock());
+    let app = spawn_with_fake(&fake, false, |c| {
+        c.dispatch.retry_schedule_ms = vec![1_000, 5_000];
+        c.dispatch.retry_jitter = 0.0;
+    })
+    .await;
+    let fx = fake_fixture(&app, 1).await;
+    let key = app
+        .admin()
+        .await
+        .get_messaging_end_user(pb::GetMessagingEndUserRequest { id: fx.end_user_ids[0].clone() })
+        .await
+        .unwrap()
+        .into_inner()
+        .messaging_end_user
+        .unwrap()
+        .messaging_platform_key;
+    fake.script(&key, vec![transient(None), transient(None)]);
+    let reply = send(&app, fx.request()).await;
+
+    assert_eq!(run_once(&app).await, vec![Some(RequestStatus::Pending)]);
+    let r = record(&app, &reply.request_id).await;
+    assert_consistent(&r);
+    assert_eq!((r.messages[0].status, r.messages[0].attempts), (pb::MessageState::Pending as i32, 1));
+    app.clock.advance_ms(999);
+    assert!(run_once(&app).await.is_empty(), "not before the first delay");
+    app.clock.advance_ms(1);
+    assert_eq!(run_once(&app).await, vec![Some(RequestStatus::Pending)]);
+    app.clock.advance_ms(5_000);
+    assert_eq!(run_once(&app).await, vec![Some(RequestStatus::Completed)]);
+    let r = record(&app, &reply.request_id).await;
+    assert_eq!((r.messages[0].status, r.messages[0].attempts), (pb::MessageState::Success as i32, 3));
+    // Every attempt carried the same identifier: the receiver's dedup key.
+    assert!(fake.sent().iter().all(|(_, m)| m.message_identifier == reply.message_identifiers[0]));
+}
+
+#[tokio::test]
+async fn a_providers_retry_after_is_honoured_and_exhausted_retries_fail() {
+    let fake = FakeProvider::new(ManualClockFor::clock());
+    let app = spawn_with_fake(&fake, false, |c| {
+        c.dispatch.retry_schedule_ms = vec![1_000];
+        c.dispatch.retry_jitter = 0.0;
+    })
+    .await;
+    let fx = fake_fixture(&app, 1).await;
+    let mut admin = app.admin().await;
+    let key = admin
+        .get_messaging_end_user(pb::GetMessagingEndUserRequest { id: fx.end_user_ids[0].clone() })
+        .await
+        .unwrap()
+        .into_inner()
+        .messaging_end_user
+        .unwrap()
+        .messaging_platform_key;
+    fake.script(&key, vec![transient(Some(Duration::from_secs(60))), transient(None)]);
+    let reply = send(&app, fx.request()).await;
+    run_once(&app).await;
+    app.clock.advance_ms(59_999);
+    assert!(run_once(&app).await.is_empty(), "Retry-After is honoured");
+    app.clock.advance_ms(1);
+    assert_eq!(run_once(&app).await, vec![Some(RequestStatus::Completed)]);
+    let r = record(&app, &reply.request_id).await;
+    assert_eq!((r.messages[0].reason.as_str(), r.messages[0].attempts), ("RetriesExhausted", 2));
+}
+
+#[tokio::test]
+async fn a_permanent_provider_failure_fails_the_message_with_the_providers_reason() {
+    let fake = FakeProvider::new(ManualClockFor::clock());
+    let app = spawn_with_fake(&fake, false, |_| {}).await;
+    let fx = fake_fixture(&app, 1).await;
+    let user = app
+        .admin()
+        .await
+        .get_messaging_end_user(pb::GetMessagingEndUserRequest { id: fx.end_user_ids[0].clone() })
+        .await
+        .unwrap()
+        .into_inner()
+        .messaging_end_user
+        .unwrap();
+    fake.script(&user.messaging_platform_key, vec![permanent("InvalidRecipient")]);
+    let reply = send(&app, fx.request()).await;
+    run_once(&app).await;
+    let r = record(&app, &reply.request_id).await;
+    assert_eq!((r.messages[0].reason.as_str(), r.messages[0].attempts), ("InvalidRecipient", 1));
+    assert_eq!(r.request_status, pb::RequestStatus::Completed as i32);
+}
+
+#[tokio::test]
+async fn a_channel_rate_limit_spaces_sends_at_its_rate() {
+    let fake = FakeProvider::new(ManualClockFor::clock());
+    let app = spawn_with_fake(&fake, false, |c| c.dispatch.per_request_concurrency = 1).await;
+    let start = {
+        use convmsg::clock::Clock;
+        app.clock.now_ms()
+    };
+    let fx = app
+        .provision_custom(&app.token.clone(), 5, |c| {
+            c.provider = "webhook".into();
+            c.rate_limit_per_second = 2.0;
+        })
+        .await;
+    send(&app, fx.request()).await;
+    let dispatcher = app.dispatcher.clone();
+    let run = tokio::spawn(async move { dispatcher.run_once().await });
+    for _ in 0..400 {
+        if run.is_finished() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+        app.clock.advance_ms(50);
+    }
+    run.await.unwrap().unwrap();
+    let offsets: Vec<i64> = fake.sent().iter().map(|(t, _)| t - start).collect();
+    assert_eq!(offsets.len(), 5);
+    // A burst of two, then one every 500 ms. The clock moves in 50 ms ticks while the
+    // dispatcher runs, so each observed time is within one tick of its slot.
+    assert!(offsets[1] - offsets[0] <= 50, "{offsets:?}");
+    for pair in offsets[1..].windows(2) {
+        assert!((450..=550).contains(&(pair[1] - pair[0])), "{offsets:?}");
+    }
+    assert!((1_450..=1_550).contains(&(offsets[4] - offsets[1])), "{offsets:?}");
+}
+
+#[tokio::test]
+async fn the_status_stream_sends_the_current_state_then_every_change_and_ends_after_completed() {
+    let fake = FakeProvider::new(ManualClockFor::clock());
+    let app = spawn_with_fake(&fake, false, |_| {}).await;
+    let fx = fake_fixture(&app, 3).await;
+    let reply = send(&app, fx.request()).await;
+    let mut stream = app
+        .conv()
+        .await
+        .watch_request_status(pb::WatchRequestStatusRequest { request_id: reply.request_id.clone() })
+        .await
+        .unwrap()
+        .into_inner();
+    let first = stream.next().await.unwrap().unwrap().request.unwrap();
+    assert_eq!(first.request_status, pb::RequestStatus::Pending as i32);
+    run_once(&app).await;
+    let mut updates = vec![];
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(update) = stream.next().await {
+            updates.push(update.unwrap().request.unwrap());
+        }
+    })
+    .await
+    .expect("the stream ends");
+    let last = updates.last().unwrap();
+    assert_eq!(last.request_status, pb::RequestStatus::Completed as i32);
+    assert_eq!(last.success_message_count, 3);
+    for u in &updates {
+        assert_consistent(u);
+    }
+    // A finished request streams its final state and ends at once.
+    let mut again = app
+        .conv()
+        .await
+        .watch_request_status(pb::WatchRequestStatusRequest { request_id: reply.request_id.clone() })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        again.next().await.unwrap().unwrap().request.unwrap().request_status,
+        pb::RequestStatus::Completed as i32
+    );
+    assert!(again.next().await.is_none());
+}
