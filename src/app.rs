@@ -87,7 +87,10 @@ impl App {
         let store = open_store(&config).await?;
         let events = Events::default();
         let service = Service::new(store.clone(), clock.clone(), events.clone());
-        let providers = extra_providers.into_iter().fold(Providers::default(), Providers::with);
+        let mut providers = Providers::from_config(&config.providers).context("setting up channel providers")?;
+        for provider in extra_providers {
+            providers.insert(provider);
+        }
         let dispatcher = Arc::new(Dispatcher::new(store, providers, clock.clone(), events, config.dispatch.settings()));
         let generated_token = provision::tokens(&config, &service, clock.now_ms()).await.context("applying tokens")?;
         provision::records(&config, &service).await.context("applying the config's records")?;

@@ -10,9 +10,12 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
+use crate::providers::ProvidersConfig;
+
 /// Top-level keys that `CONVMSG_*` variables may set. Others (such as Kubernetes'
 /// `CONVMSG_PORT` service links, or the client's `CONVMSG_TOKEN`) are ignored.
-const ENV_KEYS: &[&str] = &["listen", "database_url", "bootstrap_token", "log", "admission", "database", "dispatch"];
+const ENV_KEYS: &[&str] =
+    &["listen", "database_url", "bootstrap_token", "log", "admission", "database", "dispatch", "providers"];
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -27,6 +30,8 @@ pub struct Config {
     pub admission: AdmissionConfig,
     pub database: DatabaseConfig,
     pub dispatch: DispatchConfig,
+    /// Channel providers' endpoints, credentials and timeouts (`[providers.*]`).
+    pub providers: ProvidersConfig,
     pub tenants: Vec<TenantConfig>,
     pub channels: Vec<ChannelConfig>,
     pub definitions: Vec<DefinitionConfig>,
@@ -43,6 +48,7 @@ impl Default for Config {
             admission: AdmissionConfig::default(),
             database: DatabaseConfig::default(),
             dispatch: DispatchConfig::default(),
+            providers: ProvidersConfig::default(),
             tenants: Vec::new(),
             channels: Vec::new(),
             definitions: Vec::new(),
@@ -351,6 +357,19 @@ mod tests {
             Config::load(Some(&path), &Overrides { listen: Some("127.0.0.1:2".into()), database_url: None }).unwrap();
         assert_eq!(c.listen, "127.0.0.1:2");
         assert_eq!(c.admission.max_concurrent_requests, 7);
+    }
+
+    #[test]
+    fn a_providers_section_in_the_file_sets_credentials_and_keeps_other_defaults() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "[providers.whatsapp]\naccess_token = \"EAAG\"\n[providers.twilio]\ntimeout_ms = 2500\n")
+            .unwrap();
+        let c = Config::load(Some(&path), &Overrides::default()).unwrap();
+        assert_eq!(c.providers.whatsapp.access_token.as_deref(), Some("EAAG"));
+        assert_eq!(c.providers.whatsapp.api_version, "v21.0");
+        assert_eq!(c.providers.twilio.timeout_ms, 2500);
+        assert_eq!(c.providers.twilio.base_url, "https://api.twilio.com");
     }
 
     #[test]

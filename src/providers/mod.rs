@@ -4,11 +4,26 @@
 //! message and classifies failure as transient (retry) or permanent (a reason code).
 //! Providers hold no database state and never retry by themselves: the dispatcher
 //! owns retries, backoff and rate limits.
+//!
+//! `Providers` is the registry the dispatcher looks a channel's provider up in, built once
+//! from `[providers]`. A provider whose credentials are missing is still registered and
+//! fails every message with `ProviderMisconfigured`, so a channel bound to it fails
+//! loudly rather than silently.
+
+pub mod config;
+mod http;
+pub mod log;
+pub mod twilio;
+pub mod webhook;
+pub mod whatsapp;
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+
+pub use config::ProvidersConfig;
 
 /// One message ready to go out.
 #[derive(Debug, Clone)]
@@ -73,20 +88,209 @@ pub trait Provider: Send + Sync + 'static {
     async fn send(&self, message: &OutboundMessage) -> Result<Delivered, ProviderError>;
 }
 
-/// The providers this process can send through, by name.
+/// The permanent failure reasons providers give (the record's failure reason codes).
+pub mod reason {
+    /// The provider refused the message for a reason not listed below.
+    pub const PROVIDER_REJECTED: &str = "ProviderRejected";
+    /// The recipient's platform key is not a reachable address on this channel.
+    pub const INVALID_RECIPIENT: &str = "InvalidRecipient";
+    /// The recipient opted out at the provider (e.g. replied STOP).
+    pub const END_USER_IS_NOT_OPTED_IN: &str = "EndUserIsNotOptedIn";
+    /// A free-form message outside the channel's customer-service window.
+    pub const OUTSIDE_MESSAGING_WINDOW: &str = "OutsideMessagingWindow";
+    /// The channel needs an approved external template and there is none (usable).
+    pub const APPROVED_EXTERNAL_TEMPLATE_REQUIRED: &str = "ApprovedExternalTemplateRequired";
+    /// The template exists but the provider refused this rendering of it.
+    pub const TEMPLATE_REJECTED: &str = "TemplateRejected";
+    /// The provider refused our credentials or their permissions.
+    pub const PROVIDER_AUTH_FAILED: &str = "ProviderAuthFailed";
+    /// A setting the provider needs is missing or wrong (config or channel options).
+    pub const PROVIDER_MISCONFIGURED: &str = "ProviderMisconfigured";
+    /// A Standard Webhooks endpoint answered 410 Gone: it asks not to be called again.
+    pub const ENDPOINT_GONE: &str = "EndpointGone";
+}
+
+impl ProviderError {
+    pub fn permanent(reason: &str, detail: impl Into<String>) -> Self {
+        ProviderError::Permanent { reason: reason.to_string(), detail: detail.into() }
+    }
+
+    pub fn transient(detail: impl Into<String>, retry_after: Option<Duration>) -> Self {
+        ProviderError::Transient { detail: detail.into(), retry_after }
+    }
+
+    pub fn is_transient(&self) -> bool {
+        matches!(self, ProviderError::Transient { .. })
+    }
+}
+
+/// What a provider's answer means for the dispatcher, before the detail is attached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Classification {
+    Transient,
+    /// Carries the failure reason code.
+    Permanent(&'static str),
+}
+
+impl Classification {
+    /// For answers no provider error code explains: 408, 429 and 5xx are transient,
+    /// 401 is `ProviderAuthFailed`, anything else `ProviderRejected`.
+    pub fn from_status(status: u16) -> Classification {
+        match status {
+            408 | 429 | 500..=599 => Classification::Transient,
+            401 => Classification::Permanent(reason::PROVIDER_AUTH_FAILED),
+            _ => Classification::Permanent(reason::PROVIDER_REJECTED),
+        }
+    }
+
+    pub fn into_error(self, detail: String, retry_after: Option<Duration>) -> ProviderError {
+        match self {
+            Classification::Transient => ProviderError::transient(detail, retry_after),
+            Classification::Permanent(reason) => ProviderError::permanent(reason, detail),
+        }
+    }
+}
+
+/// Every provider by name; cheap to clone and share.
 #[derive(Clone, Default)]
 pub struct Providers {
-    by_name: std::collections::HashMap<String, std::sync::Arc<dyn Provider>>,
+    by_name: BTreeMap<&'static str, Arc<dyn Provider>>,
+}
+
+impl std::fmt::Debug for Providers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.by_name.keys()).finish()
+    }
 }
 
 impl Providers {
-    /// Adds (or replaces) a provider under its name.
-    pub fn with(mut self, provider: std::sync::Arc<dyn Provider>) -> Self {
-        self.by_name.insert(provider.name().to_owned(), provider);
-        self
+    /// All four providers from `[providers]`. Fails only on settings that can never work
+    /// (an unparseable URL or webhook secret, a log file that cannot be opened); missing
+    /// credentials register a provider that answers `ProviderMisconfigured`.
+    pub fn from_config(config: &ProvidersConfig) -> anyhow::Result<Providers> {
+        let mut providers = Providers::default();
+        providers.insert(Arc::new(log::LogProvider::from_config(&config.log)?));
+        providers.insert(Arc::new(webhook::WebhookProvider::from_config(&config.webhook)?));
+        providers.insert(whatsapp::from_config(&config.whatsapp)?);
+        providers.insert(twilio::from_config(&config.twilio)?);
+        Ok(providers)
     }
 
-    pub fn get(&self, name: &str) -> Option<std::sync::Arc<dyn Provider>> {
+    /// Adds (or replaces) a provider under its `name()`; tests register fakes this way.
+    pub fn insert(&mut self, provider: Arc<dyn Provider>) {
+        self.by_name.insert(provider.name(), provider);
+    }
+
+    pub fn get(&self, name: &str) -> Option<Arc<dyn Provider>> {
         self.by_name.get(name).cloned()
+    }
+
+    pub fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
+        self.by_name.keys().copied()
+    }
+}
+
+/// Stands in for a provider whose credentials are not configured: every message fails
+/// permanently, naming the missing settings.
+#[derive(Debug, Clone)]
+pub struct Unconfigured {
+    name: &'static str,
+    missing: Vec<&'static str>,
+}
+
+impl Unconfigured {
+    pub fn new(name: &'static str, missing: Vec<&'static str>) -> Self {
+        Unconfigured { name, missing }
+    }
+}
+
+#[async_trait]
+impl Provider for Unconfigured {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+
+    async fn send(&self, _message: &OutboundMessage) -> Result<Delivered, ProviderError> {
+        let missing = self.missing.join(", ");
+        Err(ProviderError::permanent(
+            reason::PROVIDER_MISCONFIGURED,
+            format!("the {} provider is not configured: set {missing}", self.name),
+        ))
+    }
+}
+
+/// A channel option the provider cannot do without, or a `ProviderMisconfigured` naming it.
+pub(crate) fn required_option<'m>(
+    provider: &str,
+    message: &'m OutboundMessage,
+    key: &str,
+) -> Result<&'m str, ProviderError> {
+    match message.channel_options.get(key).map(|v| v.trim()) {
+        Some(value) if !value.is_empty() => Ok(value),
+        _ => Err(ProviderError::permanent(
+            reason::PROVIDER_MISCONFIGURED,
+            format!(
+                "channel {} (provider {provider}) has no provider_options.{key}",
+                message.channel_developer_name
+            ),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    pub(crate) fn message() -> OutboundMessage {
+        OutboundMessage {
+            message_identifier: "0b6c2f0e-6a43-4a8e-9a55-1f0e7d9c3b21".into(),
+            request_id: "1srxx0000000001AAA".into(),
+            tenant: "default".into(),
+            end_user_id: "0PAxx0000000001AAA".into(),
+            recipient: "+15550123".into(),
+            channel_developer_name: "sms_us".into(),
+            channel_platform_key: "+15550100".into(),
+            channel_options: BTreeMap::new(),
+            definition_api_name: "OrderShipped".into(),
+            text: "Hi Ada".into(),
+            template: None,
+            traceparent: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn the_registry_built_from_defaults_has_all_four_providers() {
+        let providers = Providers::from_config(&ProvidersConfig::default()).unwrap();
+        assert_eq!(providers.names().collect::<Vec<_>>(), ["log", "twilio", "webhook", "whatsapp"]);
+        assert!(providers.get("carrier-pigeon").is_none());
+    }
+
+    #[tokio::test]
+    async fn a_provider_without_credentials_fails_every_message_naming_the_missing_setting() {
+        let providers = Providers::from_config(&ProvidersConfig::default()).unwrap();
+        for (name, setting) in
+            [("whatsapp", "providers.whatsapp.access_token"), ("twilio", "providers.twilio.auth_token")]
+        {
+            let err = providers.get(name).unwrap().send(&message()).await.unwrap_err();
+            match err {
+                ProviderError::Permanent { reason, detail } => {
+                    assert_eq!(reason, reason::PROVIDER_MISCONFIGURED);
+                    assert!(detail.contains(setting), "{detail}");
+                }
+                other => panic!("{name}: {other:?}"),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_missing_channel_option_names_the_channel_and_the_key() {
+        let err = required_option("webhook", &message(), "url").unwrap_err();
+        assert_eq!(
+            err,
+            ProviderError::permanent(
+                reason::PROVIDER_MISCONFIGURED,
+                "channel sms_us (provider webhook) has no provider_options.url"
+            )
+        );
     }
 }
