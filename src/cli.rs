@@ -1,4 +1,4 @@
-//! The `convmsg` command line: `serve`, `token new`.
+//! The `convmsg` command line: `serve`, `send`, `status`, `demo`, `token new`.
 
 use std::path::PathBuf;
 
@@ -17,8 +17,15 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Run the server: gRPC, health and reflection on one listener.
+    /// Run the server: gRPC, health, reflection and delivery on one listener.
     Serve(ServeArgs),
+    /// Send a messaging component to messaging end users.
+    Send(SendArgs),
+    /// Show a request's record; --watch follows it live until Completed.
+    Status(StatusArgs),
+    /// The whole job in one command: an embedded server, a demo channel, component and
+    /// end users, one request sent and watched to Completed.
+    Demo(DemoArgs),
     /// Manage API tokens.
     #[command(subcommand)]
     Token(TokenCommand),
@@ -35,6 +42,76 @@ pub struct ServeArgs {
     /// TOML config file (see config/convmsg.example.toml)
     #[arg(long, env = "CONVMSG_CONFIG")]
     pub config: Option<PathBuf>,
+}
+
+/// Where the server is and who is calling.
+#[derive(Debug, Args, Clone)]
+pub struct ClientArgs {
+    /// Server address.
+    #[arg(long, env = "CONVMSG_SERVER", default_value = "http://127.0.0.1:50051")]
+    pub server: String,
+    /// API token (Bearer).
+    #[arg(long, env = "CONVMSG_TOKEN", hide_env_values = true)]
+    pub token: String,
+}
+
+#[derive(Debug, Args)]
+#[command(after_help = "PARAMETERS\n  \
+    --param NAME=VALUE            text value\n  \
+    --param NAME=TYPE:VALUE       typed value; TYPE is text, recordId, date (YYYY-MM-DD),\n                                \
+    dateTime (RFC 3339, e.g. 2026-05-01T13:45:00Z), number or boolean\n  \
+    --param NAME=TYPEs:V1,V2,...  a list: texts, recordIds, dates, dateTimes, numbers, booleans\n\n\
+EXAMPLE\n  \
+    convmsg send --definition OrderShipped --to 0PAxx0000000001AAA,0PAxx0000000002AAA \\\n    \
+    --param CustomerName=Ada --param ShipDate=date:2026-12-01 --param Total=number:12.5 --watch")]
+pub struct SendArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// API name of the messaging component (messageDefinitionName).
+    #[arg(long)]
+    pub definition: String,
+    /// Messaging end user ids, comma-separated or repeated (messagingEndUserIds, at most 100).
+    #[arg(long = "to", value_delimiter = ',', required = true)]
+    pub to: Vec<String>,
+    /// A component parameter; see PARAMETERS below.
+    #[arg(long = "param")]
+    pub params: Vec<String>,
+    /// Check each recipient's consent when sending (isEnforceMessagingChannelConsent).
+    #[arg(long)]
+    pub enforce_consent: bool,
+    /// MessagingEndUser, CommunicationSubscription or Custom (channelConsentType).
+    #[arg(long)]
+    pub consent_type: Option<String>,
+    /// Communication subscription id, with --consent-type CommunicationSubscription.
+    #[arg(long)]
+    pub subscription: Option<String>,
+    /// Any, NonActive or Closed (allowedSessionStatus).
+    #[arg(long)]
+    pub session: Option<String>,
+    /// Idempotency key: a retry with the same key and request records nothing new.
+    #[arg(long)]
+    pub idempotency_key: Option<String>,
+    /// Follow the request until it is Completed.
+    #[arg(long)]
+    pub watch: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub client: ClientArgs,
+    /// The request id (15 or 18 characters).
+    pub request_id: String,
+    /// Follow the request live until it is Completed.
+    #[arg(long)]
+    pub watch: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Recipients to create and send to.
+    #[arg(long, default_value_t = 5)]
+    pub recipients: usize,
 }
 
 #[derive(Debug, Subcommand)]

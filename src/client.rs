@@ -36,7 +36,8 @@ pub async fn connect(args: &ClientArgs) -> anyhow::Result<(Channel, Bearer)> {
         .connect()
         .await
         .with_context(|| format!("cannot reach convmsg at {url}"))?;
-    let bearer = MetadataValue::try_from(format!("Bearer {}", args.token)).context("--token has characters a header cannot carry")?;
+    let bearer = MetadataValue::try_from(format!("Bearer {}", args.token))
+        .context("--token has characters a header cannot carry")?;
     Ok((channel, Bearer(bearer)))
 }
 
@@ -67,17 +68,29 @@ pub fn parse_param(spec: &str) -> anyhow::Result<pb::MessageDefinitionInputParam
         "dateTimes" => Value::DateTimeValues(pb::DateTimeValues {
             values: raw.split(',').map(stamp).collect::<anyhow::Result<_>>()?,
         }),
-        "numbers" => Value::NumberValues(pb::NumberValues { values: raw.split(',').map(number).collect::<anyhow::Result<_>>()? }),
-        "booleans" => {
-            Value::BooleanValues(pb::BooleanValues { values: raw.split(',').map(boolean).collect::<anyhow::Result<_>>()? })
+        "numbers" => {
+            Value::NumberValues(pb::NumberValues { values: raw.split(',').map(number).collect::<anyhow::Result<_>>()? })
         }
+        "booleans" => Value::BooleanValues(pb::BooleanValues {
+            values: raw.split(',').map(boolean).collect::<anyhow::Result<_>>()?,
+        }),
         other => bail!("--param {name}: unknown type {other:?}"),
     };
     Ok(pb::MessageDefinitionInputParameter { name: name.trim().to_owned(), value: Some(value) })
 }
 
 const TYPES: &[&str] = &[
-    "text", "recordId", "date", "dateTime", "number", "boolean", "texts", "recordIds", "dates", "dateTimes", "numbers",
+    "text",
+    "recordId",
+    "date",
+    "dateTime",
+    "number",
+    "boolean",
+    "texts",
+    "recordIds",
+    "dates",
+    "dateTimes",
+    "numbers",
     "booleans",
 ];
 
@@ -86,27 +99,37 @@ where
     E: Copy + Into<i32>,
 {
     let Some(value) = value else { return Ok(0) };
-    options
-        .iter()
-        .find(|(name, _)| name.eq_ignore_ascii_case(value))
-        .map(|(_, v)| (*v).into())
-        .ok_or_else(|| anyhow!("{flag} {value:?}: expected one of {}", options.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")))
+    options.iter().find(|(name, _)| name.eq_ignore_ascii_case(value)).map(|(_, v)| (*v).into()).ok_or_else(|| {
+        anyhow!("{flag} {value:?}: expected one of {}", options.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", "))
+    })
 }
 
 pub async fn send(args: SendArgs) -> anyhow::Result<()> {
     use pb::{AllowedSessionStatus as S, ChannelConsentType as C};
     let request = pb::SendConversationMessagesRequest {
         message_definition_name: args.definition.clone(),
-        messaging_definition_input_parameters: args.params.iter().map(|p| parse_param(p)).collect::<anyhow::Result<_>>()?,
+        messaging_definition_input_parameters: args
+            .params
+            .iter()
+            .map(|p| parse_param(p))
+            .collect::<anyhow::Result<_>>()?,
         request_type: pb::RequestType::SendNotificationMessages as i32,
         is_enforce_messaging_channel_consent: Some(args.enforce_consent),
         channel_consent_type: enum_arg(
             "--consent-type",
             &args.consent_type,
-            &[("MessagingEndUser", C::MessagingEndUser), ("CommunicationSubscription", C::CommunicationSubscription), ("Custom", C::Custom)],
+            &[
+                ("MessagingEndUser", C::MessagingEndUser),
+                ("CommunicationSubscription", C::CommunicationSubscription),
+                ("Custom", C::Custom),
+            ],
         )?,
         communication_subscription_id: args.subscription.clone().unwrap_or_default(),
-        allowed_session_status: enum_arg("--session", &args.session, &[("Any", S::Any), ("NonActive", S::NonActive), ("Closed", S::Closed)])?,
+        allowed_session_status: enum_arg(
+            "--session",
+            &args.session,
+            &[("Any", S::Any), ("NonActive", S::NonActive), ("Closed", S::Closed)],
+        )?,
         messaging_end_user_ids: args.to.iter().map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect(),
         idempotency_key: args.idempotency_key.clone().unwrap_or_default(),
     };
@@ -141,7 +164,10 @@ pub async fn status(args: StatusArgs) -> anyhow::Result<()> {
 }
 
 /// Follows a request to Completed, drawing a progress bar on a terminal.
-pub async fn watch<S>(client: &mut ConversationMessagesClient<S>, request_id: &str) -> anyhow::Result<pb::ConvMessageSendRequest>
+pub async fn watch<S>(
+    client: &mut ConversationMessagesClient<S>,
+    request_id: &str,
+) -> anyhow::Result<pb::ConvMessageSendRequest>
 where
     S: tonic::client::GrpcService<tonic::body::Body>,
     S::Error: Into<tonic::codegen::StdError>,
@@ -211,7 +237,10 @@ fn state_name(s: i32) -> &'static str {
 
 fn time(t: &Option<prost_types::Timestamp>) -> String {
     t.as_ref()
-        .and_then(|t| time::OffsetDateTime::from_unix_timestamp(t.seconds).ok())
+        .and_then(|t| {
+            time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(t.seconds) * 1_000_000_000 + i128::from(t.nanos))
+                .ok()
+        })
         .map(crate::domain::params::format_datetime)
         .unwrap_or_else(|| "-".into())
 }
@@ -229,7 +258,10 @@ pub fn print_record(r: &pb::ConvMessageSendRequest) {
         r.pending_message_count,
         r.in_progress_message_count
     );
-    println!("  {:<36}  {:<18}  {:<16}  {:<10}  {:>8}  reason", "identifier", "end user", "platform key", "status", "attempts");
+    println!(
+        "  {:<36}  {:<18}  {:<16}  {:<10}  {:>8}  reason",
+        "identifier", "end user", "platform key", "status", "attempts"
+    );
     for m in &r.messages {
         let why = if !m.reason.is_empty() { m.reason.as_str() } else { m.waiting_reason.as_str() };
         println!(

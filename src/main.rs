@@ -11,6 +11,9 @@ use tokio_util::sync::CancellationToken;
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Serve(args) => serve(args).await,
+        Command::Send(args) => convmsg::client::send(args).await,
+        Command::Status(args) => convmsg::client::status(args).await,
+        Command::Demo(args) => convmsg::demo::run(args).await,
         Command::Token(TokenCommand::New { tenant, scopes, label }) => {
             let scopes = parse_scopes([scopes.as_str()]).map_err(anyhow::Error::msg)?;
             let token = generate_token();
