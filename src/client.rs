@@ -202,7 +202,7 @@ where
 pub fn progress_line(r: &pb::ConvMessageSendRequest) -> String {
     const WIDTH: u32 = 24;
     let done = r.success_message_count + r.failed_message_count;
-    let filled = if r.total_message_count == 0 { WIDTH } else { done * WIDTH / r.total_message_count };
+    let filled = (done * WIDTH).checked_div(r.total_message_count).unwrap_or(WIDTH).min(WIDTH);
     format!(
         "[{}{}] {done}/{} done · {} sent · {} failed · {} pending · {} in progress · {}",
         "█".repeat(filled as usize),
