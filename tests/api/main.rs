@@ -5,6 +5,7 @@ mod fake_provider;
 mod helpers;
 
 mod accept;
+mod crash;
 mod delivery;
 mod ops;
 mod python;
