@@ -84,11 +84,9 @@ impl LogProvider {
         let sink = match config.path.as_deref().map(str::trim) {
             None | Some("") => Sink::Stdout,
             Some(path) => {
-                let file = OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(path)
-                    .map_err(|e| anyhow::anyhow!("providers.log.path = {path:?} cannot be opened for appending: {e}"))?;
+                let file = OpenOptions::new().create(true).append(true).open(path).map_err(|e| {
+                    anyhow::anyhow!("providers.log.path = {path:?} cannot be opened for appending: {e}")
+                })?;
                 Sink::File { path: path.to_string(), file }
             }
         };

@@ -229,10 +229,7 @@ pub(crate) fn required_option<'m>(
         Some(value) if !value.is_empty() => Ok(value),
         _ => Err(ProviderError::permanent(
             reason::PROVIDER_MISCONFIGURED,
-            format!(
-                "channel {} (provider {provider}) has no provider_options.{key}",
-                message.channel_developer_name
-            ),
+            format!("channel {} (provider {provider}) has no provider_options.{key}", message.channel_developer_name),
         )),
     }
 }

@@ -12,10 +12,7 @@ use async_trait::async_trait;
 use serde::Deserialize;
 
 use super::config::TwilioProviderConfig;
-use super::http::{
-    build_client, parse_base_url, read_body, retry_after, snippet, transport_error,
-    url_with_segments,
-};
+use super::http::{build_client, parse_base_url, read_body, retry_after, snippet, transport_error, url_with_segments};
 use super::{Classification, Delivered, OutboundMessage, Provider, ProviderError, Unconfigured, reason};
 
 const NAME: &str = "twilio";

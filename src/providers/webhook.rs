@@ -73,8 +73,11 @@ impl WebhookProvider {
     }
 
     fn secret_for(&self, message: &OutboundMessage) -> Result<&[u8], ProviderError> {
-        self.secrets.get(&message.channel_developer_name).or(self.default_secret.as_ref()).map(Vec::as_slice).ok_or_else(
-            || {
+        self.secrets
+            .get(&message.channel_developer_name)
+            .or(self.default_secret.as_ref())
+            .map(Vec::as_slice)
+            .ok_or_else(|| {
                 ProviderError::permanent(
                     reason::PROVIDER_MISCONFIGURED,
                     format!(
@@ -83,8 +86,7 @@ impl WebhookProvider {
                         message.channel_developer_name, message.channel_developer_name
                     ),
                 )
-            },
-        )
+            })
     }
 }
 
@@ -93,7 +95,9 @@ pub fn decode_secret(secret: &str, setting: &str) -> anyhow::Result<Vec<u8>> {
     let Some(encoded) = secret.trim().strip_prefix(SECRET_PREFIX) else {
         anyhow::bail!("{setting} must look like whsec_<base64>");
     };
-    let key = LENIENT_BASE64.decode(encoded).map_err(|e| anyhow::anyhow!("{setting}: the part after whsec_ is not base64: {e}"))?;
+    let key = LENIENT_BASE64
+        .decode(encoded)
+        .map_err(|e| anyhow::anyhow!("{setting}: the part after whsec_ is not base64: {e}"))?;
     if key.is_empty() {
         anyhow::bail!("{setting}: the key is empty");
     }
@@ -103,7 +107,8 @@ pub fn decode_secret(secret: &str, setting: &str) -> anyhow::Result<Vec<u8>> {
 /// The `webhook-signature` value: `v1,` + base64(HMAC-SHA256(key, "{id}.{timestamp}.{body}")).
 pub fn sign(key: &[u8], id: &str, timestamp: i64, body: &[u8]) -> String {
     // HMAC takes keys of any length, so this cannot fail.
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).unwrap_or_else(|_| unreachable!("HMAC accepts any key length"));
+    let mut mac =
+        <Hmac<Sha256> as Mac>::new_from_slice(key).unwrap_or_else(|_| unreachable!("HMAC accepts any key length"));
     mac.update(id.as_bytes());
     mac.update(b".");
     mac.update(timestamp.to_string().as_bytes());
@@ -154,10 +159,8 @@ impl Provider for WebhookProvider {
 
     async fn send(&self, message: &OutboundMessage) -> Result<Delivered, ProviderError> {
         let url = required_option(NAME, message, "url")?;
-        let url = reqwest::Url::parse(url)
-            .ok()
-            .filter(|u| matches!(u.scheme(), "http" | "https"))
-            .ok_or_else(|| {
+        let url =
+            reqwest::Url::parse(url).ok().filter(|u| matches!(u.scheme(), "http" | "https")).ok_or_else(|| {
                 ProviderError::permanent(
                     reason::PROVIDER_MISCONFIGURED,
                     format!(
@@ -210,7 +213,9 @@ impl Provider for WebhookProvider {
                 Some(serde_json::Value::Number(n)) => Some(n.to_string()),
                 _ => None,
             });
-            return Ok(Delivered { provider_message_id: Some(id.unwrap_or_else(|| message.message_identifier.clone())) });
+            return Ok(Delivered {
+                provider_message_id: Some(id.unwrap_or_else(|| message.message_identifier.clone())),
+            });
         }
         let detail = format!("webhook: HTTP {status}: {}", snippet(&answer));
         if is_transient_status(status) {

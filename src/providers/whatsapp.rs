@@ -13,11 +13,10 @@ use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
 use super::config::WhatsAppProviderConfig;
-use super::http::{
-    build_client, parse_base_url, read_body, retry_after, snippet, transport_error,
-    url_with_segments,
+use super::http::{build_client, parse_base_url, read_body, retry_after, snippet, transport_error, url_with_segments};
+use super::{
+    Classification, Delivered, OutboundMessage, Provider, ProviderError, Unconfigured, reason, required_option,
 };
-use super::{Classification, Delivered, OutboundMessage, Provider, ProviderError, Unconfigured, reason, required_option};
 
 const NAME: &str = "whatsapp";
 
@@ -200,11 +199,7 @@ impl Provider for WhatsAppProvider {
         } else {
             vec![Component {
                 kind: "body",
-                parameters: template
-                    .body_parameters
-                    .iter()
-                    .map(|text| TextParameter { kind: "text", text })
-                    .collect(),
+                parameters: template.body_parameters.iter().map(|text| TextParameter { kind: "text", text }).collect(),
             }]
         };
         let body = SendTemplate {
@@ -274,8 +269,10 @@ mod tests {
         let mut message = crate::providers::tests::message();
         message.channel_options.insert("phone_number_id".into(), "1234".into());
         let err = provider.send(&message).await.unwrap_err();
-        assert!(matches!(&err, ProviderError::Permanent { reason, detail }
+        assert!(
+            matches!(&err, ProviderError::Permanent { reason, detail }
             if reason == reason::PROVIDER_MISCONFIGURED && detail.contains("providers.whatsapp.access_token")),
-            "{err:?}");
+            "{err:?}"
+        );
     }
 }
