@@ -3,6 +3,9 @@
 
 use std::time::Duration;
 
+/// The longest `Retry-After` honoured: a provider asking for more is retried after this.
+pub const MAX_RETRY_AFTER_MS: u64 = 3_600_000;
+
 /// When to try a message again after a transient failure.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RetryPolicy {
@@ -20,7 +23,7 @@ impl RetryPolicy {
         let base = *self.schedule_ms.get(attempts.checked_sub(1)? as usize)?;
         let spread = 1.0 + self.jitter.clamp(0.0, 1.0) * (2.0 * unit.clamp(0.0, 1.0) - 1.0);
         let jittered = (base as f64 * spread).round() as u64;
-        let asked = retry_after.map(|d| d.as_millis() as u64).unwrap_or(0);
+        let asked = retry_after.map(|d| (d.as_millis() as u64).min(MAX_RETRY_AFTER_MS)).unwrap_or(0);
         Some(jittered.max(asked))
     }
 
@@ -86,6 +89,7 @@ mod tests {
         let p = policy();
         assert_eq!(p.next_delay_ms(1, Some(Duration::from_secs(10)), 0.5), Some(10_000));
         assert_eq!(p.next_delay_ms(2, Some(Duration::from_secs(1)), 0.5), Some(5_000));
+        assert_eq!(p.next_delay_ms(1, Some(Duration::from_secs(86_400)), 0.5), Some(MAX_RETRY_AFTER_MS));
     }
 
     #[test]
