@@ -27,6 +27,7 @@ use crate::grpc::pb::conversation_messages_server::ConversationMessagesServer;
 use crate::grpc::pb::messaging_admin_server::MessagingAdminServer;
 use crate::grpc::{self, ConversationMessagesApi, pb};
 use crate::provision;
+use crate::rest;
 use crate::service::Service;
 use crate::store::Store;
 use crate::store::sqlite::{SqliteSettings, SqliteStore};
@@ -139,8 +140,8 @@ async fn run_token_reload_until_stopped(service: Service, auth: Authenticator, s
     }
 }
 
-/// Every route on the one listener. Business services sit behind admission and
-/// authentication; health and the probes do not.
+/// Every route on the one listener. Business services (gRPC and the REST bridge) sit
+/// behind admission and authentication; health and the probes do not.
 fn routes(
     config: &Config,
     service: Service,
@@ -153,6 +154,7 @@ fn routes(
         Duration::from_millis(config.admission.request_timeout_ms),
         Duration::from_millis(config.admission.retry_after_ms),
     );
+    let (service_for_rest, auth_for_rest) = (service.clone(), auth.clone());
     let interceptor = grpc::auth_interceptor(auth);
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
@@ -168,17 +170,21 @@ fn routes(
         .add_service(admission.layer(conversation))
         .add_service(admission.layer(admin))
         .add_service(admission.layer(InterceptedService::new(reflection, interceptor)));
-    let router = grpc
-        .into_axum_router()
-        .route("/healthz", get(|| async { "ok" }))
-        .route(
-            "/readyz",
-            get(move || {
-                let ready = ready.load(Ordering::SeqCst);
-                async move {
-                    if ready { (StatusCode::OK, "ready") } else { (StatusCode::SERVICE_UNAVAILABLE, "not ready") }
-                }
-            }),
-        );
+    let rest = rest::router(service_for_rest, auth_for_rest, config.rest.clone(), &admission);
+    let router =
+        grpc.into_axum_router()
+            .merge(rest)
+            .route("/healthz", get(|| async { "ok" }))
+            .route(
+                "/readyz",
+                get(move || {
+                    let ready = ready.load(Ordering::SeqCst);
+                    async move {
+                        if ready { (StatusCode::OK, "ready") } else { (StatusCode::SERVICE_UNAVAILABLE, "not ready") }
+                    }
+                }),
+            )
+            // Unknown paths: gRPC UNIMPLEMENTED for gRPC callers, Salesforce's 404 for the rest.
+            .fallback(rest::fallback);
     Ok(router)
 }
