@@ -203,6 +203,34 @@ mod tests {
     }
 
     #[test]
+    fn the_http_only_kinds_have_salesforce_s_codes_and_statuses() {
+        let table: Vec<(&str, u16)> = [
+            ErrorKind::JsonParse,
+            ErrorKind::XmlParse,
+            ErrorKind::InvalidField,
+            ErrorKind::UnsupportedMediaType,
+            ErrorKind::MethodNotAllowed,
+            ErrorKind::BodyTooLarge,
+        ]
+        .into_iter()
+        .map(|kind| (codes(kind).salesforce, codes(kind).http))
+        .collect();
+        assert_eq!(
+            table,
+            [
+                ("JSON_PARSER_ERROR", 400),
+                ("XML_PARSER_ERROR", 400),
+                ("INVALID_FIELD", 400),
+                ("UNSUPPORTED_MEDIA_TYPE", 415),
+                ("METHOD_NOT_ALLOWED", 405),
+                ("EXCEEDED_MAX_SIZE_REQUEST", 413),
+            ]
+        );
+        let e = AppError::Request { kind: ErrorKind::XmlParse, message: "bad".into() };
+        assert_eq!((e.kind(), e.public_message(), e.fields()), (ErrorKind::XmlParse, "bad".to_owned(), vec![]));
+    }
+
+    #[test]
     fn overload_carries_retry_info() {
         let status = AppError::Overloaded { retry_after: Duration::from_secs(2) }.into_status();
         assert_eq!(status.code(), Code::ResourceExhausted);

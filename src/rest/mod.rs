@@ -186,10 +186,12 @@ impl Resource {
     }
 }
 
-/// The caller's principal from `Authorization: Bearer …`; 401 otherwise.
+/// The caller's principal from `Authorization: Bearer …` — or `OAuth …`, the scheme
+/// Salesforce also accepts and older clients send; 401 otherwise.
 fn authenticate(state: &RestState, headers: &HeaderMap) -> Result<Principal, RestError> {
     let header = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-    Ok(state.auth.authenticate(header)?)
+    let bearer = header.and_then(|h| h.strip_prefix("OAuth ")).map(|token| format!("Bearer {token}"));
+    Ok(state.auth.authenticate(bearer.as_deref().or(header))?)
 }
 
 async fn dispatch(State(state): State<Arc<RestState>>, request: Request) -> Response {
