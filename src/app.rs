@@ -154,7 +154,7 @@ fn routes(
         Duration::from_millis(config.admission.request_timeout_ms),
         Duration::from_millis(config.admission.retry_after_ms),
     );
-    let (service_for_rest, auth_for_rest) = (service.clone(), auth.clone());
+    let bridge = rest::router(service.clone(), auth.clone(), config.rest.clone(), &admission);
     let interceptor = grpc::auth_interceptor(auth);
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
@@ -170,21 +170,20 @@ fn routes(
         .add_service(admission.layer(conversation))
         .add_service(admission.layer(admin))
         .add_service(admission.layer(InterceptedService::new(reflection, interceptor)));
-    let rest = rest::router(service_for_rest, auth_for_rest, config.rest.clone(), &admission);
-    let router =
-        grpc.into_axum_router()
-            .merge(rest)
-            .route("/healthz", get(|| async { "ok" }))
-            .route(
-                "/readyz",
-                get(move || {
-                    let ready = ready.load(Ordering::SeqCst);
-                    async move {
-                        if ready { (StatusCode::OK, "ready") } else { (StatusCode::SERVICE_UNAVAILABLE, "not ready") }
-                    }
-                }),
-            )
-            // Unknown paths: gRPC UNIMPLEMENTED for gRPC callers, Salesforce's 404 for the rest.
-            .fallback(rest::fallback);
+    let router = grpc
+        .into_axum_router()
+        .merge(bridge)
+        .route("/healthz", get(|| async { "ok" }))
+        .route(
+            "/readyz",
+            get(move || {
+                let ready = ready.load(Ordering::SeqCst);
+                async move {
+                    if ready { (StatusCode::OK, "ready") } else { (StatusCode::SERVICE_UNAVAILABLE, "not ready") }
+                }
+            }),
+        );
+    // Unknown paths: gRPC UNIMPLEMENTED to gRPC callers, Salesforce's 404 NOT_FOUND to the rest.
+    let router = router.fallback(rest::fallback);
     Ok(router)
 }

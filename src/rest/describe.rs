@@ -79,7 +79,7 @@ pub fn custom_actions() -> Reply {
 
 /// `GET`/`HEAD …/actions/standard/sendConversationMessages`; 304 without a body when
 /// `If-Modified-Since` is at or after `DESCRIBE_LAST_MODIFIED`.
-pub fn describe(_version: Version, headers: &HeaderMap, format: Format) -> Response {
+pub fn describe(headers: &HeaderMap, format: Format) -> Response {
     let last_modified = HeaderValue::from_str(&http_date(DESCRIBE_LAST_MODIFIED)).ok();
     let since = headers.get(header::IF_MODIFIED_SINCE).and_then(|v| v.to_str().ok()).and_then(parse_http_date);
     if since.is_some_and(|since| DESCRIBE_LAST_MODIFIED <= since) {

@@ -232,7 +232,7 @@ async fn serve(
         Api::StandardActions => describe::standard_actions(version),
         Api::CustomActions => describe::custom_actions(),
         Api::Action if parts.method == Method::POST => invoke::invoke(state, &principal, &parts.headers, body).await?,
-        Api::Action => return Ok(describe::describe(version, &parts.headers, format)),
+        Api::Action => return Ok(describe::describe(&parts.headers, format)),
         Api::Record(id) => {
             return sobject::get(state, &principal, version, &id, parts.uri.query(), &parts.headers, format).await;
         }
