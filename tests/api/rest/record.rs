@@ -180,3 +180,18 @@ async fn writing_to_the_record_or_the_action_is_405_with_an_allow_header() {
     assert_eq!(client.record(&id).await["TotalMessageCount"], 1);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_custom_consent_request_shows_no_request_consent_type() {
+    let app = spawn_app().await;
+    let fx = app.provision(1).await;
+    let client = http(&app);
+    let mut body = input(&fx);
+    body["channelConsentType"] = json!("Custom");
+    body["isEnforceMessagingChannelConsent"] = json!(false);
+    let (id, _) = client.accept(body).await;
+    let record = client.record(&id).await;
+    assert_eq!(record["RequestConsentType"], Value::Null);
+    assert_eq!(record["ShouldEnforceChannelConsent"], false);
+    app.stop().await;
+}
