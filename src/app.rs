@@ -30,6 +30,7 @@ use crate::grpc::pb::messaging_admin_server::MessagingAdminServer;
 use crate::grpc::{self, ConversationMessagesApi, pb};
 use crate::providers::{Provider, Providers};
 use crate::provision;
+use crate::rest;
 use crate::service::Service;
 use crate::store::Store;
 use crate::store::sqlite::{SqliteSettings, SqliteStore};
@@ -168,8 +169,8 @@ async fn run_token_reload_until_stopped(service: Service, auth: Authenticator, s
     }
 }
 
-/// Every route on the one listener. Business services sit behind admission and
-/// authentication; health and the probes do not.
+/// Every route on the one listener. Business services (gRPC and the REST bridge) sit
+/// behind admission and authentication; health and the probes do not.
 fn routes(
     config: &Config,
     service: Service,
@@ -182,6 +183,7 @@ fn routes(
         Duration::from_millis(config.admission.request_timeout_ms),
         Duration::from_millis(config.admission.retry_after_ms),
     );
+    let bridge = rest::router(service.clone(), auth.clone(), config.rest.clone(), &admission);
     let interceptor = grpc::auth_interceptor(auth);
     let reflection = tonic_reflection::server::Builder::configure()
         .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
@@ -199,6 +201,7 @@ fn routes(
         .add_service(admission.layer(InterceptedService::new(reflection, interceptor)));
     let router = grpc
         .into_axum_router()
+        .merge(bridge)
         .route("/healthz", get(|| async { "ok" }))
         .route(
             "/readyz",
@@ -209,5 +212,7 @@ fn routes(
                 }
             }),
         );
+    // Unknown paths: gRPC UNIMPLEMENTED to gRPC callers, Salesforce's 404 NOT_FOUND to the rest.
+    let router = router.fallback(rest::fallback);
     Ok(router)
 }

@@ -15,7 +15,7 @@ use crate::providers::ProvidersConfig;
 /// Top-level keys that `CONVMSG_*` variables may set. Others (such as Kubernetes'
 /// `CONVMSG_PORT` service links, or the client's `CONVMSG_TOKEN`) are ignored.
 const ENV_KEYS: &[&str] =
-    &["listen", "database_url", "bootstrap_token", "log", "admission", "database", "dispatch", "providers"];
+    &["listen", "database_url", "bootstrap_token", "log", "admission", "database", "dispatch", "providers", "rest"];
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -32,6 +32,7 @@ pub struct Config {
     pub dispatch: DispatchConfig,
     /// Channel providers' endpoints, credentials and timeouts (`[providers.*]`).
     pub providers: ProvidersConfig,
+    pub rest: RestConfig,
     pub tenants: Vec<TenantConfig>,
     pub channels: Vec<ChannelConfig>,
     pub definitions: Vec<DefinitionConfig>,
@@ -49,6 +50,7 @@ impl Default for Config {
             database: DatabaseConfig::default(),
             dispatch: DispatchConfig::default(),
             providers: ProvidersConfig::default(),
+            rest: RestConfig::default(),
             tenants: Vec::new(),
             channels: Vec::new(),
             definitions: Vec::new(),
@@ -110,6 +112,24 @@ pub struct DatabaseConfig {
 impl Default for DatabaseConfig {
     fn default() -> Self {
         DatabaseConfig { max_connections: 8, acquire_timeout_ms: 5_000, accept_batch_max: 256 }
+    }
+}
+
+/// The Salesforce REST bridge (`/services/data/…`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RestConfig {
+    /// Largest request body accepted; a larger one is answered 413 before it is parsed,
+    /// so one caller cannot make the server buffer an unbounded body.
+    pub body_limit_bytes: usize,
+    /// Most `inputs` one invocation may carry. Each input is its own send request (up to
+    /// 100 recipients), so this bounds the work — and the time — of one HTTP call.
+    pub max_inputs_per_call: usize,
+}
+
+impl Default for RestConfig {
+    fn default() -> Self {
+        RestConfig { body_limit_bytes: 1_048_576, max_inputs_per_call: 100 }
     }
 }
 
@@ -370,6 +390,16 @@ mod tests {
         assert_eq!(c.providers.whatsapp.api_version, "v21.0");
         assert_eq!(c.providers.twilio.timeout_ms, 2500);
         assert_eq!(c.providers.twilio.base_url, "https://api.twilio.com");
+    }
+
+    #[test]
+    fn the_rest_limits_default_to_one_mebibyte_and_100_inputs_and_read_from_the_file() {
+        assert_eq!(RestConfig::default(), RestConfig { body_limit_bytes: 1_048_576, max_inputs_per_call: 100 });
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "[rest]\nmax_inputs_per_call = 5\n").unwrap();
+        let c = Config::load(Some(&path), &Overrides::default()).unwrap();
+        assert_eq!(c.rest, RestConfig { body_limit_bytes: 1_048_576, max_inputs_per_call: 5 });
     }
 
     #[test]

@@ -34,6 +34,13 @@ pub fn codes(kind: ErrorKind) -> Codes {
         ErrorKind::Overloaded => (Code::ResourceExhausted, "REQUEST_LIMIT_EXCEEDED", 503),
         ErrorKind::Unavailable => (Code::Unavailable, "SERVER_UNAVAILABLE", 503),
         ErrorKind::Internal => (Code::Internal, "UNKNOWN_EXCEPTION", 500),
+        // Only the REST bridge meets these; the gRPC codes say what they would be.
+        ErrorKind::JsonParse => (Code::InvalidArgument, "JSON_PARSER_ERROR", 400),
+        ErrorKind::XmlParse => (Code::InvalidArgument, "XML_PARSER_ERROR", 400),
+        ErrorKind::InvalidField => (Code::InvalidArgument, "INVALID_FIELD", 400),
+        ErrorKind::UnsupportedMediaType => (Code::InvalidArgument, "UNSUPPORTED_MEDIA_TYPE", 415),
+        ErrorKind::MethodNotAllowed => (Code::Unimplemented, "METHOD_NOT_ALLOWED", 405),
+        ErrorKind::BodyTooLarge => (Code::ResourceExhausted, "EXCEEDED_MAX_SIZE_REQUEST", 413),
     };
     Codes { grpc, salesforce, http }
 }
@@ -59,6 +66,10 @@ pub enum AppError {
     Unavailable(#[source] StoreError),
     #[error("internal error")]
     Internal(#[source] anyhow::Error),
+    /// An HTTP request the REST bridge cannot read as asked (malformed body, unsupported
+    /// media type, method not allowed, body too large); `kind` is one of the HTTP-only kinds.
+    #[error("{message}")]
+    Request { kind: ErrorKind, message: String },
 }
 
 fn join_violations(v: &[Violation]) -> String {
@@ -80,6 +91,7 @@ impl AppError {
             AppError::Overloaded { .. } => ErrorKind::Overloaded,
             AppError::Unavailable(_) => ErrorKind::Unavailable,
             AppError::Internal(_) => ErrorKind::Internal,
+            AppError::Request { kind, .. } => *kind,
         }
     }
 
@@ -98,7 +110,7 @@ impl AppError {
     }
 
     /// Logs the full cause chain of server-side failures; callers' mistakes are not logged as errors.
-    fn log(&self) {
+    pub fn log(&self) {
         match self {
             AppError::Unavailable(e) => tracing::warn!(error = %error_chain(e), "database unavailable"),
             AppError::Internal(e) => tracing::error!(error = format!("{e:#}"), "internal error"),
@@ -188,6 +200,34 @@ mod tests {
         let br = details.bad_request().expect("bad request details");
         assert_eq!(br.field_violations[0].field, "messageDefinitionName");
         assert_eq!(details.error_info().unwrap().reason, "REQUIRED_FIELD_MISSING");
+    }
+
+    #[test]
+    fn the_http_only_kinds_have_salesforce_s_codes_and_statuses() {
+        let table: Vec<(&str, u16)> = [
+            ErrorKind::JsonParse,
+            ErrorKind::XmlParse,
+            ErrorKind::InvalidField,
+            ErrorKind::UnsupportedMediaType,
+            ErrorKind::MethodNotAllowed,
+            ErrorKind::BodyTooLarge,
+        ]
+        .into_iter()
+        .map(|kind| (codes(kind).salesforce, codes(kind).http))
+        .collect();
+        assert_eq!(
+            table,
+            [
+                ("JSON_PARSER_ERROR", 400),
+                ("XML_PARSER_ERROR", 400),
+                ("INVALID_FIELD", 400),
+                ("UNSUPPORTED_MEDIA_TYPE", 415),
+                ("METHOD_NOT_ALLOWED", 405),
+                ("EXCEEDED_MAX_SIZE_REQUEST", 413),
+            ]
+        );
+        let e = AppError::Request { kind: ErrorKind::XmlParse, message: "bad".into() };
+        assert_eq!((e.kind(), e.public_message(), e.fields()), (ErrorKind::XmlParse, "bad".to_owned(), vec![]));
     }
 
     #[test]

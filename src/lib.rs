@@ -3,8 +3,9 @@
 //!
 //! Layout: `domain` holds pure types and rules; `store` the durable state behind one
 //! trait (SQLite embedded); `service` the use cases both doors share; `grpc` the tonic
-//! adapter; `admission` the tower stack in front of them; `app` binds the one listener
-//! and wires everything; `config`, `provision`, `auth`, `telemetry` do what they say.
+//! adapter and `rest` the Salesforce REST bridge; `admission` the tower stack in front
+//! of them; `app` binds the one listener and wires everything; `config`, `provision`,
+//! `auth`, `telemetry` do what they say.
 #![forbid(unsafe_code)]
 
 pub mod admission;
@@ -22,6 +23,7 @@ pub mod events;
 pub mod grpc;
 pub mod providers;
 pub mod provision;
+pub mod rest;
 pub mod service;
 pub mod store;
 pub mod telemetry;

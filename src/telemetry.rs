@@ -14,3 +14,11 @@ pub fn init(config: &LogConfig) {
         LogFormat::Pretty => builder.try_init(),
     };
 }
+
+/// A caller's W3C `traceparent` value, kept with a send request for the dispatcher;
+/// anything that does not look like one (four dash-separated parts, at most 128
+/// characters) is dropped rather than stored.
+pub fn traceparent(value: Option<&str>) -> Option<String> {
+    let value = value?;
+    (value.len() <= 128 && value.split('-').count() == 4).then(|| value.to_owned())
+}

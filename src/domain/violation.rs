@@ -31,6 +31,18 @@ pub enum ErrorKind {
     Unavailable,
     /// A bug.
     Internal,
+    /// HTTP only (REST bridge): the body is not well-formed JSON.
+    JsonParse,
+    /// HTTP only (REST bridge): the body is not well-formed XML.
+    XmlParse,
+    /// HTTP only (REST bridge): a `?fields=` selection names a field the record lacks.
+    InvalidField,
+    /// HTTP only (REST bridge): the body's media type is neither JSON nor XML.
+    UnsupportedMediaType,
+    /// HTTP only (REST bridge): the resource exists but not with this method.
+    MethodNotAllowed,
+    /// HTTP only (REST bridge): the body is larger than the configured limit.
+    BodyTooLarge,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -41,8 +41,7 @@ pub fn principal<T>(request: &Request<T>) -> Result<Principal, Status> {
 
 /// The caller's W3C `traceparent`, kept with the request for the dispatcher.
 pub fn trace_context<T>(request: &Request<T>) -> Option<String> {
-    let value = request.metadata().get("traceparent")?.to_str().ok()?;
-    (value.len() <= 128 && value.split('-').count() == 4).then(|| value.to_owned())
+    crate::telemetry::traceparent(request.metadata().get("traceparent").and_then(|v| v.to_str().ok()))
 }
 
 /// `convmsg.v1.ConversationMessages`.
