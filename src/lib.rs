@@ -2,7 +2,8 @@
 //! Salesforce's *Send Conversation Messages* action, self-hosted.
 //!
 //! Layout: `domain` holds pure types and rules; `store` the durable state behind one
-//! trait (SQLite embedded); `service` the use cases both doors share; `grpc` the tonic
+//! trait (SQLite embedded, PostgreSQL for several replicas); `retention` purges old
+//! completed requests; `service` the use cases both doors share; `grpc` the tonic
 //! adapter; `admission` the tower stack in front of them; `app` binds the one listener
 //! and wires everything; `config`, `provision`, `auth`, `telemetry` do what they say.
 #![forbid(unsafe_code)]
@@ -22,6 +23,7 @@ pub mod events;
 pub mod grpc;
 pub mod providers;
 pub mod provision;
+pub mod retention;
 pub mod service;
 pub mod store;
 pub mod telemetry;
