@@ -11,3 +11,4 @@ mod crash;
 mod delivery;
 mod ops;
 mod python;
+mod replicas;
