@@ -405,3 +405,157 @@ async fn a_killed_replicas_leases_are_taken_over_and_every_message_still_ends_fi
     .await;
     assert!(test.is_ok(), "the test finished within 90 s");
 }
+
+/// A private PostgreSQL cluster (initdb into a temporary directory, on a spare loopback
+/// port), so stopping it disturbs no other test. Stopped and removed when dropped,
+/// also when the test fails. As root, the server tools run as the `postgres` user.
+struct PrivatePostgres {
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+    port: u16,
+    as_root: bool,
+}
+
+impl PrivatePostgres {
+    async fn start() -> PrivatePostgres {
+        let bin = std::env::var_os("CONVMSG_TEST_PG_BIN").map(PathBuf::from).unwrap_or_else(|| {
+            let out = std::process::Command::new("pg_config").arg("--bindir").output();
+            match out {
+                Ok(out) if out.status.success() => PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()),
+                _ => PathBuf::from("/usr/lib/postgresql/15/bin"),
+            }
+        });
+        let uid = std::process::Command::new("id").arg("-u").output().expect("id -u");
+        let as_root = String::from_utf8_lossy(&uid.stdout).trim() == "0";
+        let dir = tempfile::tempdir().unwrap();
+        if as_root {
+            let chown = std::process::Command::new("chown").arg("postgres:postgres").arg(dir.path()).status().unwrap();
+            assert!(chown.success(), "chown the cluster directory to postgres");
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let pg = PrivatePostgres { dir, bin, port, as_root };
+        let data = pg.data();
+        pg.run("initdb", &["-D", &data, "-U", "postgres", "-A", "trust", "--no-sync"]).await;
+        pg.start_server().await;
+        pg
+    }
+
+    fn data(&self) -> String {
+        self.dir.path().join("data").display().to_string()
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    fn command(&self, tool: &str, args: &[&str]) -> std::process::Command {
+        let program = self.bin.join(tool);
+        let mut command = if self.as_root {
+            let mut c = std::process::Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(program);
+            c
+        } else {
+            std::process::Command::new(program)
+        };
+        command.args(args).current_dir(self.dir.path()).stdout(Stdio::null()).stderr(Stdio::piped());
+        command
+    }
+
+    async fn run(&self, tool: &str, args: &[&str]) {
+        let out = tokio::process::Command::from(self.command(tool, args)).output().await.unwrap();
+        assert!(out.status.success(), "{tool} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    async fn start_server(&self) {
+        let options = format!("-p {} -k {} -c listen_addresses=127.0.0.1", self.port, self.dir.path().display());
+        let log = self.dir.path().join("server.log").display().to_string();
+        self.run("pg_ctl", &["-D", &self.data(), "-l", &log, "-o", &options, "-w", "-t", "30", "start"]).await;
+    }
+
+    async fn stop_server(&self) {
+        self.run("pg_ctl", &["-D", &self.data(), "-m", "fast", "-w", "-t", "30", "stop"]).await;
+    }
+}
+
+impl Drop for PrivatePostgres {
+    fn drop(&mut self) {
+        let data = self.data();
+        let _ = self.command("pg_ctl", &["-D", &data, "-m", "immediate", "-w", "-t", "30", "stop"]).output();
+    }
+}
+
+#[tokio::test]
+async fn during_a_database_outage_calls_are_unavailable_and_afterwards_everything_acknowledged_is_delivered() {
+    const BEFORE: usize = 40;
+    const AFTER: usize = 40;
+    let test = tokio::time::timeout(Duration::from_secs(120), async {
+        let pg = PrivatePostgres::start().await;
+        let (receiver, hook) = Receiver::start(Duration::from_millis(20)).await;
+        let dir = tempfile::tempdir().unwrap();
+        let token = convmsg::auth::generate_token();
+        let dispatch =
+            "lease_ms = 2000\npoll_interval_ms = 50\nretry_schedule_ms = [100, 200, 500, 1000, 2000, 2000, 2000]";
+        let config = write_config(dir.path(), &pg.url(), &token, &hook, 5, dispatch);
+        let replica = start_replica(&config, "replica-a").await;
+        let users = end_user_ids(&replica, &token).await;
+        let client = replica.conv(&token).await;
+        let mut acknowledged = burst(std::slice::from_ref(&client), &users, BEFORE).await;
+
+        // The database goes away while those are being delivered.
+        pg.stop_server().await;
+        let mut during = client.clone();
+        let refused = during.send_conversation_messages(ping(&users[0])).await.expect_err("no database, no accept");
+        assert_eq!(refused.code(), Code::Unavailable, "{refused:?}");
+        let read = during
+            .get_request_status(pb::GetRequestStatusRequest { request_id: acknowledged[0].0.clone() })
+            .await
+            .expect_err("no database, no read");
+        assert_eq!(read.code(), Code::Unavailable, "{read:?}");
+        tokio::time::sleep(Duration::from_secs(3)).await; // the outage lasts a few seconds
+        pg.start_server().await;
+
+        // The service recovers by itself: the same process accepts again.
+        let recovered = tokio::time::timeout(Duration::from_secs(30), async {
+            let mut attempts = 0;
+            loop {
+                attempts += 1;
+                match during.send_conversation_messages(ping(&users[1])).await {
+                    Ok(reply) => {
+                        let reply = reply.into_inner();
+                        return (attempts, (reply.request_id, reply.message_identifiers[0].clone()));
+                    }
+                    Err(status) => {
+                        assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+                        tokio::time::sleep(Duration::from_millis(200)).await;
+                    }
+                }
+            }
+        })
+        .await
+        .expect("the service recovered within 30 s of the database");
+        println!("accepting again after the outage, on attempt {}", recovered.0);
+        acknowledged.push(recovered.1);
+        acknowledged.extend(burst(std::slice::from_ref(&client), &users, AFTER).await);
+
+        // Nothing acknowledged was lost: every request completes, every message arrives.
+        let pool = sqlx::PgPool::connect(&pg.url()).await.unwrap();
+        let ids: Vec<String> = acknowledged.iter().map(|(id, _)| id.clone()).collect();
+        wait_completed(&pool, &ids, Duration::from_secs(60)).await;
+        let success: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM messages WHERE request_id = ANY($1) AND status = 'Success'")
+                .bind(&ids)
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        assert_eq!(success as usize, acknowledged.len(), "every acknowledged message ends Success");
+        let seen = receiver.seen();
+        for (_, message) in &acknowledged {
+            assert!(seen.contains_key(message), "message {message} reached the receiver");
+        }
+        let sent_twice: usize = seen.values().map(|n| n - 1).sum();
+        println!("database outage: {} acknowledged, all delivered; {sent_twice} sent twice", acknowledged.len());
+        pool.close().await;
+    })
+    .await;
+    assert!(test.is_ok(), "the test finished within 120 s");
+}
