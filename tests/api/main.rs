@@ -12,3 +12,4 @@ mod delivery;
 mod ops;
 mod python;
 mod replicas;
+mod retention;

@@ -26,7 +26,7 @@ use crate::store::*;
 
 /// The advisory lock key that serialises claiming (any constant, shared by all
 /// replicas; "convmsg" in ASCII).
-const CLAIM_LOCK: i64 = 0x636f_6e76_6d73_67;
+const CLAIM_LOCK: i64 = 0x0063_6f6e_766d_7367;
 
 pub async fn claim_requests(
     pool: &PgPool,
