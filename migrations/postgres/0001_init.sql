@@ -97,6 +97,9 @@ CREATE TABLE subscription_consents (
 
 CREATE TABLE send_requests (
     id                     TEXT PRIMARY KEY,
+    -- Insertion order: FIFO among requests accepted in the same millisecond (SQLite
+    -- uses its rowid for this).
+    seq                    BIGINT GENERATED ALWAYS AS IDENTITY,
     tenant                 TEXT NOT NULL,
     name                   TEXT NOT NULL,
     definition_name        TEXT NOT NULL,
@@ -119,8 +122,8 @@ CREATE TABLE send_requests (
     locked_until_ms        BIGINT,
     UNIQUE (tenant, name)
 );
--- The FIFO queue: oldest accepted first, then id.
-CREATE INDEX send_requests_queue ON send_requests (status, accepted_ms, id);
+-- The FIFO queue: oldest accepted first, then in insertion order.
+CREATE INDEX send_requests_queue ON send_requests (status, accepted_ms, seq);
 -- Retention: completed requests by age.
 CREATE INDEX send_requests_completed ON send_requests (completed_ms) WHERE status = 'Completed';
 

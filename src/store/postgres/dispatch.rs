@@ -48,12 +48,12 @@ pub async fn claim_requests(
         tx.commit().await?;
         return Ok(Vec::new());
     }
-    let mut claims: Vec<(String, String, i64)> = sqlx::query_as(
+    let mut claims: Vec<(String, String, i64, i64)> = sqlx::query_as(
         "UPDATE send_requests SET status = 'InProgress', locked_by = $1, locked_until_ms = $2, updated_ms = $3 \
          WHERE id IN (SELECT id FROM send_requests \
          WHERE (status = 'Pending' AND due_ms <= $3) OR (status = 'InProgress' AND locked_until_ms <= $3) \
-         ORDER BY accepted_ms, id LIMIT $4 FOR UPDATE SKIP LOCKED) \
-         RETURNING id, tenant, accepted_ms",
+         ORDER BY accepted_ms, seq LIMIT $4 FOR UPDATE SKIP LOCKED) \
+         RETURNING id, tenant, accepted_ms, seq",
     )
     .bind(owner)
     .bind(now + lease_ms)
@@ -63,8 +63,8 @@ pub async fn claim_requests(
     .await?;
     tx.commit().await?;
     // RETURNING does not keep the subquery's order: restore FIFO.
-    claims.sort_by(|a, b| (a.2, &a.0).cmp(&(b.2, &b.0)));
-    Ok(claims.into_iter().map(|(id, tenant, _)| Claim { request_id: RecordId::from_trusted(id), tenant }).collect())
+    claims.sort_by_key(|c| (c.2, c.3));
+    Ok(claims.into_iter().map(|(id, tenant, _, _)| Claim { request_id: RecordId::from_trusted(id), tenant }).collect())
 }
 
 #[derive(sqlx::FromRow)]

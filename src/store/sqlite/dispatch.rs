@@ -33,7 +33,7 @@ pub async fn claim_requests(
     let claims: Vec<(String, String)> = sqlx::query_as(
         "SELECT id, tenant FROM send_requests \
          WHERE (status = 'Pending' AND due_ms <= ?1) OR (status = 'InProgress' AND locked_until_ms <= ?1) \
-         ORDER BY accepted_ms, id LIMIT ?2",
+         ORDER BY accepted_ms, rowid LIMIT ?2",
     )
     .bind(now)
     .bind(room)
