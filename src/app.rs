@@ -21,7 +21,7 @@ use tower::Layer;
 use crate::admission::AdmissionLayer;
 use crate::auth::Authenticator;
 use crate::clock::{SharedClock, SystemClock};
-use crate::config::Config;
+use crate::config::{Config, RetentionConfig};
 use crate::dispatch::Dispatcher;
 use crate::events::Events;
 use crate::grpc::admin::MessagingAdminApi;
@@ -31,8 +31,10 @@ use crate::grpc::{self, ConversationMessagesApi, pb};
 use crate::providers::{Provider, Providers};
 use crate::provision;
 use crate::rest;
+use crate::retention::run_retention_until_stopped;
 use crate::service::Service;
 use crate::store::Store;
+use crate::store::postgres::{PgSettings, PgStore};
 use crate::store::sqlite::{SqliteSettings, SqliteStore};
 
 /// How often the in-memory token table is refreshed from the store (tokens another
@@ -55,6 +57,9 @@ pub struct App {
     dispatch_enabled: bool,
     /// A token generated because none existed; the caller shows it once.
     generated_token: Option<String>,
+    /// What the retention task purges and how often.
+    retention: RetentionConfig,
+    clock: SharedClock,
 }
 
 /// Opens the store the database URL names.
@@ -70,7 +75,19 @@ pub async fn open_store(config: &Config) -> anyhow::Result<Arc<dyn Store>> {
         let store = SqliteStore::open(&settings).await.with_context(|| format!("opening {url}"))?;
         return Ok(Arc::new(store));
     }
-    anyhow::bail!("database_url {url:?}: unsupported scheme; use sqlite://path/to/file.db")
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        let settings = PgSettings {
+            url: url.to_owned(),
+            max_connections: config.database.max_connections,
+            acquire_timeout: Duration::from_millis(config.database.acquire_timeout_ms),
+            statement_timeout: Duration::from_millis(config.database.statement_timeout_ms),
+            max_batch: config.database.accept_batch_max,
+        };
+        // Never print the URL itself: it may carry a password.
+        let store = PgStore::open(&settings).await.context("opening the PostgreSQL database")?;
+        return Ok(Arc::new(store));
+    }
+    anyhow::bail!("database_url: unsupported scheme; use sqlite://path/to/file.db or postgres://user@host/database")
 }
 
 impl App {
@@ -103,7 +120,19 @@ impl App {
         let router = routes(&config, service.clone(), auth.clone(), health_service, ready.clone())?;
         let listener = TcpListener::bind(&config.listen).await.with_context(|| format!("binding {}", config.listen))?;
         let dispatch_enabled = config.dispatch.enabled;
-        Ok(App { listener, router, health, ready, service, auth, dispatcher, dispatch_enabled, generated_token })
+        Ok(App {
+            listener,
+            router,
+            health,
+            ready,
+            service,
+            auth,
+            dispatcher,
+            dispatch_enabled,
+            generated_token,
+            retention: config.retention.clone(),
+            clock,
+        })
     }
 
     /// The dispatcher, for driving delivery step by step (`run_once`) in tests.
@@ -130,6 +159,12 @@ impl App {
 
         let reload =
             tokio::spawn(run_token_reload_until_stopped(self.service.clone(), self.auth.clone(), shutdown.clone()));
+        let retention = tokio::spawn(run_retention_until_stopped(
+            self.service.store().clone(),
+            self.clock.clone(),
+            self.retention.clone(),
+            shutdown.clone(),
+        ));
         let dispatch =
             self.dispatch_enabled.then(|| tokio::spawn(self.dispatcher.clone().run_until_stopped(shutdown.clone())));
         let health = self.health.clone();
@@ -148,6 +183,7 @@ impl App {
             .context("serving")?;
         shutdown.cancel();
         let _ = reload.await;
+        let _ = retention.await;
         if let Some(dispatch) = dispatch {
             let _ = dispatch.await;
         }

@@ -14,15 +14,26 @@ use crate::providers::ProvidersConfig;
 
 /// Top-level keys that `CONVMSG_*` variables may set. Others (such as Kubernetes'
 /// `CONVMSG_PORT` service links, or the client's `CONVMSG_TOKEN`) are ignored.
-const ENV_KEYS: &[&str] =
-    &["listen", "database_url", "bootstrap_token", "log", "admission", "database", "dispatch", "providers", "rest"];
+const ENV_KEYS: &[&str] = &[
+    "listen",
+    "database_url",
+    "bootstrap_token",
+    "log",
+    "admission",
+    "database",
+    "dispatch",
+    "retention",
+    "providers",
+    "rest",
+];
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct Config {
     /// Address of the one listener (gRPC, REST, health, metrics).
     pub listen: String,
-    /// `sqlite://file.db` (created if missing).
+    /// `sqlite://file.db` (created if missing) or `postgres://user@host:port/db`
+    /// (several replicas may share it).
     pub database_url: String,
     /// A token upserted for tenant `default` with every scope at each start.
     pub bootstrap_token: Option<String>,
@@ -30,6 +41,7 @@ pub struct Config {
     pub admission: AdmissionConfig,
     pub database: DatabaseConfig,
     pub dispatch: DispatchConfig,
+    pub retention: RetentionConfig,
     /// Channel providers' endpoints, credentials and timeouts (`[providers.*]`).
     pub providers: ProvidersConfig,
     pub rest: RestConfig,
@@ -49,6 +61,7 @@ impl Default for Config {
             admission: AdmissionConfig::default(),
             database: DatabaseConfig::default(),
             dispatch: DispatchConfig::default(),
+            retention: RetentionConfig::default(),
             providers: ProvidersConfig::default(),
             rest: RestConfig::default(),
             tenants: Vec::new(),
@@ -101,17 +114,45 @@ impl Default for AdmissionConfig {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct DatabaseConfig {
-    /// Read connections in the pool (the SQLite writer has one more of its own).
+    /// Connections in the pool. SQLite: read connections (its writer has one more of
+    /// its own). PostgreSQL: every connection of this replica, the accept writer's
+    /// included; mind the server's `max_connections` across all replicas.
     pub max_connections: u32,
     /// How long a call waits for a connection or a database lock before UNAVAILABLE.
     pub acquire_timeout_ms: u64,
+    /// PostgreSQL: longest one statement may run, lock waits included, before it is
+    /// cancelled and the call answers UNAVAILABLE (0 = no limit). SQLite ignores it.
+    pub statement_timeout_ms: u64,
     /// Most send requests one group commit records.
     pub accept_batch_max: usize,
 }
 
 impl Default for DatabaseConfig {
     fn default() -> Self {
-        DatabaseConfig { max_connections: 8, acquire_timeout_ms: 5_000, accept_batch_max: 256 }
+        DatabaseConfig {
+            max_connections: 8,
+            acquire_timeout_ms: 5_000,
+            statement_timeout_ms: 30_000,
+            accept_batch_max: 256,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// Completed requests (with their messages and idempotency keys) older than this are
+    /// deleted; 0 keeps them forever. Pending and in-progress requests are never purged.
+    pub completed_max_age_ms: u64,
+    /// How often the purge runs (in every replica; they skip each other's rows).
+    pub purge_interval_ms: u64,
+    /// Most requests one purge transaction deletes (short transactions, small locks).
+    pub purge_batch: u32,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig { completed_max_age_ms: 30 * 24 * 3_600_000, purge_interval_ms: 600_000, purge_batch: 500 }
     }
 }
 

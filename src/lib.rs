@@ -2,7 +2,8 @@
 //! Salesforce's *Send Conversation Messages* action, self-hosted.
 //!
 //! Layout: `domain` holds pure types and rules; `store` the durable state behind one
-//! trait (SQLite embedded); `service` the use cases both doors share; `grpc` the tonic
+//! trait (SQLite embedded, PostgreSQL for several replicas); `retention` purges old
+//! completed requests; `service` the use cases both doors share; `grpc` the tonic
 //! adapter and `rest` the Salesforce REST bridge; `admission` the tower stack in front
 //! of them; `app` binds the one listener and wires everything; `config`, `provision`,
 //! `auth`, `telemetry` do what they say.
@@ -24,6 +25,7 @@ pub mod grpc;
 pub mod providers;
 pub mod provision;
 pub mod rest;
+pub mod retention;
 pub mod service;
 pub mod store;
 pub mod telemetry;

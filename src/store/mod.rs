@@ -1,6 +1,7 @@
-//! Durable state behind one trait. `sqlite` is the embedded default. Every row carries
-//! its tenant and every read filters on it, so one tenant never sees another's records.
-//! Accepting a send request is one transaction (request, messages, idempotency entry).
+//! Durable state behind one trait. `sqlite` is the embedded default; `postgres` serves
+//! several replicas sharing one queue. Every row carries its tenant and every read
+//! filters on it, so one tenant never sees another's records. Accepting a send request
+//! is one transaction (request, messages, idempotency entry).
 
 use std::sync::Arc;
 
@@ -12,6 +13,8 @@ use crate::domain::model::*;
 use crate::domain::send::NewSendRequest;
 use crate::domain::{ErrorKind, RecordId, Violation};
 
+pub mod postgres;
+mod rows;
 pub mod sqlite;
 
 /// Cloneable so that one failed group commit can be reported to every caller in it.
@@ -38,6 +41,9 @@ impl From<sqlx::Error> for StoreError {
         use sqlx::Error as E;
         let unavailable = match &e {
             E::PoolTimedOut | E::PoolClosed | E::Io(_) | E::WorkerCrashed => true,
+            E::Database(db) if db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>().is_some() => {
+                is_pg_unavailable(db.code().as_deref())
+            }
             E::Database(db) => is_busy(db.code().as_deref()),
             _ => false,
         };
@@ -48,6 +54,14 @@ impl From<sqlx::Error> for StoreError {
 /// SQLite BUSY/LOCKED (and their extended codes) mean "try again".
 fn is_busy(code: Option<&str>) -> bool {
     matches!(code, Some(c) if c == "5" || c == "6" || c.parse::<i32>().is_ok_and(|n| n & 0xff == 5 || n & 0xff == 6))
+}
+
+/// PostgreSQL SQLSTATEs that mean "the server cannot serve this now; retrying may help":
+/// connection exceptions (class 08), operator intervention (57: admin/crash shutdown,
+/// cannot connect now, statement timeout), insufficient resources (53: too many
+/// connections, out of memory/disk), serialization failures and deadlocks (40).
+fn is_pg_unavailable(code: Option<&str>) -> bool {
+    matches!(code, Some(c) if c.starts_with("08") || c.starts_with("57") || c.starts_with("53") || c.starts_with("40"))
 }
 
 impl StoreError {
@@ -189,6 +203,12 @@ pub trait Store: Send + Sync + 'static {
     async fn release_leases(&self, owner: &str, now_ms: i64) -> StoreResult<u64>;
     /// Requests by queue state.
     async fn queue_stats(&self, now_ms: i64) -> StoreResult<QueueStats>;
+
+    // retention
+    /// Deletes up to `limit` requests that completed before `before_ms`, with their
+    /// messages and idempotency keys; pending and in-progress requests are never touched.
+    /// Returns how many requests were deleted (fewer than `limit`: nothing more is due).
+    async fn purge_completed(&self, before_ms: i64, limit: u32) -> StoreResult<u64>;
 
     // send requests
     /// Records a checked request in one transaction. Concurrent calls may share a commit.

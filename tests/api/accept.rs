@@ -8,7 +8,8 @@ use crate::helpers::*;
 
 #[tokio::test]
 async fn a_valid_request_is_answered_with_a_request_id_and_one_uuid_per_recipient_in_order() {
-    let app = spawn_app().await;
+    // No dispatcher: the record is read as accepted, before any delivery could start.
+    let app = spawn_app_with(|c| c.dispatch.enabled = false).await;
     let fx = app.provision(3).await;
     let reply = app.conv().await.send_conversation_messages(fx.request()).await.unwrap().into_inner();
     assert_eq!(reply.request_id.len(), 18);
@@ -331,14 +332,13 @@ async fn cancelled_calls_leave_no_request_half_written() {
         let _ = call.await;
     }
     // Every recorded request is whole: 50 messages, and an idempotency entry.
-    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", app.db_path.display())).await.unwrap();
-    let rows: Vec<(String, i64, i64)> = sqlx::query_as(
-        "SELECT r.id, (SELECT COUNT(*) FROM messages m WHERE m.request_id = r.id), \
-         (SELECT COUNT(*) FROM idempotency_keys k WHERE k.request_id = r.id) FROM send_requests r",
-    )
-    .fetch_all(&pool)
-    .await
-    .unwrap();
+    let rows = app
+        .db
+        .fetch_triples(
+            "SELECT r.id, (SELECT COUNT(*) FROM messages m WHERE m.request_id = r.id), \
+             (SELECT COUNT(*) FROM idempotency_keys k WHERE k.request_id = r.id) FROM send_requests r",
+        )
+        .await;
     assert!(!rows.is_empty());
     for (id, messages, keys) in rows {
         assert_eq!((messages, keys), (50, 1), "request {id} is not whole");

@@ -1,5 +1,5 @@
 //! Crash safety: the server process is killed (SIGKILL) while messages are in flight;
-//! a restarted process on the same database takes over the expired lease and finishes
+//! a restarted process (on the suite's backend) on the same database takes over the expired lease and finishes
 //! the request. Every message ends final, none is lost; messages caught in flight may
 //! be sent twice, and the receiver can drop the repeat by `webhook-id`.
 
@@ -82,6 +82,7 @@ async fn a_server_killed_mid_delivery_is_resumed_after_restart_and_nothing_is_lo
     tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
 
     let dir = tempfile::tempdir().unwrap();
+    let db = crate::helpers::TestDatabase::create().await;
     let token = convmsg::auth::generate_token();
     let config = dir.path().join("convmsg.toml");
     let users: String = (0..10)
@@ -93,7 +94,7 @@ async fn a_server_killed_mid_delivery_is_resumed_after_restart_and_nothing_is_lo
         &config,
         format!(
             r#"listen = "127.0.0.1:0"
-database_url = "sqlite://{db}"
+database_url = "{db}"
 bootstrap_token = "{token}"
 [dispatch]
 lease_ms = 1000
@@ -111,7 +112,7 @@ provider_options = {{ url = "{hook}" }}
 api_name = "Ping"
 text_layout = "ping"
 {users}"#,
-            db = dir.path().join("convmsg.db").display()
+            db = db.url
         ),
     )
     .unwrap();

@@ -1,5 +1,7 @@
-//! Integration tests: the real server on 127.0.0.1:0 with a fresh SQLite file per test,
-//! driven through generated clients.
+//! Integration tests: the real server on 127.0.0.1:0 with a fresh database per test —
+//! SQLite, or PostgreSQL with `CONVMSG_TEST_DATABASE=postgres` — driven through generated
+//! clients. `replicas` always runs on PostgreSQL: several `convmsg serve` processes on
+//! one database, replica loss, and a database outage on a private instance.
 
 mod fake_provider;
 mod helpers;
@@ -9,4 +11,6 @@ mod crash;
 mod delivery;
 mod ops;
 mod python;
+mod replicas;
 mod rest;
+mod retention;

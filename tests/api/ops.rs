@@ -62,9 +62,9 @@ async fn past_the_concurrency_limit_calls_are_refused_at_once_with_retry_advice(
     .await;
     let fx = app.provision(1).await;
 
-    // Hold SQLite's write lock from outside, so an accept waits inside the server, holding the one slot.
-    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", app.db_path.display())).await.unwrap();
-    let blocker = pool.begin_with("BEGIN IMMEDIATE").await.unwrap();
+    // Hold the lock an accept needs from outside (SQLite's write lock, or PostgreSQL's
+    // table lock on the name sequence), so an accept waits inside the server, holding the one slot.
+    let blocker = app.db.block_accepts().await;
     let mut client = app.conv().await;
     let request = fx.request();
     let held = tokio::spawn(async move { client.send_conversation_messages(request).await });
@@ -95,7 +95,7 @@ async fn past_the_concurrency_limit_calls_are_refused_at_once_with_retry_advice(
     assert!(health.check(HealthCheckRequest { service: String::new() }).await.is_ok());
 
     // The held call completes once the lock is released: refusal never loses accepted work.
-    blocker.rollback().await.unwrap();
+    blocker.release().await;
     let reply = held.await.unwrap().expect("the held call succeeds").into_inner();
     assert_eq!(reply.message_identifiers.len(), 1);
 }

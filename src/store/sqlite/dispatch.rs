@@ -33,7 +33,7 @@ pub async fn claim_requests(
     let claims: Vec<(String, String)> = sqlx::query_as(
         "SELECT id, tenant FROM send_requests \
          WHERE (status = 'Pending' AND due_ms <= ?1) OR (status = 'InProgress' AND locked_until_ms <= ?1) \
-         ORDER BY accepted_ms, id LIMIT ?2",
+         ORDER BY accepted_ms, rowid LIMIT ?2",
     )
     .bind(now)
     .bind(room)
@@ -199,9 +199,10 @@ pub async fn start_message(
         return Ok(false);
     }
     sqlx::query(
-        "UPDATE messages SET status = 'InProgress', attempts = attempts + 1, waiting_reason = NULL, updated_ms = ? \
-         WHERE identifier = ? AND request_id = ?",
+        "UPDATE messages SET status = 'InProgress', attempts = attempts + 1, waiting_reason = NULL, sent_by = ?, \
+         updated_ms = ? WHERE identifier = ? AND request_id = ?",
     )
+    .bind(owner)
     .bind(now)
     .bind(identifier)
     .bind(request.as_str())
@@ -379,4 +380,38 @@ pub async fn wake_held_messages(
     .execute(&mut *conn)
     .await?;
     Ok(())
+}
+
+/// Deletes up to `limit` requests completed before `before_ms`, with their messages
+/// and idempotency keys, in one short transaction. Returns how many requests went.
+pub async fn purge_completed(pool: &SqlitePool, before_ms: i64, limit: u32) -> StoreResult<u64> {
+    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+    let ids: Vec<String> = sqlx::query_scalar(
+        "SELECT id FROM send_requests WHERE status = 'Completed' AND completed_ms < ? ORDER BY completed_ms LIMIT ?",
+    )
+    .bind(before_ms)
+    .bind(i64::from(limit))
+    .fetch_all(&mut *tx)
+    .await?;
+    if ids.is_empty() {
+        return Ok(0);
+    }
+    for table in ["DELETE FROM idempotency_keys WHERE request_id IN (", "DELETE FROM messages WHERE request_id IN ("] {
+        let mut delete: QueryBuilder<Sqlite> = QueryBuilder::new(table);
+        let mut list = delete.separated(", ");
+        for id in &ids {
+            list.push_bind(id.clone());
+        }
+        delete.push(")");
+        delete.build().execute(&mut *tx).await?;
+    }
+    let mut delete: QueryBuilder<Sqlite> = QueryBuilder::new("DELETE FROM send_requests WHERE id IN (");
+    let mut list = delete.separated(", ");
+    for id in &ids {
+        list.push_bind(id.clone());
+    }
+    delete.push(")");
+    let purged = delete.build().execute(&mut *tx).await?.rows_affected();
+    tx.commit().await?;
+    Ok(purged)
 }

@@ -21,7 +21,8 @@ use crate::domain::ids::{IdKind, new_message_identifier, request_name};
 
 mod admin;
 mod dispatch;
-mod rows;
+
+use super::rows;
 
 use rows::{MessageRow, RequestRow};
 
@@ -376,6 +377,10 @@ impl Store for SqliteStore {
 
     async fn queue_stats(&self, now_ms: i64) -> StoreResult<QueueStats> {
         dispatch::queue_stats(&self.pool, now_ms).await
+    }
+
+    async fn purge_completed(&self, before_ms: i64, limit: u32) -> StoreResult<u64> {
+        dispatch::purge_completed(&self.pool, before_ms, limit).await
     }
 
     async fn accept(&self, tenant: &str, request: NewSendRequest, now_ms: i64) -> StoreResult<AcceptOutcome> {

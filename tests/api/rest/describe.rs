@@ -5,7 +5,7 @@ use super::*;
 
 #[tokio::test]
 async fn the_describe_shows_the_action_with_salesforce_s_parameter_keys() {
-    let app = spawn_app().await;
+    let app = spawn_accept_only().await;
     let answer = http(&app).get(ACTION).await;
     assert_eq!(answer.status, 200);
     let describe = answer.json();
@@ -66,7 +66,7 @@ async fn the_describe_shows_the_action_with_salesforce_s_parameter_keys() {
 
 #[tokio::test]
 async fn head_on_the_describe_returns_the_get_headers_without_a_body() {
-    let app = spawn_app().await;
+    let app = spawn_accept_only().await;
     let client = http(&app);
     let get = client.get(ACTION).await;
     let head = client.send(client.authed(Method::HEAD, ACTION)).await;
@@ -83,7 +83,7 @@ async fn head_on_the_describe_returns_the_get_headers_without_a_body() {
 
 #[tokio::test]
 async fn if_modified_since_the_describe_s_date_answers_304_without_a_body() {
-    let app = spawn_app().await;
+    let app = spawn_accept_only().await;
     let client = http(&app);
     let last_modified = client.get(ACTION).await.header("last-modified").to_owned();
     let since = |value: &str| client.send(client.authed(Method::GET, ACTION).header("if-modified-since", value));
@@ -103,7 +103,7 @@ async fn if_modified_since_the_describe_s_date_answers_304_without_a_body() {
 
 #[tokio::test]
 async fn the_action_listings_have_salesforce_s_shape() {
-    let app = spawn_app().await;
+    let app = spawn_accept_only().await;
     let client = http(&app);
     let actions = client.get("/services/data/v66.0/actions").await;
     assert_eq!(actions.status, 200);
@@ -142,7 +142,7 @@ async fn the_action_listings_have_salesforce_s_shape() {
 
 #[tokio::test]
 async fn the_version_list_runs_from_59_0_to_67_0_and_needs_no_token() {
-    let app = spawn_app().await;
+    let app = spawn_accept_only().await;
     let client = http(&app);
     let answer = client.send(client.request(Method::GET, "/services/data")).await;
     assert_eq!(answer.status, 200);
@@ -161,7 +161,7 @@ async fn the_version_list_runs_from_59_0_to_67_0_and_needs_no_token() {
 
 #[tokio::test]
 async fn the_openapi_document_is_served_without_a_token_and_equals_the_file() {
-    let app = spawn_app().await;
+    let app = spawn_accept_only().await;
     let client = http(&app);
     let answer = client.send(client.request(Method::GET, "/services/data/openapi.json")).await;
     assert_eq!(answer.status, 200);

@@ -5,7 +5,7 @@ use super::*;
 
 #[tokio::test]
 async fn a_missing_or_bad_token_is_401_invalid_session_id_everywhere() {
-    let app = spawn_app().await;
+    let app = spawn_accept_only().await;
     let fx = app.provision(1).await;
     let client = http(&app);
     let (id, _) = client.accept(input(&fx)).await;
@@ -33,6 +33,7 @@ async fn a_token_without_the_needed_scope_is_403_insufficient_access() {
     let send_only = generate_token();
     let hash = hash_token(&send_only);
     let app = spawn_app_with(|c| {
+        c.dispatch.enabled = false;
         c.tenants[0].tokens.push(TokenConfig { sha256: hash, scopes: vec!["send".into()], label: "send only".into() })
     })
     .await;
@@ -57,7 +58,7 @@ async fn a_token_without_the_needed_scope_is_403_insufficient_access() {
 
 #[tokio::test]
 async fn unknown_paths_are_salesforce_404_for_http_callers_and_unimplemented_for_grpc() {
-    let app = spawn_app().await;
+    let app = spawn_accept_only().await;
     let client = http(&app);
     for path in
         ["/nope", "/services/data/v65.0/sobjects/Account/001000000000001", "/services/data/v65.0/query", "/services"]
@@ -82,7 +83,7 @@ async fn unknown_paths_are_salesforce_404_for_http_callers_and_unimplemented_for
 
 #[tokio::test]
 async fn malformed_json_is_json_parser_error_and_malformed_xml_is_xml_parser_error() {
-    let app = spawn_app().await;
+    let app = spawn_accept_only().await;
     let client = http(&app);
     for body in ["{\"inputs\": [", "", "inputs", "{\"inputs\": {}}", "[1]", "{\"inputs\": [7]}"] {
         let request = client.authed(Method::POST, ACTION).header("content-type", "application/json").body(body);
@@ -101,7 +102,7 @@ async fn malformed_json_is_json_parser_error_and_malformed_xml_is_xml_parser_err
 
 #[tokio::test]
 async fn other_media_types_are_415_unsupported_media_type() {
-    let app = spawn_app().await;
+    let app = spawn_accept_only().await;
     let client = http(&app);
     for content_type in ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"] {
         let request = client.authed(Method::POST, ACTION).header("content-type", content_type).body("inputs=1");
@@ -114,7 +115,7 @@ async fn other_media_types_are_415_unsupported_media_type() {
 
 #[tokio::test]
 async fn a_body_over_the_limit_is_413_in_salesforce_json() {
-    let app = spawn_app().await;
+    let app = spawn_accept_only().await;
     let fx = app.provision(1).await;
     let client = http(&app);
     let mut big = input(&fx);
@@ -136,7 +137,7 @@ async fn a_body_over_the_limit_is_413_in_salesforce_json() {
 
 #[tokio::test]
 async fn hostile_bodies_are_client_errors_never_server_errors() {
-    let app = spawn_app().await;
+    let app = spawn_accept_only().await;
     let fx = app.provision(1).await;
     let client = http(&app);
     let deep_json = format!("{{\"inputs\":{}{}", "[".repeat(10_000), "]".repeat(10_000)) + "}";

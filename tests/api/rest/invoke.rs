@@ -5,7 +5,7 @@ use super::*;
 
 #[tokio::test]
 async fn the_documented_sample_input_returns_the_documented_sample_shape() {
-    let app = spawn_app().await;
+    let app = spawn_accept_only().await;
     let fx = app.provision(2).await;
     provision_sample_component(&app).await;
     // The spec's §5 sample, verbatim but for the ids: 15-character, comma-joined.
@@ -49,7 +49,7 @@ async fn the_documented_sample_input_returns_the_documented_sample_shape() {
 
 #[tokio::test]
 async fn recipients_may_be_a_json_list_or_a_comma_joined_string_with_spaces() {
-    let app = spawn_app().await;
+    let app = spawn_accept_only().await;
     let fx = app.provision(2).await;
     let client = http(&app);
     let mut as_string = input(&fx);
@@ -66,7 +66,7 @@ async fn recipients_may_be_a_json_list_or_a_comma_joined_string_with_spaces() {
 
 #[tokio::test]
 async fn consent_enforcement_may_be_a_json_boolean_or_the_strings_true_and_false() {
-    let app = spawn_app().await;
+    let app = spawn_accept_only().await;
     let fx = app.provision(1).await;
     let client = http(&app);
     for (given, stored) in [(json!(true), true), (json!("true"), true), (json!("False"), false), (json!(false), false)]
@@ -88,7 +88,7 @@ async fn consent_enforcement_may_be_a_json_boolean_or_the_strings_true_and_false
 
 #[tokio::test]
 async fn a_failed_input_makes_the_whole_call_400_with_every_result_in_order() {
-    let app = spawn_app().await;
+    let app = spawn_accept_only().await;
     let fx = app.provision(1).await;
     let mut missing_parameter = input(&fx);
     missing_parameter["messagingDefinitionInputParameters"] = json!([]);
@@ -115,7 +115,7 @@ async fn a_failed_input_makes_the_whole_call_400_with_every_result_in_order() {
 
 #[tokio::test]
 async fn every_problem_of_an_input_is_listed_with_its_own_code_and_field() {
-    let app = spawn_app().await;
+    let app = spawn_accept_only().await;
     let fx = app.provision(1).await;
     let client = http(&app);
     let errors_of = |answer: Answer| -> Vec<(String, Value)> {
@@ -153,7 +153,7 @@ async fn every_problem_of_an_input_is_listed_with_its_own_code_and_field() {
 
 #[tokio::test]
 async fn an_unknown_input_key_is_invalid_input_naming_it() {
-    let app = spawn_app().await;
+    let app = spawn_accept_only().await;
     let fx = app.provision(1).await;
     let mut body = input(&fx);
     body["recipients"] = json!(["x"]);
@@ -168,7 +168,7 @@ async fn an_unknown_input_key_is_invalid_input_naming_it() {
 
 #[tokio::test]
 async fn an_unknown_key_in_a_parameter_object_is_invalid_input_naming_it() {
-    let app = spawn_app().await;
+    let app = spawn_accept_only().await;
     let fx = app.provision(1).await;
     let mut body = input(&fx);
     body["messagingDefinitionInputParameters"] = json!([{"name": "CustomerName", "textValue": "Ada", "colour": "red"}]);
@@ -182,7 +182,7 @@ async fn an_unknown_key_in_a_parameter_object_is_invalid_input_naming_it() {
 
 #[tokio::test]
 async fn parameter_values_of_the_wrong_json_type_are_invalid_type() {
-    let app = spawn_app().await;
+    let app = spawn_accept_only().await;
     let fx = app.provision(1).await;
     let client = http(&app);
     for wrong in [json!(5), json!(null), json!({"a": 1}), json!(["Ada"])] {
@@ -197,7 +197,7 @@ async fn parameter_values_of_the_wrong_json_type_are_invalid_type() {
 
 #[tokio::test]
 async fn a_body_without_inputs_or_with_an_empty_list_is_400_naming_inputs() {
-    let app = spawn_app().await;
+    let app = spawn_accept_only().await;
     let client = http(&app);
     for body in [json!({}), json!({"inputs": []}), json!({"inputs": null})] {
         let answer = client.invoke(body.clone()).await;
@@ -231,7 +231,7 @@ async fn more_inputs_than_the_configured_limit_are_refused_and_nothing_is_record
 
 #[tokio::test]
 async fn an_idempotency_key_replays_the_first_answer() {
-    let app = spawn_app().await;
+    let app = spawn_accept_only().await;
     let fx = app.provision(2).await;
     let client = http(&app);
     let call = || {
@@ -251,7 +251,7 @@ async fn an_idempotency_key_replays_the_first_answer() {
 
 #[tokio::test]
 async fn an_idempotency_key_with_several_inputs_applies_key_colon_index() {
-    let app = spawn_app().await;
+    let app = spawn_accept_only().await;
     let fx = app.provision(2).await;
     let client = http(&app);
     let mut second_input = input(&fx);
@@ -275,7 +275,7 @@ async fn an_idempotency_key_with_several_inputs_applies_key_colon_index() {
 
 #[tokio::test]
 async fn a_call_through_grpc_and_rest_with_one_idempotency_key_is_one_request() {
-    let app = spawn_app().await;
+    let app = spawn_accept_only().await;
     let fx = app.provision(1).await;
     let mut request = fx.request();
     request.idempotency_key = "same-call".into();
@@ -309,7 +309,7 @@ async fn a_call_through_grpc_and_rest_with_one_idempotency_key_is_one_request() 
 
 #[tokio::test]
 async fn every_version_from_59_0_is_served_and_older_or_malformed_versions_are_404() {
-    let app = spawn_app().await;
+    let app = spawn_accept_only().await;
     let fx = app.provision(1).await;
     let client = http(&app);
     for version in ["v59.0", "v60.0", "v67.0", "v99.0"] {
@@ -349,7 +349,7 @@ fn xml_input(fx: &Fixture, extra: &str) -> String {
 
 #[tokio::test]
 async fn an_xml_invocation_answers_in_xml_with_the_json_answer_s_shape() {
-    let app = spawn_app().await;
+    let app = spawn_accept_only().await;
     let fx = app.provision(2).await;
     let answer = http(&app).invoke_xml(xml_input(&fx, ""), "application/xml").await;
     assert_eq!(answer.status, 200, "{}", answer.body);
@@ -376,7 +376,7 @@ async fn an_xml_invocation_answers_in_xml_with_the_json_answer_s_shape() {
 
 #[tokio::test]
 async fn request_and_response_formats_are_chosen_independently() {
-    let app = spawn_app().await;
+    let app = spawn_accept_only().await;
     let fx = app.provision(1).await;
     let client = http(&app);
     // XML in, JSON out (no Accept).
@@ -398,7 +398,7 @@ async fn request_and_response_formats_are_chosen_independently() {
 
 #[tokio::test]
 async fn a_failed_xml_input_lists_its_errors_in_xml_and_the_call_is_400() {
-    let app = spawn_app().await;
+    let app = spawn_accept_only().await;
     let fx = app.provision(1).await;
     let answer = http(&app).invoke_xml(xml_input(&fx, "<colour>red</colour>"), "application/xml").await;
     assert_eq!(answer.status, 400, "{}", answer.body);
@@ -415,7 +415,7 @@ async fn a_failed_xml_input_lists_its_errors_in_xml_and_the_call_is_400() {
 
 #[tokio::test]
 async fn xml_and_json_invocations_give_the_same_records() {
-    let app = spawn_app().await;
+    let app = spawn_accept_only().await;
     let fx = app.provision(2).await;
     let client = http(&app);
     let parameters_xml = "<messagingDefinitionInputParameters><name>Amount</name><numberValue>12.5</numberValue></messagingDefinitionInputParameters>\
@@ -451,7 +451,7 @@ async fn xml_and_json_invocations_give_the_same_records() {
 
 #[tokio::test]
 async fn the_record_reads_the_same_in_xml_and_json() {
-    let app = spawn_app().await;
+    let app = spawn_accept_only().await;
     let fx = app.provision(2).await;
     let client = http(&app);
     let (id, _) = client.accept(input(&fx)).await;

@@ -16,7 +16,7 @@ fn is_salesforce_datetime(value: &Value) -> bool {
 
 #[tokio::test]
 async fn the_record_shows_every_field_of_the_salesforce_object() {
-    let app = spawn_app().await;
+    let app = spawn_accept_only().await;
     let fx = app.provision(2).await;
     let client = http(&app);
     let (id, identifiers) = client.accept(input(&fx)).await;
@@ -81,7 +81,7 @@ async fn the_record_shows_every_field_of_the_salesforce_object() {
 
 #[tokio::test]
 async fn the_record_is_found_by_its_15_character_id_and_shows_the_18_character_one() {
-    let app = spawn_app().await;
+    let app = spawn_accept_only().await;
     let fx = app.provision(1).await;
     let client = http(&app);
     let (id, _) = client.accept(input(&fx)).await;
@@ -93,7 +93,7 @@ async fn the_record_is_found_by_its_15_character_id_and_shows_the_18_character_o
 
 #[tokio::test]
 async fn a_field_selection_returns_those_fields_with_id_and_attributes_and_an_unknown_field_is_invalid_field() {
-    let app = spawn_app().await;
+    let app = spawn_accept_only().await;
     let fx = app.provision(1).await;
     let client = http(&app);
     let (id, _) = client.accept(input(&fx)).await;
@@ -113,7 +113,7 @@ async fn a_field_selection_returns_those_fields_with_id_and_attributes_and_an_un
 
 #[tokio::test]
 async fn a_malformed_record_id_is_400_malformed_id() {
-    let app = spawn_app().await;
+    let app = spawn_accept_only().await;
     let client = http(&app);
     for bad in ["nope", "1srM000000000p", "0PARM000000Lc3I", "1srAAAAAAAAAAAAAAA"] {
         let answer = client.get(&format!("{RECORD}/{bad}")).await;
@@ -127,7 +127,7 @@ async fn a_malformed_record_id_is_400_malformed_id() {
 
 #[tokio::test]
 async fn another_tenant_s_record_and_an_unknown_record_are_404_not_found() {
-    let app = spawn_app().await;
+    let app = spawn_accept_only().await;
     let fx = app.provision(1).await;
     let client = http(&app);
     let (id, _) = client.accept(input(&fx)).await;
@@ -142,7 +142,7 @@ async fn another_tenant_s_record_and_an_unknown_record_are_404_not_found() {
 
 #[tokio::test]
 async fn a_record_not_modified_since_answers_304() {
-    let app = spawn_app().await;
+    let app = spawn_accept_only().await;
     let fx = app.provision(1).await;
     let client = http(&app);
     let (id, _) = client.accept(input(&fx)).await;
@@ -160,7 +160,7 @@ async fn a_record_not_modified_since_answers_304() {
 
 #[tokio::test]
 async fn writing_to_the_record_or_the_action_is_405_with_an_allow_header() {
-    let app = spawn_app().await;
+    let app = spawn_accept_only().await;
     let fx = app.provision(1).await;
     let client = http(&app);
     let (id, _) = client.accept(input(&fx)).await;
@@ -183,7 +183,7 @@ async fn writing_to_the_record_or_the_action_is_405_with_an_allow_header() {
 
 #[tokio::test]
 async fn a_custom_consent_request_shows_no_request_consent_type() {
-    let app = spawn_app().await;
+    let app = spawn_accept_only().await;
     let fx = app.provision(1).await;
     let client = http(&app);
     let mut body = input(&fx);
@@ -194,4 +194,58 @@ async fn a_custom_consent_request_shows_no_request_consent_type() {
     assert_eq!(record["RequestConsentType"], Value::Null);
     assert_eq!(record["ShouldEnforceChannelConsent"], false);
     app.stop().await;
+}
+
+#[tokio::test]
+async fn a_delivered_record_lists_each_state_with_failure_reasons_in_identifier_order() {
+    use convmsg::grpc::pb;
+    use tokio_stream::StreamExt;
+    let app = spawn_app().await;
+    let fx = app.provision(3).await;
+    // The second recipient opts out after being provisioned; consent is enforced at send time.
+    let mut admin = app.admin().await;
+    let user = admin
+        .get_messaging_end_user(pb::GetMessagingEndUserRequest { id: fx.end_user_ids[1].clone() })
+        .await
+        .unwrap()
+        .into_inner()
+        .messaging_end_user
+        .unwrap();
+    let opted_out_key = user.messaging_platform_key.clone();
+    admin
+        .upsert_messaging_end_users(pb::UpsertMessagingEndUsersRequest {
+            messaging_end_users: vec![pb::MessagingEndUser {
+                messaging_consent_status: pb::ConsentStatus::OptedOut as i32,
+                ..user
+            }],
+        })
+        .await
+        .unwrap();
+    let client = http(&app);
+    let mut enforced = input(&fx);
+    enforced["isEnforceMessagingChannelConsent"] = json!(true);
+    let (id, identifiers) = client.accept(enforced).await;
+    let identifiers: Vec<&str> = identifiers.split(',').collect();
+    let mut stream = app
+        .conv()
+        .await
+        .watch_request_status(pb::WatchRequestStatusRequest { request_id: id.clone() })
+        .await
+        .unwrap()
+        .into_inner();
+    tokio::time::timeout(std::time::Duration::from_secs(30), async { while stream.next().await.is_some() {} })
+        .await
+        .expect("delivered");
+
+    let record = client.record(&id).await;
+    assert_eq!(record["RequestStatus"], "Completed");
+    assert!(is_salesforce_datetime(&record["CompletedDate"]), "{}", record["CompletedDate"]);
+    assert_eq!((record["SuccessMessageCount"].clone(), record["FailedMessageCount"].clone()), (json!(2), json!(1)));
+    assert_eq!(record["PendingMessageCount"], 0);
+    assert_eq!(record["SuccessMessageIdentifiers"], format!("{},{}", identifiers[0], identifiers[2]));
+    assert_eq!(record["FailedMessageIdentifiers"], identifiers[1]);
+    assert_eq!(record["FailedMessageErrorReasons"], "EndUserIsNotOptedIn");
+    assert_eq!(record["FailedMeuPlatformKeys"], opted_out_key);
+    assert_eq!(record["PendingMessageIdentifiers"], Value::Null);
+    assert_eq!(record["InProgressMessageIdentifiers"], Value::Null);
 }

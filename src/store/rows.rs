@@ -1,6 +1,7 @@
-//! Row shapes as SQLite returns them, and their conversion into domain records.
+//! Row shapes as both backends return them (the columns have the same names and the
+//! same Rust types on SQLite and PostgreSQL), and their conversion into domain records.
 //! Stored picklist values and JSON are parsed back; a value that does not parse means
-//! the file was edited outside convmsg and is reported as `Corrupt`, never unwrapped.
+//! the data was edited outside convmsg and is reported as `Corrupt`, never unwrapped.
 
 use sqlx::FromRow;
 
