@@ -419,3 +419,55 @@ impl Drop for TestDatabase {
         }
     }
 }
+
+/// One `convmsg serve` process of the real binary; killed when dropped.
+pub struct ServerProcess {
+    pub child: tokio::process::Child,
+    /// The address it logged in its "convmsg serving" line.
+    pub addr: String,
+}
+
+/// Starts the real binary with `config` and waits (bounded) until it serves;
+/// `hostname` names it on the leases it takes.
+pub async fn start_server_process(config: &std::path::Path, hostname: Option<&str>) -> ServerProcess {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_convmsg"));
+    command
+        .args(["serve", "--config"])
+        .arg(config)
+        .env_remove("CONVMSG_LISTEN")
+        .env_remove("CONVMSG_DATABASE_URL")
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true);
+    if let Some(name) = hostname {
+        command.env("HOSTNAME", name);
+    }
+    let mut child = command.spawn().expect("the convmsg binary starts");
+    let mut lines = BufReader::new(child.stdout.take().expect("piped stdout")).lines();
+    let addr = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await.expect("readable stdout") {
+            let log: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+            if log["message"] == "convmsg serving" {
+                return log["listen"].as_str().expect("a listen address").to_owned();
+            }
+        }
+        panic!("convmsg {hostname:?} exited before serving");
+    })
+    .await
+    .expect("the server started within 30 s");
+    // Keep draining its output so it never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    ServerProcess { child, addr }
+}
+
+impl ServerProcess {
+    pub async fn channel(&self) -> Channel {
+        Channel::from_shared(format!("http://{}", self.addr)).expect("url").connect().await.expect("connects")
+    }
+
+    pub async fn conv(&self, token: &str) -> ConversationMessagesClient<Authed> {
+        ConversationMessagesClient::with_interceptor(self.channel().await, BearerToken(Some(token.to_owned())))
+    }
+}

@@ -17,10 +17,9 @@ use axum::http::HeaderMap;
 use axum::routing::post;
 use convmsg::grpc::pb;
 use futures_util::StreamExt;
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tonic::Code;
 
-use crate::helpers::{BearerToken, TestDatabase};
+use crate::helpers::{BearerToken, ServerProcess, TestDatabase, start_server_process};
 
 type Conv = pb::conversation_messages_client::ConversationMessagesClient<
     tonic::service::interceptor::InterceptedService<tonic::transport::Channel, BearerToken>,
@@ -91,52 +90,12 @@ impl Receiver {
     }
 }
 
-/// One `convmsg serve` process; killed when dropped.
-struct Replica {
-    child: tokio::process::Child,
-    addr: String,
-}
+/// One `convmsg serve` replica; killed when dropped.
+type Replica = ServerProcess;
 
 /// Starts the real binary with `config`; `HOSTNAME` names it on the leases it takes.
 async fn start_replica(config: &Path, name: &str) -> Replica {
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_convmsg"))
-        .args(["serve", "--config"])
-        .arg(config)
-        .env("HOSTNAME", name)
-        .env_remove("CONVMSG_LISTEN")
-        .env_remove("CONVMSG_DATABASE_URL")
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let addr = tokio::time::timeout(Duration::from_secs(30), async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            let log: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-            if log["message"] == "convmsg serving" {
-                return log["listen"].as_str().unwrap().to_owned();
-            }
-        }
-        panic!("replica {name} exited before serving");
-    })
-    .await
-    .expect("the replica started");
-    // Keep draining its output so it never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    Replica { child, addr }
-}
-
-impl Replica {
-    async fn conv(&self, token: &str) -> Conv {
-        let channel =
-            tonic::transport::Channel::from_shared(format!("http://{}", self.addr)).unwrap().connect().await.unwrap();
-        pb::conversation_messages_client::ConversationMessagesClient::with_interceptor(
-            channel,
-            BearerToken(Some(token.to_owned())),
-        )
-    }
+    start_server_process(config, Some(name)).await
 }
 
 /// A config file for replicas on `database_url`, delivering through a webhook channel
