@@ -7,16 +7,32 @@ use super::admin::merge_fields;
 use super::model::*;
 use super::params::ParamValue;
 
-/// Failure reason codes written on the record (`FailedMessageErrorReasons`).
+/// Failure reason codes written on the record (`FailedMessageErrorReasons`): the gate's
+/// and the dispatcher's own, and those providers give for permanent failures.
 pub mod reason {
-    pub const END_USER_NOT_OPTED_IN: &str = "EndUserIsNotOptedIn";
+    /// The recipient's consent does not allow the message (at send time, or at the provider).
+    pub const END_USER_IS_NOT_OPTED_IN: &str = "EndUserIsNotOptedIn";
     pub const CHANNEL_INACTIVE: &str = "ChannelInactive";
-    pub const TEMPLATE_REQUIRED: &str = "ApprovedExternalTemplateRequired";
+    /// The channel needs an approved external template and there is none (usable).
+    pub const APPROVED_EXTERNAL_TEMPLATE_REQUIRED: &str = "ApprovedExternalTemplateRequired";
     pub const SESSION_WAIT_EXPIRED: &str = "SessionWaitExpired";
     pub const RETRIES_EXHAUSTED: &str = "RetriesExhausted";
     pub const DEFINITION_UNAVAILABLE: &str = "MessageDefinitionUnavailable";
+    /// A setting the provider needs is missing or wrong (config or channel options).
     pub const PROVIDER_MISCONFIGURED: &str = "ProviderMisconfigured";
-    /// Why a held message waits.
+    /// The provider refused the message for a reason not listed here.
+    pub const PROVIDER_REJECTED: &str = "ProviderRejected";
+    /// The recipient's platform key is not a reachable address on this channel.
+    pub const INVALID_RECIPIENT: &str = "InvalidRecipient";
+    /// A free-form message outside the channel's customer-service window.
+    pub const OUTSIDE_MESSAGING_WINDOW: &str = "OutsideMessagingWindow";
+    /// The template exists but the provider refused this rendering of it.
+    pub const TEMPLATE_REJECTED: &str = "TemplateRejected";
+    /// The provider refused our credentials or their permissions.
+    pub const PROVIDER_AUTH_FAILED: &str = "ProviderAuthFailed";
+    /// A Standard Webhooks endpoint answered 410 Gone: it asks not to be called again.
+    pub const ENDPOINT_GONE: &str = "EndpointGone";
+    /// Why a held message waits (`waiting_reason`, not a failure).
     pub const WAITING_SESSION_ACTIVE: &str = "SessionActive";
     pub const WAITING_SESSION_OPEN: &str = "SessionOpen";
 }
@@ -66,7 +82,7 @@ pub fn gate(i: &GateInput) -> Gate {
             ConsentType::Custom => true,
         };
         if !allowed {
-            return Gate::Fail(reason::END_USER_NOT_OPTED_IN);
+            return Gate::Fail(reason::END_USER_IS_NOT_OPTED_IN);
         }
     }
     let held = match (i.allowed_session_status, i.session_status) {
@@ -134,7 +150,7 @@ pub fn template_for(
             language: t.language.clone(),
             body_parameters: t.body_parameters.iter().map(|name| render_param(name, params)).collect(),
         })),
-        None if channel_type == MessageType::WhatsApp => Err(reason::TEMPLATE_REQUIRED),
+        None if channel_type == MessageType::WhatsApp => Err(reason::APPROVED_EXTERNAL_TEMPLATE_REQUIRED),
         None => Ok(None),
     }
 }
@@ -169,7 +185,7 @@ mod tests {
     #[test]
     fn an_end_user_below_the_channels_consent_level_is_not_opted_in() {
         let i = GateInput { end_user_consent: ConsentStatus::ImplicitlyOptedIn, ..input() };
-        assert_eq!(gate(&i), Gate::Fail(reason::END_USER_NOT_OPTED_IN));
+        assert_eq!(gate(&i), Gate::Fail(reason::END_USER_IS_NOT_OPTED_IN));
         assert_eq!(gate(&GateInput { enforce_consent: false, ..i.clone() }), Gate::Send);
         assert_eq!(gate(&GateInput { end_user_consent: ConsentStatus::DoublyOptedIn, ..i }), Gate::Send);
     }
@@ -177,9 +193,9 @@ mod tests {
     #[test]
     fn subscription_consent_needs_an_opt_in_to_that_subscription() {
         let i = GateInput { consent_type: ConsentType::CommunicationSubscription, ..input() };
-        assert_eq!(gate(&i), Gate::Fail(reason::END_USER_NOT_OPTED_IN));
+        assert_eq!(gate(&i), Gate::Fail(reason::END_USER_IS_NOT_OPTED_IN));
         let out = GateInput { subscription_consent: Some(SubscriptionConsentStatus::OptedOut), ..i.clone() };
-        assert_eq!(gate(&out), Gate::Fail(reason::END_USER_NOT_OPTED_IN));
+        assert_eq!(gate(&out), Gate::Fail(reason::END_USER_IS_NOT_OPTED_IN));
         let opted = GateInput { subscription_consent: Some(SubscriptionConsentStatus::OptedIn), ..i };
         assert_eq!(gate(&opted), Gate::Send);
     }
@@ -274,9 +290,9 @@ mod tests {
     #[test]
     fn whatsapp_needs_an_approved_template_other_channels_do_not() {
         let params = vec![text("Name", &["Ada"], ValueKey::Text)];
-        assert_eq!(template_for(MessageType::WhatsApp, &definition(None), &params), Err(reason::TEMPLATE_REQUIRED));
+        assert_eq!(template_for(MessageType::WhatsApp, &definition(None), &params), Err(reason::APPROVED_EXTERNAL_TEMPLATE_REQUIRED));
         let pending = definition(Some(template(ExternalTemplateStatus::Pending)));
-        assert_eq!(template_for(MessageType::WhatsApp, &pending, &params), Err(reason::TEMPLATE_REQUIRED));
+        assert_eq!(template_for(MessageType::WhatsApp, &pending, &params), Err(reason::APPROVED_EXTERNAL_TEMPLATE_REQUIRED));
         assert_eq!(template_for(MessageType::Text, &definition(None), &params), Ok(None));
         let approved = definition(Some(template(ExternalTemplateStatus::Approved)));
         let t = template_for(MessageType::WhatsApp, &approved, &params).unwrap().unwrap();

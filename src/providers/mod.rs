@@ -88,27 +88,8 @@ pub trait Provider: Send + Sync + 'static {
     async fn send(&self, message: &OutboundMessage) -> Result<Delivered, ProviderError>;
 }
 
-/// The permanent failure reasons providers give (the record's failure reason codes).
-pub mod reason {
-    /// The provider refused the message for a reason not listed below.
-    pub const PROVIDER_REJECTED: &str = "ProviderRejected";
-    /// The recipient's platform key is not a reachable address on this channel.
-    pub const INVALID_RECIPIENT: &str = "InvalidRecipient";
-    /// The recipient opted out at the provider (e.g. replied STOP).
-    pub const END_USER_IS_NOT_OPTED_IN: &str = "EndUserIsNotOptedIn";
-    /// A free-form message outside the channel's customer-service window.
-    pub const OUTSIDE_MESSAGING_WINDOW: &str = "OutsideMessagingWindow";
-    /// The channel needs an approved external template and there is none (usable).
-    pub const APPROVED_EXTERNAL_TEMPLATE_REQUIRED: &str = "ApprovedExternalTemplateRequired";
-    /// The template exists but the provider refused this rendering of it.
-    pub const TEMPLATE_REJECTED: &str = "TemplateRejected";
-    /// The provider refused our credentials or their permissions.
-    pub const PROVIDER_AUTH_FAILED: &str = "ProviderAuthFailed";
-    /// A setting the provider needs is missing or wrong (config or channel options).
-    pub const PROVIDER_MISCONFIGURED: &str = "ProviderMisconfigured";
-    /// A Standard Webhooks endpoint answered 410 Gone: it asks not to be called again.
-    pub const ENDPOINT_GONE: &str = "EndpointGone";
-}
+/// The permanent failure reasons providers give: the record's reason codes.
+pub use crate::domain::delivery::reason;
 
 impl ProviderError {
     pub fn permanent(reason: &str, detail: impl Into<String>) -> Self {
