@@ -4,7 +4,8 @@
 //! Layout: `domain` holds pure types and rules; `store` the durable state behind one
 //! trait (SQLite embedded); `service` the use cases both doors share; `grpc` the tonic
 //! adapter; `admission` the tower stack in front of them; `app` binds the one listener
-//! and wires everything; `config`, `provision`, `auth`, `telemetry` do what they say.
+//! and wires everything, `serve` runs it (plain or `tls`) and drains it on shutdown;
+//! `config`, `provision`, `auth`, `telemetry` do what they say.
 #![forbid(unsafe_code)]
 
 pub mod admission;
@@ -22,6 +23,8 @@ pub mod events;
 pub mod grpc;
 pub mod providers;
 pub mod provision;
+pub mod serve;
 pub mod service;
 pub mod store;
 pub mod telemetry;
+pub mod tls;

@@ -1,6 +1,8 @@
 //! Logging: `tracing` to stdout as JSON (default) or human-readable text. `RUST_LOG`
 //! overrides the configured filter. Secrets, tokens and message bodies are never logged.
 
+use std::io::Write;
+
 use tracing_subscriber::EnvFilter;
 
 use crate::config::{LogConfig, LogFormat};
@@ -13,4 +15,10 @@ pub fn init(config: &LogConfig) {
         LogFormat::Json => builder.json().flatten_event(true).with_current_span(true).try_init(),
         LogFormat::Pretty => builder.try_init(),
     };
+}
+
+/// Flushes what telemetry has buffered, last thing before the process exits: the log
+/// lines on standard output (an exporter, once there is one, is shut down here too).
+pub fn flush() {
+    let _ = std::io::stdout().lock().flush();
 }

@@ -4,7 +4,6 @@
 //! be sent twice, and the receiver can drop the repeat by `webhook-id`.
 
 use std::collections::HashMap;
-use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -12,11 +11,10 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::routing::post;
 use convmsg::grpc::pb;
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::sync::watch;
 use tokio_stream::StreamExt;
 
-use crate::helpers::BearerToken;
+use crate::helpers::{BearerToken, start_server};
 
 /// A webhook receiver that counts deliveries by `webhook-id` and, while `holding`,
 /// never answers (so the sends stay in flight).
@@ -36,40 +34,6 @@ async fn receive(State(r): State<Receiver>, headers: HeaderMap) -> &'static str 
         }
     }
     "{}"
-}
-
-struct Server {
-    child: tokio::process::Child,
-    addr: String,
-}
-
-async fn start_server(config: &std::path::Path) -> Server {
-    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_convmsg"))
-        .args(["serve", "--config"])
-        .arg(config)
-        .env_remove("CONVMSG_LISTEN")
-        .env_remove("CONVMSG_DATABASE_URL")
-        .env_remove("RUST_LOG")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let addr = tokio::time::timeout(Duration::from_secs(30), async {
-        while let Some(line) = lines.next_line().await.unwrap() {
-            let log: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
-            if log["message"] == "convmsg serving" {
-                return log["listen"].as_str().unwrap().to_owned();
-            }
-        }
-        panic!("the server exited before serving");
-    })
-    .await
-    .expect("the server started");
-    // Keep draining its output so it never blocks on a full pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    Server { child, addr }
 }
 
 #[tokio::test]

@@ -273,3 +273,41 @@ pub fn error_code(status: &Status) -> String {
     use tonic_types::StatusExt;
     status.get_error_details().error_info().map(|i| i.reason.clone()).unwrap_or_default()
 }
+
+/// The real `convmsg` binary, serving; `addr` read from its "convmsg serving" log line.
+pub struct ServerProcess {
+    pub child: tokio::process::Child,
+    pub addr: String,
+}
+
+/// Runs `convmsg serve --config <config>` (ignoring the caller's `CONVMSG_*` overrides)
+/// and waits, bounded, until it serves.
+pub async fn start_server(config: &std::path::Path) -> ServerProcess {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_convmsg"))
+        .args(["serve", "--config"])
+        .arg(config)
+        .env_remove("CONVMSG_LISTEN")
+        .env_remove("CONVMSG_DATABASE_URL")
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let addr = tokio::time::timeout(std::time::Duration::from_secs(30), async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            let log: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+            if log["message"] == "convmsg serving" {
+                return log["listen"].as_str().unwrap().to_owned();
+            }
+        }
+        panic!("the server exited before serving");
+    })
+    .await
+    .expect("the server started");
+    // Keep draining its output so it never blocks on a full pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    ServerProcess { child, addr }
+}

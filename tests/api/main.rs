@@ -9,3 +9,6 @@ mod crash;
 mod delivery;
 mod ops;
 mod python;
+mod shutdown;
+mod tls;
+mod version;
