@@ -39,6 +39,11 @@ use crate::store::sqlite::{SqliteSettings, SqliteStore};
 /// replica generated become valid here within this time).
 const TOKEN_RELOAD_EVERY: Duration = Duration::from_secs(30);
 
+/// A `grpc.health.v1` service name for liveness probes: SERVING while the process runs,
+/// also while it drains (the readiness name `""` turns NOT_SERVING then), so a probe does
+/// not kill a pod that is shutting down on purpose.
+pub const LIVENESS: &str = "liveness";
+
 const CONVERSATION_MESSAGES: &str = <ConversationMessagesServer<ConversationMessagesApi> as NamedService>::NAME;
 const MESSAGING_ADMIN: &str = <MessagingAdminServer<MessagingAdminApi> as NamedService>::NAME;
 
@@ -157,7 +162,7 @@ impl App {
     ///
     /// Calls accepted until the listener closes are recorded and wait in the queue.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        for name in ["", CONVERSATION_MESSAGES, MESSAGING_ADMIN] {
+        for name in [LIVENESS, "", CONVERSATION_MESSAGES, MESSAGING_ADMIN] {
             self.health.set_service_status(name, ServingStatus::Serving).await;
         }
         self.ready.store(true, Ordering::SeqCst);

@@ -184,6 +184,8 @@ async fn sigterm_under_load_drains_releases_every_lease_exits_0_and_loses_nothin
     })
     .await
     .expect("health turned NOT_SERVING within 500 ms of SIGTERM");
+    let liveness = health.check(HealthCheckRequest { service: convmsg::app::LIVENESS.into() }).await.unwrap();
+    assert_eq!(liveness.into_inner().status, ServingStatus::Serving as i32, "a draining process is still alive");
 
     // The listener stops accepting soon after (stop_accepting_after_ms).
     tokio::time::timeout(Duration::from_millis(STOP_ACCEPTING_AFTER_MS + 3_000), async {
