@@ -9,7 +9,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
@@ -35,7 +35,10 @@ pub async fn serve_until_stopped(
     deadline: impl Future<Output = ()>,
 ) {
     let tls = tls.map(TlsAcceptor::from);
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    // With a timer, hyper drops an HTTP/1.1 client that takes over 30 s to send its
+    // request headers (its default header read timeout), so idle sockets cannot pile up.
+    builder.http1().timer(TokioTimer::new());
     let graceful = GracefulShutdown::new();
     // Every connection's task, so that those still open at the deadline can be cut.
     let mut connections = JoinSet::new();

@@ -8,7 +8,8 @@ use crate::helpers::*;
 
 #[tokio::test]
 async fn a_valid_request_is_answered_with_a_request_id_and_one_uuid_per_recipient_in_order() {
-    let app = spawn_app().await;
+    // No dispatcher: the record must still be Pending when it is read back.
+    let app = spawn_app_with(|c| c.dispatch.enabled = false).await;
     let fx = app.provision(3).await;
     let reply = app.conv().await.send_conversation_messages(fx.request()).await.unwrap().into_inner();
     assert_eq!(reply.request_id.len(), 18);
