@@ -191,12 +191,19 @@ impl App {
             );
             tokio::time::sleep(stop_accepting_after).await;
         };
-        let (signal, drain_period) = (shutdown.clone(), self.drain_period);
-        let deadline = async move {
-            signal.cancelled().await;
-            tokio::time::sleep(drain_period).await;
-        };
+        // The drain period counts from the signal, not from when the listener closes.
+        let cut = CancellationToken::new();
+        let timer = tokio::spawn({
+            let (signal, cut, drain_period) = (shutdown.clone(), cut.clone(), self.drain_period);
+            async move {
+                signal.cancelled().await;
+                tokio::time::sleep(drain_period).await;
+                cut.cancel();
+            }
+        });
+        let deadline = cut.cancelled_owned();
         crate::serve::serve_until_stopped(self.listener, self.router, self.tls, stop_accepting, deadline).await;
+        timer.abort();
         shutdown.cancel();
         let _ = reload.await;
         if let Some(dispatch) = dispatch {

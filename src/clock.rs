@@ -3,7 +3,7 @@
 //! moving a `ManualClock` instead of sleeping.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures_util::future::BoxFuture;
@@ -40,11 +40,32 @@ pub struct ManualClock(Arc<Manual>);
 struct Manual {
     now: AtomicI64,
     advanced: Notify,
+    /// Sleeps waiting for the clock to move, so a test can move it only when something
+    /// waits on it (instead of in real-time ticks that a slow machine falls behind).
+    sleepers: AtomicUsize,
+}
+
+/// Counts one waiting sleep for as long as it lives (dropped when done or cancelled).
+struct Sleeping(Arc<Manual>);
+
+impl Drop for Sleeping {
+    fn drop(&mut self) {
+        self.0.sleepers.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 impl ManualClock {
     pub fn new(start_ms: i64) -> Self {
-        ManualClock(Arc::new(Manual { now: AtomicI64::new(start_ms), advanced: Notify::new() }))
+        ManualClock(Arc::new(Manual {
+            now: AtomicI64::new(start_ms),
+            advanced: Notify::new(),
+            sleepers: AtomicUsize::new(0),
+        }))
+    }
+
+    /// How many `sleep_until`s are waiting for the clock to reach their deadline.
+    pub fn sleepers(&self) -> usize {
+        self.0.sleepers.load(Ordering::SeqCst)
     }
 
     pub fn advance_ms(&self, ms: i64) {
@@ -61,6 +82,11 @@ impl Clock for ManualClock {
     fn sleep_until(&self, deadline_ms: i64) -> BoxFuture<'static, ()> {
         let inner = self.0.clone();
         Box::pin(async move {
+            if inner.now.load(Ordering::SeqCst) >= deadline_ms {
+                return;
+            }
+            inner.sleepers.fetch_add(1, Ordering::SeqCst);
+            let _sleeping = Sleeping(inner.clone());
             loop {
                 let advanced = inner.advanced.notified();
                 tokio::pin!(advanced);

@@ -267,3 +267,26 @@ async fn sigterm_under_load_drains_releases_every_lease_exits_0_and_loses_nothin
         .unwrap();
     assert!(status.success(), "exit status {status:?}");
 }
+
+#[tokio::test]
+async fn a_watch_stream_still_open_at_the_end_of_the_drain_period_is_cut_and_the_server_stops() {
+    let app = crate::helpers::spawn_app_with(|c| {
+        c.dispatch.enabled = false; // the request stays Pending, so its watch never ends
+        c.dispatch.drain_period_ms = 500;
+    })
+    .await;
+    let fx = app.provision(1).await;
+    let mut conv = app.conv().await;
+    let reply = conv.send_conversation_messages(fx.request()).await.unwrap().into_inner();
+    let mut stream = conv
+        .watch_request_status(pb::WatchRequestStatusRequest { request_id: reply.request_id })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(stream.message().await.unwrap().is_some(), "the current state comes first");
+    let started = Instant::now();
+    tokio::time::timeout(Duration::from_secs(10), app.stop()).await.expect("the server stopped");
+    assert!(started.elapsed() < Duration::from_secs(5), "stopped after {:?}", started.elapsed());
+    let end = tokio::time::timeout(Duration::from_secs(5), stream.message()).await.expect("the stream ended");
+    assert!(!matches!(end, Ok(Some(_))), "no update after the cut: {end:?}");
+}
