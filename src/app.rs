@@ -1,6 +1,7 @@
 //! The application: opens the store, applies the config's declarations, binds the one
 //! listener (port 0 works; `local_addr` tells the port) and serves gRPC and the HTTP
-//! endpoints on it until told to stop.
+//! endpoints on it, in plain text or TLS, until told to stop — then shuts down in the
+//! order a rolling update needs (see `run_until_stopped`).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -41,6 +42,11 @@ use crate::store::sqlite::{SqliteSettings, SqliteStore};
 /// replica generated become valid here within this time).
 const TOKEN_RELOAD_EVERY: Duration = Duration::from_secs(30);
 
+/// A `grpc.health.v1` service name for liveness probes: SERVING while the process runs,
+/// also while it drains (the readiness name `""` turns NOT_SERVING then), so a probe does
+/// not kill a pod that is shutting down on purpose.
+pub const LIVENESS: &str = "liveness";
+
 const CONVERSATION_MESSAGES: &str = <ConversationMessagesServer<ConversationMessagesApi> as NamedService>::NAME;
 const MESSAGING_ADMIN: &str = <MessagingAdminServer<MessagingAdminApi> as NamedService>::NAME;
 
@@ -60,6 +66,12 @@ pub struct App {
     /// What the retention task purges and how often.
     retention: RetentionConfig,
     clock: SharedClock,
+    /// Set when the listener serves TLS (`[tls]`).
+    tls: Option<Arc<rustls::ServerConfig>>,
+    /// How long the listener keeps accepting after health turned NOT_SERVING.
+    stop_accepting_after: Duration,
+    /// From the signal, how long sends and calls in flight may take to finish.
+    drain_period: Duration,
 }
 
 /// Opens the store the database URL names.
@@ -115,6 +127,12 @@ impl App {
         let auth = Authenticator::default();
         provision::reload_tokens(&service, &auth).await?;
 
+        let tls = match config.tls.files().map_err(anyhow::Error::msg)? {
+            Some((cert, key)) => Some(crate::tls::server_config(cert, key)?),
+            None => None,
+        };
+        let drain_period = Duration::from_millis(config.dispatch.drain_period_ms);
+        let stop_accepting_after = Duration::from_millis(config.shutdown.stop_accepting_after_ms).min(drain_period);
         let (health, health_service) = tonic_health::server::health_reporter();
         let ready = Arc::new(AtomicBool::new(false));
         let router = routes(&config, service.clone(), auth.clone(), health_service, ready.clone())?;
@@ -132,6 +150,9 @@ impl App {
             generated_token,
             retention: config.retention.clone(),
             clock,
+            tls,
+            stop_accepting_after,
+            drain_period,
         })
     }
 
@@ -148,14 +169,29 @@ impl App {
         self.generated_token.as_deref()
     }
 
-    /// Serves until `shutdown` is cancelled: health turns NOT_SERVING at once, the
-    /// listener stops accepting, calls in flight finish.
+    /// Serves until `shutdown` is cancelled, then stops in this order:
+    /// 1. at once: health (`grpc.health.v1`, every service) turns NOT_SERVING and
+    ///    `/readyz` 503, so Kubernetes takes the pod out of its endpoints; the dispatcher
+    ///    claims nothing more and starts no new send;
+    /// 2. after `shutdown.stop_accepting_after_ms` (for the endpoint change to reach
+    ///    every node): the listener closes; open connections finish the calls in flight;
+    /// 3. within `dispatch.drain_period_ms` of the signal: provider calls in flight finish
+    ///    and are recorded, then every lease this process holds is released, so another
+    ///    replica resumes that work at once; connections still open (watch streams) are cut;
+    /// 4. it returns `Ok`, and `main` flushes telemetry and exits 0.
+    ///
+    /// Calls accepted until the listener closes are recorded and wait in the queue.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        for name in ["", CONVERSATION_MESSAGES, MESSAGING_ADMIN] {
+        for name in [LIVENESS, "", CONVERSATION_MESSAGES, MESSAGING_ADMIN] {
             self.health.set_service_status(name, ServingStatus::Serving).await;
         }
         self.ready.store(true, Ordering::SeqCst);
-        tracing::info!(listen = %self.local_addr(), "convmsg serving");
+        tracing::info!(
+            listen = %self.local_addr(),
+            tls = self.tls.is_some(),
+            version = crate::cli::VERSION,
+            "convmsg serving"
+        );
 
         let reload =
             tokio::spawn(run_token_reload_until_stopped(self.service.clone(), self.auth.clone(), shutdown.clone()));
@@ -167,25 +203,38 @@ impl App {
         ));
         let dispatch =
             self.dispatch_enabled.then(|| tokio::spawn(self.dispatcher.clone().run_until_stopped(shutdown.clone())));
-        let health = self.health.clone();
-        let ready = self.ready.clone();
-        let stop = shutdown.clone();
-        axum::serve(self.listener, self.router)
-            .with_graceful_shutdown(async move {
-                stop.cancelled().await;
-                ready.store(false, Ordering::SeqCst);
-                for name in ["", CONVERSATION_MESSAGES, MESSAGING_ADMIN] {
-                    health.set_service_status(name, ServingStatus::NotServing).await;
-                }
-                tracing::info!("shutting down: no longer accepting calls");
-            })
-            .await
-            .context("serving")?;
+        let (health, ready, signal) = (self.health.clone(), self.ready.clone(), shutdown.clone());
+        let stop_accepting_after = self.stop_accepting_after;
+        let stop_accepting = async move {
+            signal.cancelled().await;
+            ready.store(false, Ordering::SeqCst);
+            for name in ["", CONVERSATION_MESSAGES, MESSAGING_ADMIN] {
+                health.set_service_status(name, ServingStatus::NotServing).await;
+            }
+            tracing::info!(
+                stop_accepting_after_ms = stop_accepting_after.as_millis() as u64,
+                "shutting down: health NOT_SERVING, no more claims"
+            );
+            tokio::time::sleep(stop_accepting_after).await;
+        };
+        // The drain period counts from the signal, not from when the listener closes.
+        let cut = CancellationToken::new();
+        let timer = tokio::spawn({
+            let (signal, cut, drain_period) = (shutdown.clone(), cut.clone(), self.drain_period);
+            async move {
+                signal.cancelled().await;
+                tokio::time::sleep(drain_period).await;
+                cut.cancel();
+            }
+        });
+        let deadline = cut.cancelled_owned();
+        crate::serve::serve_until_stopped(self.listener, self.router, self.tls, stop_accepting, deadline).await;
+        timer.abort();
         shutdown.cancel();
         let _ = reload.await;
         let _ = retention.await;
         if let Some(dispatch) = dispatch {
-            let _ = dispatch.await;
+            dispatch.await.context("the dispatcher task failed")?;
         }
         tracing::info!("convmsg stopped");
         Ok(())

@@ -4,10 +4,15 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+/// `0.1.0 (1a2b3c4)`: the package version and the git revision it was built from
+/// (`build.rs` bakes it in; `unknown` when built outside a git checkout without
+/// `CONVMSG_GIT_REVISION`).
+pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("CONVMSG_GIT_REVISION"), ")");
+
 #[derive(Debug, Parser)]
 #[command(
     name = "convmsg",
-    version,
+    version = VERSION,
     about = "Send templated conversation messages (Salesforce sendConversationMessages, self-hosted)"
 )]
 pub struct Cli {
@@ -42,6 +47,12 @@ pub struct ServeArgs {
     /// TOML config file (see config/convmsg.example.toml)
     #[arg(long, env = "CONVMSG_CONFIG")]
     pub config: Option<PathBuf>,
+    /// PEM certificate chain: serve TLS on the listener (with --tls-key)
+    #[arg(long, env = "CONVMSG_TLS__CERT_PATH")]
+    pub tls_cert: Option<String>,
+    /// PEM private key for --tls-cert
+    #[arg(long, env = "CONVMSG_TLS__KEY_PATH")]
+    pub tls_key: Option<String>,
 }
 
 /// Where the server is and who is calling.

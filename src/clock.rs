@@ -82,6 +82,9 @@ impl Clock for ManualClock {
     fn sleep_until(&self, deadline_ms: i64) -> BoxFuture<'static, ()> {
         let inner = self.0.clone();
         Box::pin(async move {
+            if inner.now.load(Ordering::SeqCst) >= deadline_ms {
+                return;
+            }
             inner.sleepers.fetch_add(1, Ordering::SeqCst);
             let _sleeping = Sleeping(inner.clone());
             loop {

@@ -18,6 +18,8 @@ const ENV_KEYS: &[&str] = &[
     "listen",
     "database_url",
     "bootstrap_token",
+    "tls",
+    "shutdown",
     "log",
     "admission",
     "database",
@@ -37,6 +39,10 @@ pub struct Config {
     pub database_url: String,
     /// A token upserted for tenant `default` with every scope at each start.
     pub bootstrap_token: Option<String>,
+    /// TLS on the listener; off unless both files are set.
+    pub tls: TlsConfig,
+    /// What happens between SIGTERM and exit.
+    pub shutdown: ShutdownConfig,
     pub log: LogConfig,
     pub admission: AdmissionConfig,
     pub database: DatabaseConfig,
@@ -57,6 +63,8 @@ impl Default for Config {
             listen: "127.0.0.1:50051".into(),
             database_url: "sqlite://convmsg.db".into(),
             bootstrap_token: None,
+            tls: TlsConfig::default(),
+            shutdown: ShutdownConfig::default(),
             log: LogConfig::default(),
             admission: AdmissionConfig::default(),
             database: DatabaseConfig::default(),
@@ -70,6 +78,41 @@ impl Default for Config {
             end_users: Vec::new(),
         }
     }
+}
+
+/// `[tls]`: serve gRPC, HTTP/1.1 and h2 over TLS on the one listener, for deployments
+/// without a mesh that terminates TLS. Both paths or neither.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TlsConfig {
+    /// PEM certificate chain, leaf first.
+    pub cert_path: Option<String>,
+    /// PEM private key (PKCS#8, PKCS#1 or SEC1).
+    pub key_path: Option<String>,
+}
+
+impl TlsConfig {
+    /// The certificate and key files, `None` when TLS is off; an error when only one is set.
+    pub fn files(&self) -> Result<Option<(&Path, &Path)>, String> {
+        match (&self.cert_path, &self.key_path) {
+            (None, None) => Ok(None),
+            (Some(cert), Some(key)) => Ok(Some((Path::new(cert), Path::new(key)))),
+            (Some(_), None) => Err("tls.cert_path is set but tls.key_path is not; set both or neither".into()),
+            (None, Some(_)) => Err("tls.key_path is set but tls.cert_path is not; set both or neither".into()),
+        }
+    }
+}
+
+/// `[shutdown]`: on SIGTERM, health turns NOT_SERVING and the dispatcher stops claiming
+/// at once; the listener closes after `stop_accepting_after_ms`; sends and calls in flight
+/// get until `dispatch.drain_period_ms` (counted from the signal) to finish.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ShutdownConfig {
+    /// How long the listener keeps accepting calls after health turned NOT_SERVING, so
+    /// that load balancers and Kubernetes endpoints stop routing here before it closes
+    /// (what a preStop sleep would otherwise do). Capped at the drain period.
+    pub stop_accepting_after_ms: u64,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -195,7 +238,8 @@ pub struct DispatchConfig {
     pub session_wait_max_ms: u64,
     /// Longest one provider call may take before it counts as a transient failure.
     pub provider_timeout_ms: u64,
-    /// On shutdown, how long sends in flight may take to finish.
+    /// On shutdown, how long sends and calls in flight may take to finish, counted from
+    /// the signal; keep it shorter than the pod's `terminationGracePeriodSeconds`.
     pub drain_period_ms: u64,
     /// Delay after the 1st, 2nd, … transient failure; past the end: RetriesExhausted.
     pub retry_schedule_ms: Vec<u64>,
@@ -369,6 +413,23 @@ pub struct Overrides {
     pub listen: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub database_url: Option<String>,
+    #[serde(skip_serializing_if = "TlsOverrides::is_empty")]
+    pub tls: TlsOverrides,
+}
+
+/// `--tls-cert` / `--tls-key`.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct TlsOverrides {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cert_path: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub key_path: Option<String>,
+}
+
+impl TlsOverrides {
+    fn is_empty(&self) -> bool {
+        self.cert_path.is_none() && self.key_path.is_none()
+    }
 }
 
 impl Config {
@@ -414,10 +475,31 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.toml");
         std::fs::write(&path, "listen = \"127.0.0.1:1\"\n[admission]\nmax_concurrent_requests = 7\n").unwrap();
-        let c =
-            Config::load(Some(&path), &Overrides { listen: Some("127.0.0.1:2".into()), database_url: None }).unwrap();
+        let c = Config::load(Some(&path), &Overrides { listen: Some("127.0.0.1:2".into()), ..Overrides::default() })
+            .unwrap();
         assert_eq!(c.listen, "127.0.0.1:2");
         assert_eq!(c.admission.max_concurrent_requests, 7);
+    }
+
+    #[test]
+    fn a_tls_flag_overrides_one_file_and_keeps_the_other_from_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "[tls]\ncert_path = \"/file/cert.pem\"\nkey_path = \"/file/key.pem\"\n").unwrap();
+        let overrides = Overrides {
+            tls: TlsOverrides { cert_path: Some("/flag/cert.pem".into()), key_path: None },
+            ..Overrides::default()
+        };
+        let c = Config::load(Some(&path), &overrides).unwrap();
+        let (cert, key) = c.tls.files().unwrap().unwrap();
+        assert_eq!((cert, key), (Path::new("/flag/cert.pem"), Path::new("/file/key.pem")));
+    }
+
+    #[test]
+    fn tls_with_a_certificate_but_no_key_is_an_error_naming_the_missing_key() {
+        let tls = TlsConfig { cert_path: Some("cert.pem".into()), key_path: None };
+        assert!(tls.files().unwrap_err().contains("tls.key_path"));
+        assert_eq!(TlsConfig::default().files().unwrap(), None);
     }
 
     #[test]

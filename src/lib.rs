@@ -5,8 +5,9 @@
 //! trait (SQLite embedded, PostgreSQL for several replicas); `retention` purges old
 //! completed requests; `service` the use cases both doors share; `grpc` the tonic
 //! adapter and `rest` the Salesforce REST bridge; `admission` the tower stack in front
-//! of them; `app` binds the one listener and wires everything; `config`, `provision`,
-//! `auth`, `telemetry` do what they say.
+//! of them; `app` binds the one listener and wires everything, `serve` runs it (plain
+//! or `tls`) and drains it on shutdown; `config`, `provision`, `auth`, `telemetry` do
+//! what they say.
 #![forbid(unsafe_code)]
 
 pub mod admission;
@@ -26,6 +27,8 @@ pub mod providers;
 pub mod provision;
 pub mod rest;
 pub mod retention;
+pub mod serve;
 pub mod service;
 pub mod store;
 pub mod telemetry;
+pub mod tls;

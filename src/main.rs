@@ -4,7 +4,7 @@ use clap::Parser;
 use convmsg::app::App;
 use convmsg::auth::{generate_token, hash_token, parse_scopes, scopes_to_string};
 use convmsg::cli::{Cli, Command, ServeArgs, TokenCommand};
-use convmsg::config::{Config, Overrides};
+use convmsg::config::{Config, Overrides, TlsOverrides};
 use tokio_util::sync::CancellationToken;
 
 #[tokio::main]
@@ -29,7 +29,11 @@ async fn main() -> anyhow::Result<()> {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let overrides = Overrides { listen: args.listen, database_url: args.database_url };
+    let overrides = Overrides {
+        listen: args.listen,
+        database_url: args.database_url,
+        tls: TlsOverrides { cert_path: args.tls_cert, key_path: args.tls_key },
+    };
     let config = Config::load(args.config.as_deref(), &overrides)?;
     convmsg::telemetry::init(&config.log);
     let app = App::build(config).await?;
@@ -42,10 +46,13 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     }
     let shutdown = CancellationToken::new();
     tokio::spawn(stop_on_signal(shutdown.clone()));
-    app.run_until_stopped(shutdown).await
+    let result = app.run_until_stopped(shutdown).await;
+    convmsg::telemetry::flush();
+    result
 }
 
-/// Cancels `shutdown` on SIGTERM or Ctrl-C.
+/// Cancels `shutdown` on SIGTERM or Ctrl-C; `App::run_until_stopped` then drains and
+/// returns, and `main` exits 0. A pod therefore needs no preStop hook.
 async fn stop_on_signal(shutdown: CancellationToken) {
     #[cfg(unix)]
     {

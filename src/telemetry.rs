@@ -1,6 +1,8 @@
 //! Logging: `tracing` to stdout as JSON (default) or human-readable text. `RUST_LOG`
 //! overrides the configured filter. Secrets, tokens and message bodies are never logged.
 
+use std::io::Write;
+
 use tracing_subscriber::EnvFilter;
 
 use crate::config::{LogConfig, LogFormat};
@@ -21,4 +23,10 @@ pub fn init(config: &LogConfig) {
 pub fn traceparent(value: Option<&str>) -> Option<String> {
     let value = value?;
     (value.len() <= 128 && value.split('-').count() == 4).then(|| value.to_owned())
+}
+
+/// Flushes what telemetry has buffered, last thing before the process exits: the log
+/// lines on standard output (an exporter, once there is one, is shut down here too).
+pub fn flush() {
+    let _ = std::io::stdout().lock().flush();
 }

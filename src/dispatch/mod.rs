@@ -54,6 +54,9 @@ pub struct Dispatcher {
     owner: String,
     /// Per-channel token buckets (rate limits hold per replica).
     buckets: Mutex<HashMap<RecordId, TokenBucket>>,
+    /// Cancelled on shutdown: sends already started finish, no new send starts, and the
+    /// claimed requests go back to the queue for another replica.
+    stopping: CancellationToken,
 }
 
 /// What one request's turn came to.
@@ -74,15 +77,26 @@ impl Dispatcher {
     ) -> Self {
         let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "convmsg".into());
         let owner = format!("{host}-{}-{:08x}", std::process::id(), rand::rng().random::<u32>());
-        Dispatcher { store, providers, clock, events, settings, owner, buckets: Mutex::new(HashMap::new()) }
+        Dispatcher {
+            store,
+            providers,
+            clock,
+            events,
+            settings,
+            owner,
+            buckets: Mutex::new(HashMap::new()),
+            stopping: CancellationToken::new(),
+        }
     }
 
     pub fn owner(&self) -> &str {
         &self.owner
     }
 
-    /// Claims and delivers until `shutdown`; then lets sends in flight finish within the
-    /// drain period and gives back every lease so another replica resumes at once.
+    /// Claims and delivers until `shutdown`; then claims nothing more and starts no new
+    /// send, lets sends in flight finish within the drain period (each claimed request
+    /// then goes back to the queue with what is left), and gives back every lease still
+    /// held so another replica resumes at once.
     pub async fn run_until_stopped(self: Arc<Self>, shutdown: CancellationToken) {
         let mut running: JoinSet<()> = JoinSet::new();
         loop {
@@ -107,6 +121,8 @@ impl Dispatcher {
                 _ = tokio::time::sleep(self.settings.poll_interval) => {}
             }
         }
+        self.stopping.cancel();
+        tracing::info!(requests = running.len(), "dispatcher stopping: no more claims; finishing sends in flight");
         if tokio::time::timeout(self.settings.drain_period, async { while running.join_next().await.is_some() {} })
             .await
             .is_err()
@@ -199,6 +215,9 @@ impl Dispatcher {
     /// Gates, renders and sends one message, and records the outcome. `Ok(false)` when
     /// the lease was lost (another replica owns the request now).
     async fn deliver(&self, work: &Work, params: &[ParamValue], item: &WorkItem) -> Result<bool, StoreError> {
+        if self.stopping.is_cancelled() {
+            return Ok(true); // shutting down: the message stays due for whoever resumes
+        }
         let now = self.clock.now_ms();
         let decision = gate(&GateInput {
             channel_active: item.channel.is_active,
@@ -255,7 +274,10 @@ impl Dispatcher {
             return self.record(work, item, outcome).await;
         };
         let send_at = self.reserve_rate(&item.channel.id, item.channel.rate_limit_per_second);
-        self.clock.sleep_until(send_at).await;
+        tokio::select! {
+            _ = self.clock.sleep_until(send_at) => {}
+            _ = self.stopping.cancelled() => return Ok(true), // not started: stays due
+        }
         if !self.store.start_message(&self.owner, &work.request_id, &item.identifier, self.clock.now_ms()).await? {
             return Ok(false);
         }

@@ -290,9 +290,15 @@ mod tests {
     #[test]
     fn whatsapp_needs_an_approved_template_other_channels_do_not() {
         let params = vec![text("Name", &["Ada"], ValueKey::Text)];
-        assert_eq!(template_for(MessageType::WhatsApp, &definition(None), &params), Err(reason::APPROVED_EXTERNAL_TEMPLATE_REQUIRED));
+        assert_eq!(
+            template_for(MessageType::WhatsApp, &definition(None), &params),
+            Err(reason::APPROVED_EXTERNAL_TEMPLATE_REQUIRED)
+        );
         let pending = definition(Some(template(ExternalTemplateStatus::Pending)));
-        assert_eq!(template_for(MessageType::WhatsApp, &pending, &params), Err(reason::APPROVED_EXTERNAL_TEMPLATE_REQUIRED));
+        assert_eq!(
+            template_for(MessageType::WhatsApp, &pending, &params),
+            Err(reason::APPROVED_EXTERNAL_TEMPLATE_REQUIRED)
+        );
         assert_eq!(template_for(MessageType::Text, &definition(None), &params), Ok(None));
         let approved = definition(Some(template(ExternalTemplateStatus::Approved)));
         let t = template_for(MessageType::WhatsApp, &approved, &params).unwrap().unwrap();

@@ -77,6 +77,9 @@ async fn at_most_200_requests_are_in_progress_and_the_rest_wait_their_turn() {
     let mut ids = Vec::new();
     for _ in 0..230 {
         ids.push(send(&app, fx.request()).await.request_id);
+        // Distinct accept times: requests accepted in the same millisecond are ordered
+        // by id, not by arrival, and the test clock does not move by itself.
+        app.clock.advance_ms(1);
     }
     // With 230 waiting and 200 slots, the provider sees exactly 200 requests at once.
     fake.wait_for_in_flight_requests(200).await;

@@ -14,3 +14,6 @@ mod python;
 mod replicas;
 mod rest;
 mod retention;
+mod shutdown;
+mod tls;
+mod version;
