@@ -404,3 +404,39 @@ async fn another_tenants_request_is_not_found_like_an_unknown_one() {
         .unwrap_err();
     assert_eq!((malformed.code(), error_code(&malformed).as_str()), (Code::InvalidArgument, "MALFORMED_ID"));
 }
+
+#[tokio::test]
+async fn one_idempotency_key_sent_many_times_at_once_records_one_request() {
+    let app = spawn_accept_only().await;
+    let fx = app.provision(2).await;
+    let client = app.conv().await;
+    let mut same = fx.request();
+    same.idempotency_key = "burst-1".into();
+    let mut other = fx.request();
+    other.idempotency_key = "burst-1".into();
+    other.messaging_definition_input_parameters = vec![text_param("CustomerName", "Bob")];
+    // Sent together, most of them share one group commit.
+    let calls: Vec<_> = (0..30)
+        .map(|i| {
+            let mut client = client.clone();
+            let request = if i % 3 == 2 { other.clone() } else { same.clone() };
+            tokio::spawn(async move { (i % 3 == 2, client.send_conversation_messages(request).await) })
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for call in calls {
+        answers.push(call.await.unwrap());
+    }
+    // The first request to commit wins the key; every same request gets its answer, every other one a conflict.
+    let winner_is_other = answers.iter().all(|(is_other, r)| r.is_ok() == *is_other);
+    let accepted: Vec<_> = answers.iter().filter_map(|(_, r)| r.as_ref().ok().map(|r| r.get_ref().clone())).collect();
+    assert!(accepted.windows(2).all(|w| w[0] == w[1]), "every accepted call got the same answer");
+    for (is_other, r) in &answers {
+        if *is_other != winner_is_other {
+            assert_eq!(r.as_ref().unwrap_err().code(), Code::AlreadyExists);
+        }
+    }
+    let rows = app.db.fetch_triples("SELECT id, CAST(0 AS BIGINT), CAST(0 AS BIGINT) FROM send_requests").await;
+    assert_eq!(rows.len(), 1, "one request recorded");
+    assert_eq!(rows[0].0, accepted[0].request_id);
+}

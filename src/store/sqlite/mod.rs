@@ -9,18 +9,20 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use sqlx::Connection;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{Connection, QueryBuilder, Sqlite};
 use tokio::sync::{mpsc, oneshot};
 
 use super::*;
 use crate::auth::{parse_scopes, scopes_to_string};
-use crate::domain::ids::{IdKind, new_message_identifier, request_name};
 
+mod accept;
 mod admin;
 mod dispatch;
+
+use accept::{AcceptJob, run_writer_until_closed};
 
 use super::rows;
 
@@ -45,13 +47,6 @@ pub struct SqliteStore {
     writer: mpsc::Sender<AcceptJob>,
 }
 
-struct AcceptJob {
-    tenant: String,
-    request: NewSendRequest,
-    now_ms: i64,
-    reply: oneshot::Sender<StoreResult<AcceptOutcome>>,
-}
-
 impl SqliteStore {
     /// Opens (creating if needed) and migrates the database, and starts the writer.
     pub async fn open(settings: &SqliteSettings) -> StoreResult<Self> {
@@ -72,145 +67,6 @@ impl SqliteStore {
         tokio::spawn(run_writer_until_closed(conn, rx, settings.max_batch.max(1)));
         Ok(SqliteStore { pool, writer: tx })
     }
-}
-
-/// Takes every accept waiting (up to `max_batch`), records them in one transaction,
-/// answers each. Ends when the store is dropped.
-async fn run_writer_until_closed(mut conn: SqliteConnection, mut rx: mpsc::Receiver<AcceptJob>, max_batch: usize) {
-    let mut batch = Vec::with_capacity(max_batch);
-    while rx.recv_many(&mut batch, max_batch).await > 0 {
-        let results = commit_batch(&mut conn, &batch).await;
-        for (job, result) in batch.drain(..).zip(results) {
-            // The caller may have gone (cancelled RPC); what committed stays committed.
-            let _ = job.reply.send(result);
-        }
-    }
-}
-
-async fn commit_batch(conn: &mut SqliteConnection, jobs: &[AcceptJob]) -> Vec<StoreResult<AcceptOutcome>> {
-    let fail_all = |e: StoreError| jobs.iter().map(|_| Err(e.clone())).collect();
-    let mut tx = match conn.begin_with("BEGIN IMMEDIATE").await {
-        Ok(tx) => tx,
-        Err(e) => return fail_all(e.into()),
-    };
-    let mut results = Vec::with_capacity(jobs.len());
-    for job in jobs {
-        let outcome = async {
-            let mut savepoint = tx.begin().await?;
-            match accept_one(&mut savepoint, &job.tenant, &job.request, job.now_ms).await {
-                Ok(outcome) => {
-                    savepoint.commit().await?;
-                    Ok(outcome)
-                }
-                Err(e) => {
-                    savepoint.rollback().await?;
-                    Err(e)
-                }
-            }
-        }
-        .await;
-        results.push(outcome);
-    }
-    match tx.commit().await {
-        Ok(()) => results,
-        Err(e) => fail_all(e.into()),
-    }
-}
-
-async fn accept_one(
-    conn: &mut SqliteConnection,
-    tenant: &str,
-    req: &NewSendRequest,
-    now_ms: i64,
-) -> StoreResult<AcceptOutcome> {
-    let fingerprint = req.fingerprint();
-    if let Some(key) = &req.idempotency_key {
-        let existing: Option<(String, String)> =
-            sqlx::query_as("SELECT fingerprint, request_id FROM idempotency_keys WHERE tenant = ? AND key = ?")
-                .bind(tenant)
-                .bind(key)
-                .fetch_optional(&mut *conn)
-                .await?;
-        if let Some((stored, request_id)) = existing {
-            if stored != fingerprint {
-                return Ok(AcceptOutcome::KeyConflict);
-            }
-            let identifiers: Vec<String> =
-                sqlx::query_scalar("SELECT identifier FROM messages WHERE request_id = ? ORDER BY position")
-                    .bind(&request_id)
-                    .fetch_all(&mut *conn)
-                    .await?;
-            return Ok(AcceptOutcome::Replayed(Accepted {
-                request_id: RecordId::from_trusted(request_id),
-                message_identifiers: identifiers,
-            }));
-        }
-    }
-
-    let sequence: i64 = sqlx::query_scalar(
-        "INSERT INTO tenant_sequences (tenant, last_value) VALUES (?, 1) \
-         ON CONFLICT (tenant) DO UPDATE SET last_value = last_value + 1 RETURNING last_value",
-    )
-    .bind(tenant)
-    .fetch_one(&mut *conn)
-    .await?;
-    let request_id = RecordId::generate(IdKind::SendRequest);
-    sqlx::query(
-        "INSERT INTO send_requests (id, tenant, name, definition_name, definition_id, request_type, enforce_consent, \
-         consent_type, subscription_id, allowed_session_status, status, parameters, trace_context, accepted_ms, \
-         updated_ms, due_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-    )
-    .bind(request_id.as_str())
-    .bind(tenant)
-    .bind(request_name(sequence))
-    .bind(&req.message_definition_name)
-    .bind(req.message_definition_id.as_str())
-    .bind(req.request_type.as_str())
-    .bind(req.enforce_consent)
-    .bind(req.consent_type.as_str())
-    .bind(req.subscription_id.as_ref().map(|id| id.as_str().to_owned()))
-    .bind(req.allowed_session_status.as_str())
-    .bind(RequestStatus::Pending.as_str())
-    .bind(req.parameters_json())
-    .bind(req.trace_context.clone())
-    .bind(now_ms)
-    .bind(now_ms)
-    .bind(now_ms)
-    .execute(&mut *conn)
-    .await?;
-
-    let identifiers: Vec<String> = req.recipients.iter().map(|_| new_message_identifier()).collect();
-    let mut insert: QueryBuilder<Sqlite> = QueryBuilder::new(
-        "INSERT INTO messages (identifier, tenant, request_id, position, end_user_id, platform_key, status, \
-         attempts, created_ms, updated_ms) ",
-    );
-    insert.push_values(req.recipients.iter().zip(&identifiers).enumerate(), |mut row, (i, ((user, key), ident))| {
-        row.push_bind(ident.clone())
-            .push_bind(tenant.to_owned())
-            .push_bind(request_id.as_str().to_owned())
-            .push_bind(i as i64)
-            .push_bind(user.as_str().to_owned())
-            .push_bind(key.clone())
-            .push_bind(MessageState::Pending.as_str())
-            .push_bind(0i64)
-            .push_bind(now_ms)
-            .push_bind(now_ms);
-    });
-    insert.build().execute(&mut *conn).await?;
-
-    if let Some(key) = &req.idempotency_key {
-        sqlx::query(
-            "INSERT INTO idempotency_keys (tenant, key, fingerprint, request_id, created_ms) VALUES (?, ?, ?, ?, ?)",
-        )
-        .bind(tenant)
-        .bind(key)
-        .bind(&fingerprint)
-        .bind(request_id.as_str())
-        .bind(now_ms)
-        .execute(&mut *conn)
-        .await?;
-    }
-    Ok(AcceptOutcome::Created(Accepted { request_id, message_identifiers: identifiers }))
 }
 
 #[async_trait]
