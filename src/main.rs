@@ -31,8 +31,8 @@ async fn main() -> anyhow::Result<()> {
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     let overrides = Overrides { listen: args.listen, database_url: args.database_url };
     let config = Config::load(args.config.as_deref(), &overrides)?;
-    convmsg::telemetry::init(&config.log);
-    let app = App::build(config).await?;
+    let telemetry = convmsg::telemetry::init(&config.log, &config.telemetry)?;
+    let app = App::build_traced(config, telemetry).await?;
     if let Some(token) = app.generated_token() {
         eprintln!(
             "\nconvmsg: no token was configured, so one was generated for tenant \"default\" with every scope.\n\
