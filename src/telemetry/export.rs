@@ -64,7 +64,9 @@ impl QueueProcessor {
         F: FnOnce() -> anyhow::Result<E> + Send + 'static,
     {
         let queue_size = settings.queue_size.max(1);
-        let batch_size = settings.batch_size.clamp(1, queue_size.max(1)).max(1);
+        // A batch larger than the queue is never waiting in full: export then runs on
+        // the interval only.
+        let batch_size = settings.batch_size.max(1);
         let (spans, queue) = mpsc::channel(queue_size);
         let (control, control_rx) = mpsc::unbounded_channel();
         let batch_ready = Arc::new(Notify::new());

@@ -14,3 +14,4 @@ mod python;
 mod replicas;
 mod rest;
 mod retention;
+mod telemetry;
