@@ -380,7 +380,7 @@ impl Dispatcher {
         let outcome = match result {
             Ok(delivered) => MessageOutcome::Success { provider_message_id: delivered.provider_message_id },
             Err(ProviderError::Permanent { reason, detail }) => {
-                tracing::info!(message = %item.identifier, %reason, %detail, "message failed");
+                tracing::info!(message_identifier = %item.identifier, %reason, %detail, "message failed");
                 MessageOutcome::Failed { reason }
             }
             Err(ProviderError::Transient { detail, retry_after }) => {
@@ -388,7 +388,7 @@ impl Dispatcher {
                 match self.settings.retry.next_delay_ms(attempts, retry_after, unit) {
                     Some(delay) => MessageOutcome::Retry { at_ms: self.clock.now_ms() + delay as i64, error: detail },
                     None => {
-                        tracing::info!(message = %item.identifier, attempts, %detail, "retries exhausted");
+                        tracing::info!(message_identifier = %item.identifier, attempts, %detail, "retries exhausted");
                         MessageOutcome::Failed { reason: reason::RETRIES_EXHAUSTED.into() }
                     }
                 }

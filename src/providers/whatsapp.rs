@@ -194,7 +194,7 @@ impl Provider for WhatsAppProvider {
         if to.is_empty() {
             return Err(ProviderError::permanent(
                 reason::INVALID_RECIPIENT,
-                format!("whatsapp: recipient {:?} has no digits", message.recipient),
+                format!("whatsapp: recipient {} has no digits", crate::telemetry::mask(&message.recipient)),
             ));
         }
         let components = if template.body_parameters.is_empty() {

@@ -449,3 +449,21 @@ async fn metrics_are_served_without_a_token_and_move_with_sends_and_deliveries()
     // Probes and the scrape itself are not counted as business calls.
     assert!(!done.contains("/metrics") && !done.contains("grpc.health"), "{done}");
 }
+
+#[tokio::test]
+async fn a_claim_of_a_request_whose_lease_expired_is_counted_as_a_takeover() {
+    let app = spawn_accept_only().await;
+    let fixture = app.provision(1).await;
+    app.conv().await.send_conversation_messages(fixture.request()).await.unwrap();
+    let first = app.dispatcher.claim().await.unwrap();
+    assert_eq!(first.len(), 1);
+    assert!(!first[0].takeover, "a pending request is not a takeover");
+    // The claimer stalls past its lease: the next claim takes the request over.
+    app.clock.advance_ms(31_000);
+    let second = app.dispatcher.claim().await.unwrap();
+    assert_eq!(second.len(), 1);
+    assert!(second[0].takeover);
+    assert_eq!(second[0].accepted_ms, first[0].accepted_ms);
+    let text = reqwest::get(format!("{}/metrics", app.url())).await.unwrap().text().await.unwrap();
+    assert_eq!(metric(&text, "convmsg_lease_takeovers_total"), 1.0, "{text}");
+}
