@@ -29,6 +29,7 @@ use crate::grpc::admin::MessagingAdminApi;
 use crate::grpc::pb::conversation_messages_server::ConversationMessagesServer;
 use crate::grpc::pb::messaging_admin_server::MessagingAdminServer;
 use crate::grpc::{self, ConversationMessagesApi, pb};
+use crate::metrics::Metrics;
 use crate::providers::{Provider, Providers};
 use crate::provision;
 use crate::rest;
@@ -37,6 +38,8 @@ use crate::service::Service;
 use crate::store::Store;
 use crate::store::postgres::{PgSettings, PgStore};
 use crate::store::sqlite::{SqliteSettings, SqliteStore};
+use crate::telemetry::Telemetry;
+use crate::telemetry::server::ServerTelemetryLayer;
 
 /// How often the in-memory token table is refreshed from the store (tokens another
 /// replica generated become valid here within this time).
@@ -72,6 +75,9 @@ pub struct App {
     stop_accepting_after: Duration,
     /// From the signal, how long sends and calls in flight may take to finish.
     drain_period: Duration,
+    /// The tracer provider to flush when the service stops (none in in-process tests).
+    telemetry: Telemetry,
+    metrics: Arc<Metrics>,
 }
 
 /// Opens the store the database URL names.
@@ -107,6 +113,12 @@ impl App {
         Self::build_with(config, Arc::new(SystemClock), Vec::new()).await
     }
 
+    /// With the telemetry `telemetry::init` set up: its dropped-span counter is exported
+    /// on `/metrics` and its spans are flushed when the service stops.
+    pub async fn build_traced(config: Config, telemetry: Telemetry) -> anyhow::Result<App> {
+        Self::build_full(config, Arc::new(SystemClock), Vec::new(), telemetry).await
+    }
+
     /// With an injected clock, and providers that replace the configured ones of the
     /// same name (tests use in-process fakes).
     pub async fn build_with(
@@ -114,6 +126,16 @@ impl App {
         clock: SharedClock,
         extra_providers: Vec<Arc<dyn Provider>>,
     ) -> anyhow::Result<App> {
+        Self::build_full(config, clock, extra_providers, Telemetry::disabled()).await
+    }
+
+    async fn build_full(
+        config: Config,
+        clock: SharedClock,
+        extra_providers: Vec<Arc<dyn Provider>>,
+        telemetry: Telemetry,
+    ) -> anyhow::Result<App> {
+        let metrics = Metrics::new(telemetry.spans_dropped(), config.dispatch.max_in_progress_requests);
         let store = open_store(&config).await?;
         let events = Events::default();
         let service = Service::new(store.clone(), clock.clone(), events.clone());
@@ -121,7 +143,14 @@ impl App {
         for provider in extra_providers {
             providers.insert(provider);
         }
-        let dispatcher = Arc::new(Dispatcher::new(store, providers, clock.clone(), events, config.dispatch.settings()));
+        let dispatcher = Arc::new(Dispatcher::new(
+            store,
+            providers,
+            clock.clone(),
+            events,
+            config.dispatch.settings(),
+            metrics.clone(),
+        ));
         let generated_token = provision::tokens(&config, &service, clock.now_ms()).await.context("applying tokens")?;
         provision::records(&config, &service).await.context("applying the config's records")?;
         let auth = Authenticator::default();
@@ -135,7 +164,15 @@ impl App {
         let stop_accepting_after = Duration::from_millis(config.shutdown.stop_accepting_after_ms).min(drain_period);
         let (health, health_service) = tonic_health::server::health_reporter();
         let ready = Arc::new(AtomicBool::new(false));
-        let router = routes(&config, service.clone(), auth.clone(), health_service, ready.clone())?;
+        let router = routes(
+            &config,
+            service.clone(),
+            auth.clone(),
+            health_service,
+            ready.clone(),
+            metrics.clone(),
+            clock.clone(),
+        )?;
         let listener = TcpListener::bind(&config.listen).await.with_context(|| format!("binding {}", config.listen))?;
         let dispatch_enabled = config.dispatch.enabled;
         Ok(App {
@@ -153,6 +190,8 @@ impl App {
             tls,
             stop_accepting_after,
             drain_period,
+            telemetry,
+            metrics,
         })
     }
 
@@ -163,6 +202,11 @@ impl App {
 
     pub fn local_addr(&self) -> SocketAddr {
         self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    /// The metrics `/metrics` shows.
+    pub fn metrics(&self) -> Arc<Metrics> {
+        self.metrics.clone()
     }
 
     pub fn generated_token(&self) -> Option<&str> {
@@ -237,6 +281,8 @@ impl App {
             dispatch.await.context("the dispatcher task failed")?;
         }
         tracing::info!("convmsg stopped");
+        // Last: the spans of the drain above go out too.
+        self.telemetry.shutdown().await;
         Ok(())
     }
 }
@@ -255,14 +301,19 @@ async fn run_token_reload_until_stopped(service: Service, auth: Authenticator, s
 }
 
 /// Every route on the one listener. Business services (gRPC and the REST bridge) sit
-/// behind admission and authentication; health and the probes do not.
+/// behind admission and authentication; health, the probes and `/metrics` do not. The
+/// telemetry layer wraps everything: server spans and call metrics for the business
+/// calls, in one place.
 fn routes(
     config: &Config,
     service: Service,
     auth: Authenticator,
     health_service: tonic_health::pb::health_server::HealthServer<impl tonic_health::pb::health_server::Health>,
     ready: Arc<AtomicBool>,
+    metrics: Arc<Metrics>,
+    clock: SharedClock,
 ) -> anyhow::Result<axum::Router> {
+    let store = service.store().clone();
     let admission = AdmissionLayer::new(
         config.admission.max_concurrent_requests,
         Duration::from_millis(config.admission.request_timeout_ms),
@@ -297,7 +348,28 @@ fn routes(
                 }
             }),
         );
+    let scraped = metrics.clone();
+    let router = router.route(
+        "/metrics",
+        get(move || {
+            let (metrics, store, clock) = (scraped.clone(), store.clone(), clock.clone());
+            async move { render_metrics(&metrics, store.as_ref(), clock.now_ms()).await }
+        }),
+    );
     // Unknown paths: gRPC UNIMPLEMENTED to gRPC callers, Salesforce's 404 NOT_FOUND to the rest.
-    let router = router.fallback(rest::fallback);
+    let router = router.fallback(rest::fallback).layer(ServerTelemetryLayer::new(metrics));
     Ok(router)
+}
+
+/// `GET /metrics`: the database-backed gauges are refreshed first, so a scrape sees the
+/// queue as it is now. When the database cannot answer, the rest is still served.
+async fn render_metrics(metrics: &Metrics, store: &dyn Store, now_ms: i64) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match store.queue_stats(now_ms).await {
+        Ok(stats) => metrics.set_queue(stats),
+        Err(e) => tracing::warn!(error = %crate::error::error_chain(&e), "reading queue stats for /metrics failed"),
+    }
+    metrics.set_pool(store.pool_stats());
+    ([(http::header::CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], metrics.render())
+        .into_response()
 }

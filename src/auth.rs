@@ -98,12 +98,16 @@ impl Authenticator {
             .filter(|t| !t.is_empty())
             .ok_or(AppError::Unauthenticated("authorization must be Bearer <token>"))?;
         let hash = hash_token(token);
-        self.tokens
+        let principal = self
+            .tokens
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .get(&hash)
             .cloned()
-            .ok_or(AppError::Unauthenticated("Session expired or invalid"))
+            .ok_or(AppError::Unauthenticated("Session expired or invalid"))?;
+        // The server span (telemetry::server) declares the field; elsewhere this is a no-op.
+        tracing::Span::current().record("convmsg.tenant", principal.tenant.as_str());
+        Ok(principal)
     }
 }
 

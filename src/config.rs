@@ -21,6 +21,7 @@ const ENV_KEYS: &[&str] = &[
     "tls",
     "shutdown",
     "log",
+    "telemetry",
     "admission",
     "database",
     "dispatch",
@@ -44,6 +45,7 @@ pub struct Config {
     /// What happens between SIGTERM and exit.
     pub shutdown: ShutdownConfig,
     pub log: LogConfig,
+    pub telemetry: TelemetryConfig,
     pub admission: AdmissionConfig,
     pub database: DatabaseConfig,
     pub dispatch: DispatchConfig,
@@ -66,6 +68,7 @@ impl Default for Config {
             tls: TlsConfig::default(),
             shutdown: ShutdownConfig::default(),
             log: LogConfig::default(),
+            telemetry: TelemetryConfig::default(),
             admission: AdmissionConfig::default(),
             database: DatabaseConfig::default(),
             dispatch: DispatchConfig::default(),
@@ -134,6 +137,49 @@ impl Default for LogConfig {
     fn default() -> Self {
         LogConfig { format: LogFormat::Json, filter: "info".into() }
     }
+}
+
+/// How spans reach an OpenTelemetry collector. The standard `OTEL_EXPORTER_OTLP_*`
+/// variables win over these settings (see `docs/observability.md`).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct TelemetryConfig {
+    /// The collector's base URL (`http://collector:4317` for gRPC, `…:4318` for
+    /// HTTP, where `/v1/traces` is appended). Unset (and no `OTEL_EXPORTER_OTLP_*ENDPOINT`):
+    /// no export.
+    pub otlp_endpoint: Option<String>,
+    /// `grpc` or `http/protobuf`.
+    pub otlp_protocol: OtlpProtocol,
+    /// Finished spans waiting for export; beyond this they are dropped and counted
+    /// (`convmsg_trace_spans_dropped_total`), never waited for.
+    pub export_queue_size: usize,
+    /// Most spans in one export call.
+    pub export_batch_size: usize,
+    /// How often the queue is exported when it holds less than a batch.
+    pub export_interval_ms: u64,
+    /// Longest one export call may take.
+    pub export_timeout_ms: u64,
+}
+
+impl Default for TelemetryConfig {
+    fn default() -> Self {
+        TelemetryConfig {
+            otlp_endpoint: None,
+            otlp_protocol: OtlpProtocol::Grpc,
+            export_queue_size: 2048,
+            export_batch_size: 512,
+            export_interval_ms: 1_000,
+            export_timeout_ms: 10_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub enum OtlpProtocol {
+    #[serde(rename = "grpc")]
+    Grpc,
+    #[serde(rename = "http/protobuf")]
+    HttpProtobuf,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -3,15 +3,12 @@
 //! and end users over gRPC like any caller, sends one request, follows it to
 //! `Completed`, prints the record and what the provider sent, and cleans up.
 
-use std::sync::Arc;
-
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
 use crate::app::App;
 use crate::auth::{generate_token, hash_token};
 use crate::cli::{ClientArgs, DemoArgs};
-use crate::clock::SystemClock;
 use crate::config::{Config, LogFormat, TenantConfig, TokenConfig};
 use crate::grpc::pb;
 
@@ -45,9 +42,10 @@ async fn demo(dir: &std::path::Path, recipients: usize) -> anyhow::Result<()> {
     config.providers.log.path = Some(sent_log.display().to_string());
     config.providers.log.include_body = true;
     config.dispatch.poll_interval_ms = 100;
-    crate::telemetry::init(&config.log);
+    // The demo exports nothing (the standard OTEL_* variables still switch export on).
+    let telemetry = crate::telemetry::init(&config.log, &config.telemetry)?;
 
-    let app = App::build_with(config, Arc::new(SystemClock), Vec::new()).await?;
+    let app = App::build_traced(config, telemetry).await?;
     let addr = app.local_addr();
     let shutdown = CancellationToken::new();
     let server = tokio::spawn(app.run_until_stopped(shutdown.clone()));

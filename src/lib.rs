@@ -6,8 +6,8 @@
 //! completed requests; `service` the use cases both doors share; `grpc` the tonic
 //! adapter and `rest` the Salesforce REST bridge; `admission` the tower stack in front
 //! of them; `app` binds the one listener and wires everything, `serve` runs it (plain
-//! or `tls`) and drains it on shutdown; `config`, `provision`, `auth`, `telemetry` do
-//! what they say.
+//! or `tls`) and drains it on shutdown; `config`, `provision`, `auth`, `telemetry`
+//! (logs, traces) and `metrics` (Prometheus) do what they say.
 #![forbid(unsafe_code)]
 
 pub mod admission;
@@ -23,6 +23,7 @@ pub mod domain;
 pub mod error;
 pub mod events;
 pub mod grpc;
+pub mod metrics;
 pub mod providers;
 pub mod provision;
 pub mod rest;

@@ -35,8 +35,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         tls: TlsOverrides { cert_path: args.tls_cert, key_path: args.tls_key },
     };
     let config = Config::load(args.config.as_deref(), &overrides)?;
-    convmsg::telemetry::init(&config.log);
-    let app = App::build(config).await?;
+    let telemetry = convmsg::telemetry::init(&config.log, &config.telemetry)?;
+    let app = App::build_traced(config, telemetry).await?;
     if let Some(token) = app.generated_token() {
         eprintln!(
             "\nconvmsg: no token was configured, so one was generated for tenant \"default\" with every scope.\n\

@@ -44,11 +44,11 @@ pub async fn serve_until_stopped(
     let mut connections = JoinSet::new();
     tokio::pin!(stop_accepting);
     loop {
-        let tcp = tokio::select! {
+        let (tcp, peer) = tokio::select! {
             _ = &mut stop_accepting => break,
             Some(_) = connections.join_next(), if !connections.is_empty() => continue,
             accepted = listener.accept() => match accepted {
-                Ok((tcp, _peer)) => tcp,
+                Ok(accepted) => accepted,
                 Err(e) if is_connection_error(&e) => continue,
                 Err(e) => {
                     tracing::warn!(error = %e, "accepting a connection failed");
@@ -59,7 +59,14 @@ pub async fn serve_until_stopped(
         };
         let _ = tcp.set_nodelay(true); // gRPC: small frames must not wait for Nagle
         let watcher = graceful.watcher();
-        let service = TowerToHyperService::new(router.clone());
+        // Every request learns its peer's address (server spans record it).
+        let service = TowerToHyperService::new(tower::ServiceExt::map_request(
+            router.clone(),
+            move |mut request: http::Request<hyper::body::Incoming>| {
+                request.extensions_mut().insert(axum::extract::ConnectInfo(peer));
+                request
+            },
+        ));
         let builder = builder.clone();
         let tls = tls.clone();
         connections.spawn(async move {

@@ -103,7 +103,9 @@ impl Service {
     }
 
     /// Validates a send request against the tenant's records and records it in one
-    /// transaction. Nothing is written when anything is wrong.
+    /// transaction. Nothing is written when anything is wrong. The stored trace context
+    /// is the current (accept) span's, so delivery spans are its children; without a
+    /// tracer it is the caller's `traceparent`, as given.
     pub async fn send(
         &self,
         principal: &Principal,
@@ -195,9 +197,14 @@ impl Service {
             allowed_session_status: shaped.allowed_session_status,
             recipients,
             idempotency_key: shaped.idempotency_key,
-            trace_context,
+            trace_context: crate::telemetry::stored_context_of(&tracing::Span::current()).or(trace_context),
         };
-        match self.store.accept(tenant, request, self.now()).await? {
+        let outcome = self.store.accept(tenant, request, self.now()).await?;
+        if let AcceptOutcome::Created(a) | AcceptOutcome::Replayed(a) = &outcome {
+            // The server span (telemetry::server) declares the field.
+            tracing::Span::current().record("convmsg.request_id", a.request_id.as_str());
+        }
+        match outcome {
             AcceptOutcome::Created(a) => {
                 tracing::info!(request_id = %a.request_id, messages = a.message_identifiers.len(), "request accepted");
                 self.events.work_available();

@@ -7,15 +7,24 @@
 //! frees its slot. Claims carry a lease renewed while working; a replica that dies
 //! loses its leases and another resumes the work (at-least-once; the message identifier
 //! travels to providers as the dedup key). No transaction is held across a send.
+//!
+//! Tracing: each request's turn is a `dispatch.process` span whose parent is the trace
+//! context stored at accept (the accept span), with `dispatch.gate`, `dispatch.render`
+//! and `provider.send` (a client span) children; the provider receives the
+//! `provider.send` span's `traceparent`. Claims that took something are a
+//! `dispatch.claim` root span of their own. Metrics count outcomes, retries, lease
+//! takeovers and provider latency.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures_util::StreamExt;
 use rand::Rng;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+use tracing::field::Empty;
 
 use crate::clock::SharedClock;
 use crate::domain::RecordId;
@@ -23,6 +32,7 @@ use crate::domain::delivery::{Gate, GateInput, gate, reason, render_text, templa
 use crate::domain::model::{MessageDefinition, RequestStatus};
 use crate::domain::params::{ParamValue, params_from_json};
 use crate::events::Events;
+use crate::metrics::Metrics;
 use crate::providers::{OutboundMessage, ProviderError, Providers, TemplateMessage};
 use crate::store::{Claim, MessageOutcome, Store, StoreError, Work, WorkItem};
 
@@ -57,6 +67,7 @@ pub struct Dispatcher {
     /// Cancelled on shutdown: sends already started finish, no new send starts, and the
     /// claimed requests go back to the queue for another replica.
     stopping: CancellationToken,
+    metrics: Arc<Metrics>,
 }
 
 /// What one request's turn came to.
@@ -74,6 +85,7 @@ impl Dispatcher {
         clock: SharedClock,
         events: Events,
         settings: DispatchSettings,
+        metrics: Arc<Metrics>,
     ) -> Self {
         let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "convmsg".into());
         let owner = format!("{host}-{}-{:08x}", std::process::id(), rand::rng().random::<u32>());
@@ -86,6 +98,7 @@ impl Dispatcher {
             owner,
             buckets: Mutex::new(HashMap::new()),
             stopping: CancellationToken::new(),
+            metrics,
         }
     }
 
@@ -140,7 +153,9 @@ impl Dispatcher {
 
     /// Claims what the limit allows now.
     pub async fn claim(&self) -> Result<Vec<Claim>, StoreError> {
-        self.store
+        let started = Instant::now();
+        let claims = self
+            .store
             .claim_requests(
                 &self.owner,
                 self.clock.now_ms(),
@@ -148,7 +163,23 @@ impl Dispatcher {
                 self.settings.max_in_progress_requests,
                 self.settings.claim_batch,
             )
-            .await
+            .await?;
+        if !claims.is_empty() {
+            let takeovers = claims.iter().filter(|c| c.takeover).count();
+            self.metrics.count_takeovers(takeovers as u64);
+            // A span only for claims that took something: an idle poll is not worth a
+            // trace. Its own root (the requests it took belong to their callers' traces).
+            let span = tracing::info_span!(
+                parent: None,
+                "dispatch.claim",
+                otel.name = "dispatch.claim",
+                convmsg.claimed = claims.len(),
+                convmsg.takeovers = takeovers,
+                convmsg.claim_ms = started.elapsed().as_millis() as u64,
+            );
+            span.in_scope(|| tracing::debug!(claimed = claims.len(), takeovers, "claimed requests"));
+        }
+        Ok(claims)
     }
 
     /// Claims what it can and delivers it to the end; tests drive delivery with this.
@@ -162,8 +193,33 @@ impl Dispatcher {
         Ok(out)
     }
 
-    /// Delivers a claimed request's due messages and ends the claim.
+    /// Delivers a claimed request's due messages and ends the claim, in a
+    /// `dispatch.process` span that continues the trace stored with the request.
     pub async fn process(self: Arc<Self>, claim: Claim) -> Result<Option<RequestStatus>, StoreError> {
+        let span = tracing::info_span!(
+            parent: None,
+            "dispatch.process",
+            otel.name = "dispatch.process",
+            otel.status_code = Empty,
+            convmsg.request_id = %claim.request_id,
+            convmsg.tenant = %claim.tenant,
+            convmsg.queue_wait_ms = (self.clock.now_ms() - claim.accepted_ms).max(0),
+            convmsg.takeover = claim.takeover,
+            convmsg.status = Empty,
+        );
+        if let Some(stored) = &claim.trace_context {
+            crate::telemetry::set_parent(&span, crate::telemetry::restore_context(stored));
+        }
+        let result = self.process_claim(claim).instrument(span.clone()).await;
+        match &result {
+            Ok(Some(status)) => span.record("convmsg.status", status.to_string()),
+            Ok(None) => span.record("convmsg.status", "LeaseLost"),
+            Err(_) => span.record("otel.status_code", "ERROR"),
+        };
+        result
+    }
+
+    async fn process_claim(self: Arc<Self>, claim: Claim) -> Result<Option<RequestStatus>, StoreError> {
         let renewer = self.clone().renew_lease_while_working(claim.request_id.clone());
         let result = async {
             let work = self.store.load_work(&claim, self.clock.now_ms()).await?;
@@ -219,25 +275,48 @@ impl Dispatcher {
             return Ok(true); // shutting down: the message stays due for whoever resumes
         }
         let now = self.clock.now_ms();
-        let decision = gate(&GateInput {
-            channel_active: item.channel.is_active,
-            enforce_consent: work.enforce_consent,
-            consent_type: work.consent_type,
-            end_user_consent: item.end_user.consent_status,
-            channel_required: item.channel.consent_type,
-            subscription_consent: item.subscription_consent,
-            allowed_session_status: work.allowed_session_status,
-            session_status: item.session_status,
-            waiting_since_ms: item.waiting_since_ms,
-            now_ms: now,
-            session_wait_max_ms: self.settings.session_wait_max_ms,
+        let gate_span = tracing::info_span!(
+            "dispatch.gate",
+            otel.name = "dispatch.gate",
+            messaging.message.id = %item.identifier,
+            convmsg.decision = Empty,
+        );
+        let decision = gate_span.in_scope(|| {
+            gate(&GateInput {
+                channel_active: item.channel.is_active,
+                enforce_consent: work.enforce_consent,
+                consent_type: work.consent_type,
+                end_user_consent: item.end_user.consent_status,
+                channel_required: item.channel.consent_type,
+                subscription_consent: item.subscription_consent,
+                allowed_session_status: work.allowed_session_status,
+                session_status: item.session_status,
+                waiting_since_ms: item.waiting_since_ms,
+                now_ms: now,
+                session_wait_max_ms: self.settings.session_wait_max_ms,
+            })
         });
+        gate_span.record(
+            "convmsg.decision",
+            match &decision {
+                Gate::Send => "send",
+                Gate::Fail(_) => "fail",
+                Gate::Wait { .. } => "wait",
+            },
+        );
+        drop(gate_span);
         let outcome = match decision {
             Gate::Fail(why) => MessageOutcome::Failed { reason: why.into() },
             Gate::Wait { reason, since_ms, recheck_at_ms } => {
                 MessageOutcome::Wait { reason: reason.into(), since_ms, recheck_at_ms }
             }
-            Gate::Send => match self.prepare(work, params, item) {
+            Gate::Send => match tracing::info_span!(
+                "dispatch.render",
+                otel.name = "dispatch.render",
+                messaging.message.id = %item.identifier
+            )
+            .in_scope(|| self.prepare(work, params, item))
+            {
                 Err(why) => MessageOutcome::Failed { reason: why.into() },
                 Ok(message) => return self.send(work, item, message).await,
             },
@@ -264,11 +343,13 @@ impl Dispatcher {
                 language: t.language,
                 body_parameters: t.body_parameters,
             }),
-            traceparent: work.trace_context.clone(),
+            // The stored context's `traceparent` line; `send` replaces it with the
+            // provider call span's own.
+            traceparent: work.trace_context.as_deref().and_then(|c| c.split('\n').next()).map(str::to_owned),
         })
     }
 
-    async fn send(&self, work: &Work, item: &WorkItem, message: OutboundMessage) -> Result<bool, StoreError> {
+    async fn send(&self, work: &Work, item: &WorkItem, mut message: OutboundMessage) -> Result<bool, StoreError> {
         let Some(provider) = self.providers.get(&item.channel.provider) else {
             let outcome = MessageOutcome::Failed { reason: reason::PROVIDER_MISCONFIGURED.into() };
             return self.record(work, item, outcome).await;
@@ -283,14 +364,46 @@ impl Dispatcher {
         }
         self.events.request_changed(&work.request_id);
         let attempts = item.attempts + 1;
-        let result = match tokio::time::timeout(self.settings.provider_timeout, provider.send(&message)).await {
-            Ok(result) => result,
-            Err(_) => Err(ProviderError::Transient { detail: "provider call timed out".into(), retry_after: None }),
+        // HTTP providers fill in the `http.*`, `url.full` and `server.address` fields.
+        let span = tracing::info_span!(
+            "provider.send",
+            otel.name = "provider.send",
+            otel.kind = "client",
+            otel.status_code = Empty,
+            convmsg.provider = provider.name(),
+            messaging.message.id = %item.identifier,
+            convmsg.attempt = attempts,
+            convmsg.outcome = Empty,
+            http.request.method = Empty,
+            url.full = Empty,
+            http.response.status_code = Empty,
+            server.address = Empty,
+        );
+        // The provider sees this call's span as the parent of whatever it does.
+        if let Some(traceparent) = crate::telemetry::traceparent_of(&span) {
+            message.traceparent = Some(traceparent);
+        }
+        let started = Instant::now();
+        let call = tokio::time::timeout(self.settings.provider_timeout, provider.send(&message));
+        let (result, label) = match call.instrument(span.clone()).await {
+            Ok(Ok(delivered)) => (Ok(delivered), "success"),
+            Ok(Err(e @ ProviderError::Transient { .. })) => (Err(e), "transient"),
+            Ok(Err(e)) => (Err(e), "permanent"),
+            Err(_) => (
+                Err(ProviderError::Transient { detail: "provider call timed out".into(), retry_after: None }),
+                "timeout",
+            ),
         };
+        self.metrics.observe_provider(provider.name(), label, started.elapsed());
+        span.record("convmsg.outcome", label);
+        if label != "success" {
+            span.record("otel.status_code", "ERROR");
+        }
+        drop(span);
         let outcome = match result {
             Ok(delivered) => MessageOutcome::Success { provider_message_id: delivered.provider_message_id },
             Err(ProviderError::Permanent { reason, detail }) => {
-                tracing::info!(message = %item.identifier, %reason, %detail, "message failed");
+                tracing::info!(message_identifier = %item.identifier, %reason, %detail, "message failed");
                 MessageOutcome::Failed { reason }
             }
             Err(ProviderError::Transient { detail, retry_after }) => {
@@ -298,7 +411,7 @@ impl Dispatcher {
                 match self.settings.retry.next_delay_ms(attempts, retry_after, unit) {
                     Some(delay) => MessageOutcome::Retry { at_ms: self.clock.now_ms() + delay as i64, error: detail },
                     None => {
-                        tracing::info!(message = %item.identifier, attempts, %detail, "retries exhausted");
+                        tracing::info!(message_identifier = %item.identifier, attempts, %detail, "retries exhausted");
                         MessageOutcome::Failed { reason: reason::RETRIES_EXHAUSTED.into() }
                     }
                 }
@@ -314,6 +427,15 @@ impl Dispatcher {
             .await?;
         if kept {
             self.events.request_changed(&work.request_id);
+            match &outcome {
+                MessageOutcome::Success { .. } => self.metrics.count_message("delivered", "none"),
+                MessageOutcome::Failed { reason } => self.metrics.count_message("failed", reason),
+                MessageOutcome::Retry { .. } => {
+                    self.metrics.count_message("retry", "Transient");
+                    self.metrics.count_retry();
+                }
+                MessageOutcome::Wait { reason, .. } => self.metrics.count_message("waiting", reason),
+            }
         }
         Ok(kept)
     }

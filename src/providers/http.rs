@@ -33,6 +33,44 @@ pub(crate) fn build_client(timeout: Duration) -> anyhow::Result<reqwest::Client>
     Ok(client)
 }
 
+/// Records the outgoing request on the current span (`provider.send` declares the
+/// fields): `http.request.method`, `url.full` and `server.address`. The URL never
+/// carries secrets there: user info and query values are redacted, and `keep_path =
+/// false` drops the path too (webhook URLs are often capability URLs).
+pub(crate) fn record_request(method: &http::Method, url: &reqwest::Url, keep_path: bool) {
+    let span = tracing::Span::current();
+    span.record("http.request.method", method.as_str());
+    span.record("url.full", redacted_url(url, keep_path));
+    if let Some(host) = url.host_str() {
+        span.record("server.address", host);
+    }
+}
+
+/// Records the answer's status on the current span.
+pub(crate) fn record_status(status: reqwest::StatusCode) {
+    tracing::Span::current().record("http.response.status_code", status.as_u16());
+}
+
+/// `url` as it may appear in telemetry (OpenTelemetry's `url.full` redaction rules).
+pub(crate) fn redacted_url(url: &reqwest::Url, keep_path: bool) -> String {
+    let mut shown = url.clone();
+    if !shown.username().is_empty() || shown.password().is_some() {
+        let _ = shown.set_username("REDACTED");
+        let _ = shown.set_password(Some("REDACTED"));
+    }
+    shown.set_fragment(None);
+    if !keep_path {
+        shown.set_path("/");
+        shown.set_query(None);
+        return shown.to_string();
+    }
+    if url.query().is_some() {
+        let keys: Vec<String> = url.query_pairs().map(|(k, _)| k.into_owned()).collect();
+        shown.query_pairs_mut().clear().extend_pairs(keys.iter().map(|k| (k.as_str(), "REDACTED")));
+    }
+    shown.to_string()
+}
+
 /// Parses `base` as an absolute http(s) URL, naming `setting` in the error.
 pub(crate) fn parse_base_url(setting: &str, base: &str) -> anyhow::Result<reqwest::Url> {
     let url = reqwest::Url::parse(base).map_err(|e| anyhow::anyhow!("{setting} = {base:?} is not a URL: {e}"))?;
@@ -127,6 +165,16 @@ pub(crate) fn snippet(body: &[u8]) -> String {
 mod tests {
     use super::*;
     use http::HeaderValue;
+
+    #[test]
+    fn urls_in_telemetry_carry_no_credentials_query_values_or_webhook_paths() {
+        let url =
+            reqwest::Url::parse("https://user:pw@api.example.com/v1/Accounts/AC1/Messages.json?token=s3cret").unwrap();
+        let shown = redacted_url(&url, true);
+        assert_eq!(shown, "https://REDACTED:REDACTED@api.example.com/v1/Accounts/AC1/Messages.json?token=REDACTED");
+        let hook = reqwest::Url::parse("https://hooks.example.com/services/T000/B000/XXXXSECRET").unwrap();
+        assert_eq!(redacted_url(&hook, false), "https://hooks.example.com/");
+    }
 
     fn with_retry_after(value: &str) -> HeaderMap {
         let mut headers = HeaderMap::new();

@@ -12,7 +12,10 @@ use async_trait::async_trait;
 use serde::Deserialize;
 
 use super::config::TwilioProviderConfig;
-use super::http::{build_client, parse_base_url, read_body, retry_after, snippet, transport_error, url_with_segments};
+use super::http::{
+    build_client, parse_base_url, read_body, record_request, record_status, retry_after, snippet, transport_error,
+    url_with_segments,
+};
 use super::{Classification, Delivered, OutboundMessage, Provider, ProviderError, Unconfigured, reason};
 
 const NAME: &str = "twilio";
@@ -124,6 +127,7 @@ impl Provider for TwilioProvider {
         let form = [("To", message.recipient.as_str()), sender, ("Body", message.text.as_str())];
         let url = url_with_segments(&self.base_url, &["2010-04-01", "Accounts", &self.account_sid, "Messages.json"])?;
 
+        record_request(&http::Method::POST, &url, true);
         let mut request = self
             .client
             .post(url)
@@ -136,6 +140,7 @@ impl Provider for TwilioProvider {
         let response = request.send().await.map_err(|e| transport_error(NAME, &e))?;
 
         let status = response.status();
+        record_status(status);
         let wait = retry_after(response.headers(), SystemTime::now());
         let answer = read_body(NAME, response).await?;
         if status.is_success() {

@@ -27,7 +27,9 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::config::WebhookProviderConfig;
-use super::http::{build_client, is_transient_status, read_body, retry_after, snippet, transport_error};
+use super::http::{
+    build_client, is_transient_status, read_body, record_request, record_status, retry_after, snippet, transport_error,
+};
 use super::{Delivered, OutboundMessage, Provider, ProviderError, TemplateMessage, reason, required_option};
 
 const NAME: &str = "webhook";
@@ -192,6 +194,7 @@ impl Provider for WebhookProvider {
             .map_err(|e| ProviderError::transient(format!("webhook: cannot encode the event: {e}"), None))?;
         let signature = sign(key, &message.message_identifier, timestamp, &body);
 
+        record_request(&http::Method::POST, &url, false);
         let mut request = self
             .client
             .post(url)
@@ -205,6 +208,7 @@ impl Provider for WebhookProvider {
         let response = request.body(body).send().await.map_err(|e| transport_error(NAME, &e))?;
 
         let status = response.status();
+        record_status(status);
         let wait = retry_after(response.headers(), SystemTime::now());
         let answer = read_body(NAME, response).await?;
         if status.is_success() {

@@ -13,7 +13,10 @@ use serde::{Deserialize, Serialize};
 use std::sync::Arc;
 
 use super::config::WhatsAppProviderConfig;
-use super::http::{build_client, parse_base_url, read_body, retry_after, snippet, transport_error, url_with_segments};
+use super::http::{
+    build_client, parse_base_url, read_body, record_request, record_status, retry_after, snippet, transport_error,
+    url_with_segments,
+};
 use super::{
     Classification, Delivered, OutboundMessage, Provider, ProviderError, Unconfigured, reason, required_option,
 };
@@ -191,7 +194,7 @@ impl Provider for WhatsAppProvider {
         if to.is_empty() {
             return Err(ProviderError::permanent(
                 reason::INVALID_RECIPIENT,
-                format!("whatsapp: recipient {:?} has no digits", message.recipient),
+                format!("whatsapp: recipient {} has no digits", crate::telemetry::mask(&message.recipient)),
             ));
         }
         let components = if template.body_parameters.is_empty() {
@@ -212,6 +215,7 @@ impl Provider for WhatsAppProvider {
         };
         let url = url_with_segments(&self.base_url, &[&self.api_version, phone_number_id, "messages"])?;
 
+        record_request(&http::Method::POST, &url, true);
         let mut request = self.client.post(url).bearer_auth(&self.access_token).json(&body);
         if let Some(traceparent) = &message.traceparent {
             request = request.header("traceparent", traceparent);
@@ -219,6 +223,7 @@ impl Provider for WhatsAppProvider {
         let response = request.send().await.map_err(|e| transport_error(NAME, &e))?;
 
         let status = response.status();
+        record_status(status);
         let wait = retry_after(response.headers(), SystemTime::now());
         let answer = read_body(NAME, response).await?;
         if status.is_success() {

@@ -173,6 +173,22 @@ impl Resource {
         Some(Resource::Api(version, api))
     }
 
+    /// The route template, for span names and metric labels (never the raw path).
+    pub fn route_template(&self) -> &'static str {
+        match self {
+            Resource::Versions => "/services/data",
+            Resource::OpenApi => "/services/data/openapi.json",
+            Resource::Api(_, api) => match api {
+                Api::Resources => "/services/data/{version}",
+                Api::Actions => "/services/data/{version}/actions",
+                Api::StandardActions => "/services/data/{version}/actions/standard",
+                Api::CustomActions => "/services/data/{version}/actions/custom",
+                Api::Action => "/services/data/{version}/actions/standard/sendConversationMessages",
+                Api::Record(_) => "/services/data/{version}/sobjects/ConvMessageSendRequest/{id}",
+            },
+        }
+    }
+
     /// The methods allowed, as an `Allow` header value.
     pub fn allow(&self) -> &'static str {
         match self {

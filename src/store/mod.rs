@@ -203,6 +203,8 @@ pub trait Store: Send + Sync + 'static {
     async fn release_leases(&self, owner: &str, now_ms: i64) -> StoreResult<u64>;
     /// Requests by queue state.
     async fn queue_stats(&self, now_ms: i64) -> StoreResult<QueueStats>;
+    /// Connections of the pool by state (for the metrics; no database round trip).
+    fn pool_stats(&self) -> PoolStats;
 
     // retention
     /// Deletes up to `limit` requests that completed before `before_ms`, with their
@@ -221,6 +223,14 @@ pub trait Store: Send + Sync + 'static {
 pub struct Claim {
     pub request_id: RecordId,
     pub tenant: String,
+    /// When the request was accepted (queue wait = claim time − this).
+    pub accepted_ms: i64,
+    /// The request was `InProgress` under an expired lease: another owner died or
+    /// stalled and this claim took it over.
+    pub takeover: bool,
+    /// The trace context stored at accept (`traceparent`, then `\n` and `tracestate`
+    /// when there is one), so the delivery span can join the caller's trace.
+    pub trace_context: Option<String>,
 }
 
 /// A claimed request and its due messages, with what the gate and the renderer need.
@@ -273,6 +283,13 @@ pub enum MessageOutcome {
         since_ms: i64,
         recheck_at_ms: i64,
     },
+}
+
+/// A connection pool's use at one moment.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct PoolStats {
+    pub idle: u32,
+    pub in_use: u32,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -15,5 +15,6 @@ mod replicas;
 mod rest;
 mod retention;
 mod shutdown;
+mod telemetry;
 mod tls;
 mod version;

@@ -48,12 +48,15 @@ pub async fn claim_requests(
         tx.commit().await?;
         return Ok(Vec::new());
     }
-    let mut claims: Vec<(String, String, i64, i64)> = sqlx::query_as(
-        "UPDATE send_requests SET status = 'InProgress', locked_by = $1, locked_until_ms = $2, updated_ms = $3 \
-         WHERE id IN (SELECT id FROM send_requests \
+    // The CTE sees each row before the update, so it tells takeovers (still
+    // `InProgress`, lease expired) from pending requests.
+    let mut claims: Vec<ClaimRow> = sqlx::query_as(
+        "WITH picked AS (SELECT id, status = 'InProgress' AS takeover FROM send_requests \
          WHERE (status = 'Pending' AND due_ms <= $3) OR (status = 'InProgress' AND locked_until_ms <= $3) \
          ORDER BY accepted_ms, seq LIMIT $4 FOR UPDATE SKIP LOCKED) \
-         RETURNING id, tenant, accepted_ms, seq",
+         UPDATE send_requests s SET status = 'InProgress', locked_by = $1, locked_until_ms = $2, updated_ms = $3 \
+         FROM picked WHERE s.id = picked.id \
+         RETURNING s.id, s.tenant, s.accepted_ms, s.seq, picked.takeover, s.trace_context",
     )
     .bind(owner)
     .bind(now + lease_ms)
@@ -63,8 +66,28 @@ pub async fn claim_requests(
     .await?;
     tx.commit().await?;
     // RETURNING does not keep the subquery's order: restore FIFO.
-    claims.sort_by_key(|c| (c.2, c.3));
-    Ok(claims.into_iter().map(|(id, tenant, _, _)| Claim { request_id: RecordId::from_trusted(id), tenant }).collect())
+    claims.sort_by_key(|c| (c.accepted_ms, c.seq));
+    Ok(claims
+        .into_iter()
+        .map(|c| Claim {
+            request_id: RecordId::from_trusted(c.id),
+            tenant: c.tenant,
+            accepted_ms: c.accepted_ms,
+            takeover: c.takeover,
+            trace_context: c.trace_context,
+        })
+        .collect())
+}
+
+#[derive(sqlx::FromRow)]
+struct ClaimRow {
+    id: String,
+    tenant: String,
+    accepted_ms: i64,
+    seq: i64,
+    /// Was `InProgress` (under an expired lease) before this claim.
+    takeover: bool,
+    trace_context: Option<String>,
 }
 
 #[derive(sqlx::FromRow)]

@@ -398,6 +398,12 @@ impl Store for PgStore {
         dispatch::queue_stats(&self.pool, now_ms).await
     }
 
+    fn pool_stats(&self) -> PoolStats {
+        let size = self.pool.size();
+        let idle = u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX).min(size);
+        PoolStats { idle, in_use: size - idle }
+    }
+
     async fn purge_completed(&self, before_ms: i64, limit: u32) -> StoreResult<u64> {
         dispatch::purge_completed(&self.pool, before_ms, limit).await
     }

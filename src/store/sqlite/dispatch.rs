@@ -30,8 +30,8 @@ pub async fn claim_requests(
     if room == 0 {
         return Ok(Vec::new());
     }
-    let claims: Vec<(String, String)> = sqlx::query_as(
-        "SELECT id, tenant FROM send_requests \
+    let claims: Vec<ClaimRow> = sqlx::query_as(
+        "SELECT id, tenant, accepted_ms, status = 'InProgress' AS takeover, trace_context FROM send_requests \
          WHERE (status = 'Pending' AND due_ms <= ?1) OR (status = 'InProgress' AND locked_until_ms <= ?1) \
          ORDER BY accepted_ms, rowid LIMIT ?2",
     )
@@ -52,13 +52,35 @@ pub async fn claim_requests(
         .push_bind(now)
         .push(" WHERE id IN (");
     let mut ids = update.separated(", ");
-    for (id, _) in &claims {
-        ids.push_bind(id.clone());
+    for claim in &claims {
+        ids.push_bind(claim.id.clone());
     }
     update.push(")");
     update.build().execute(&mut *tx).await?;
     tx.commit().await?;
-    Ok(claims.into_iter().map(|(id, tenant)| Claim { request_id: RecordId::from_trusted(id), tenant }).collect())
+    Ok(claims.into_iter().map(ClaimRow::into_claim).collect())
+}
+
+#[derive(sqlx::FromRow)]
+struct ClaimRow {
+    id: String,
+    tenant: String,
+    accepted_ms: i64,
+    /// Was `InProgress` (under an expired lease) before this claim.
+    takeover: bool,
+    trace_context: Option<String>,
+}
+
+impl ClaimRow {
+    fn into_claim(self) -> Claim {
+        Claim {
+            request_id: RecordId::from_trusted(self.id),
+            tenant: self.tenant,
+            accepted_ms: self.accepted_ms,
+            takeover: self.takeover,
+            trace_context: self.trace_context,
+        }
+    }
 }
 
 #[derive(sqlx::FromRow)]

@@ -1,0 +1,230 @@
+//! Server spans and call metrics for the business doors, in one tower layer that
+//! `app::routes` puts around the whole router. gRPC calls to `convmsg.v1.*` get a span
+//! named `convmsg.v1.Service/Method` following the OpenTelemetry RPC conventions
+//! (`rpc.system`, `rpc.service`, `rpc.method`, `rpc.grpc.status_code`); REST calls under
+//! `/services/data` get one named `METHOD route` following the HTTP conventions
+//! (`http.request.method`, `http.route`, `http.response.status_code`, `url.path`). Both
+//! take the caller's W3C context as parent and leave `convmsg.request_id` and
+//! `convmsg.tenant` for the service code to record. Probes, health, reflection and
+//! `/metrics` pass through untouched: they would drown the traces.
+//!
+//! The gRPC status is read from the response headers, where tonic puts it for every
+//! error of a unary call (a trailers-only response); a response without one succeeded
+//! (`OK`). A status a streaming call ends with (in trailers) is not seen here.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use axum::extract::ConnectInfo;
+use futures_util::future::BoxFuture;
+use http::{Request, Response};
+use tower::{Layer, Service};
+use tracing::Instrument;
+use tracing::field::Empty;
+
+use crate::metrics::Metrics;
+use crate::rest::Resource;
+
+/// The gRPC package whose services are traced.
+const GRPC_PREFIX: &str = "/convmsg.v1.";
+
+#[derive(Clone)]
+pub struct ServerTelemetryLayer {
+    metrics: Arc<Metrics>,
+}
+
+impl ServerTelemetryLayer {
+    pub fn new(metrics: Arc<Metrics>) -> Self {
+        ServerTelemetryLayer { metrics }
+    }
+}
+
+impl<S> Layer<S> for ServerTelemetryLayer {
+    type Service = ServerTelemetry<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        ServerTelemetry { inner, metrics: self.metrics.clone() }
+    }
+}
+
+#[derive(Clone)]
+pub struct ServerTelemetry<S> {
+    inner: S,
+    metrics: Arc<Metrics>,
+}
+
+/// What kind of call a request is.
+enum Call {
+    Grpc { service: String, method: String },
+    Rest { route: &'static str },
+}
+
+fn classify(path: &str) -> Option<Call> {
+    if let Some(rest) = path.strip_prefix('/').filter(|_| path.starts_with(GRPC_PREFIX)) {
+        let (service, method) = rest.split_once('/')?;
+        return Some(Call::Grpc { service: service.to_owned(), method: method.to_owned() });
+    }
+    if path == "/services/data" || path.starts_with("/services/data/") {
+        let route = Resource::resolve(path).map_or("/services/data/{unknown}", |r| r.route_template());
+        return Some(Call::Rest { route });
+    }
+    None
+}
+
+/// The canonical name of a gRPC status code (`OK`, `INVALID_ARGUMENT`, …).
+pub fn grpc_code_name(code: i32) -> &'static str {
+    const NAMES: [&str; 17] = [
+        "OK",
+        "CANCELLED",
+        "UNKNOWN",
+        "INVALID_ARGUMENT",
+        "DEADLINE_EXCEEDED",
+        "NOT_FOUND",
+        "ALREADY_EXISTS",
+        "PERMISSION_DENIED",
+        "RESOURCE_EXHAUSTED",
+        "FAILED_PRECONDITION",
+        "ABORTED",
+        "OUT_OF_RANGE",
+        "UNIMPLEMENTED",
+        "INTERNAL",
+        "UNAVAILABLE",
+        "DATA_LOSS",
+        "UNAUTHENTICATED",
+    ];
+    usize::try_from(code).ok().and_then(|i| NAMES.get(i)).copied().unwrap_or("UNKNOWN")
+}
+
+/// The gRPC codes that are server errors in the OpenTelemetry RPC conventions.
+fn grpc_server_error(code: i32) -> bool {
+    matches!(code, 2 | 4 | 12 | 13 | 14 | 15)
+}
+
+impl<S, B, R> Service<Request<B>> for ServerTelemetry<S>
+where
+    S: Service<Request<B>, Response = Response<R>> + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    B: Send + 'static,
+{
+    type Response = Response<R>;
+    type Error = S::Error;
+    type Future = BoxFuture<'static, Result<Response<R>, S::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let Some(call) = classify(request.uri().path()) else {
+            return Box::pin(self.inner.call(request));
+        };
+        let span = match &call {
+            Call::Grpc { service, method } => tracing::info_span!(
+                "grpc.server",
+                otel.name = %format!("{service}/{method}"),
+                otel.kind = "server",
+                otel.status_code = Empty,
+                rpc.system = "grpc",
+                rpc.service = %service,
+                rpc.method = %method,
+                rpc.grpc.status_code = Empty,
+                server.address = Empty,
+                network.peer.address = Empty,
+                convmsg.request_id = Empty,
+                convmsg.tenant = Empty,
+            ),
+            Call::Rest { route } => tracing::info_span!(
+                "http.server",
+                otel.name = %format!("{} {route}", request.method()),
+                otel.kind = "server",
+                otel.status_code = Empty,
+                http.request.method = %request.method(),
+                http.route = %route,
+                url.path = %request.uri().path(),
+                http.response.status_code = Empty,
+                server.address = Empty,
+                network.peer.address = Empty,
+                convmsg.request_id = Empty,
+                convmsg.tenant = Empty,
+            ),
+        };
+        super::set_parent(&span, super::extract(request.headers()));
+        let host = request.uri().host().map(str::to_owned).or_else(|| {
+            let host = request.headers().get(http::header::HOST)?.to_str().ok()?;
+            Some(host.rsplit_once(':').map_or(host, |(h, _)| h).to_owned())
+        });
+        if let Some(host) = host {
+            span.record("server.address", host);
+        }
+        if let Some(ConnectInfo(peer)) = request.extensions().get::<ConnectInfo<SocketAddr>>() {
+            span.record("network.peer.address", peer.ip().to_string());
+        }
+        let method = request.method().to_string();
+        let started = Instant::now();
+        let future = {
+            let _entered = span.enter();
+            self.inner.call(request)
+        };
+        let metrics = self.metrics.clone();
+        Box::pin(async move {
+            let result = future.instrument(span.clone()).await;
+            let elapsed = started.elapsed();
+            if let Ok(response) = &result {
+                match &call {
+                    Call::Grpc { service, method } => {
+                        let code = response
+                            .headers()
+                            .get("grpc-status")
+                            .and_then(|v| v.to_str().ok())
+                            .and_then(|v| v.parse::<i32>().ok())
+                            .unwrap_or(if response.status().is_success() { 0 } else { 2 });
+                        span.record("rpc.grpc.status_code", code);
+                        if grpc_server_error(code) {
+                            span.record("otel.status_code", "ERROR");
+                        }
+                        metrics.observe_rpc(service, method, grpc_code_name(code), elapsed);
+                    }
+                    Call::Rest { route } => {
+                        let status = response.status().as_u16();
+                        span.record("http.response.status_code", status);
+                        if status >= 500 {
+                            span.record("otel.status_code", "ERROR");
+                        }
+                        metrics.observe_http(&method, route, status, elapsed);
+                    }
+                }
+            }
+            result
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn calls_are_classified_by_path_with_route_templates() {
+        match classify("/convmsg.v1.ConversationMessages/SendConversationMessages") {
+            Some(Call::Grpc { service, method }) => {
+                assert_eq!(service, "convmsg.v1.ConversationMessages");
+                assert_eq!(method, "SendConversationMessages");
+            }
+            _ => panic!("not gRPC"),
+        }
+        match classify("/services/data/v65.0/actions/standard/sendConversationMessages") {
+            Some(Call::Rest { route }) => {
+                assert_eq!(route, "/services/data/{version}/actions/standard/sendConversationMessages")
+            }
+            _ => panic!("not REST"),
+        }
+        assert!(classify("/grpc.health.v1.Health/Check").is_none());
+        assert!(classify("/healthz").is_none());
+        assert!(classify("/metrics").is_none());
+        assert_eq!(grpc_code_name(3), "INVALID_ARGUMENT");
+        assert_eq!(grpc_code_name(99), "UNKNOWN");
+    }
+}
