@@ -169,23 +169,7 @@ async fn consent_is_checked_when_the_message_is_sent_not_only_when_accepted() {
     request.is_enforce_messaging_channel_consent = Some(true);
     let reply = send(&app, request).await;
     // After the accept, the first end user opts out.
-    let mut admin = app.admin().await;
-    let user = admin
-        .get_messaging_end_user(pb::GetMessagingEndUserRequest { id: fx.end_user_ids[0].clone() })
-        .await
-        .unwrap()
-        .into_inner()
-        .messaging_end_user
-        .unwrap();
-    admin
-        .upsert_messaging_end_users(pb::UpsertMessagingEndUsersRequest {
-            messaging_end_users: vec![pb::MessagingEndUser {
-                messaging_consent_status: pb::ConsentStatus::OptedOut as i32,
-                ..user
-            }],
-        })
-        .await
-        .unwrap();
+    app.set_consent(&fx.end_user_ids[0], pb::ConsentStatus::OptedOut).await;
     assert_eq!(run_once(&app).await, vec![Some(RequestStatus::Completed)]);
     let r = record(&app, &reply.request_id).await;
     assert_consistent(&r);
@@ -390,16 +374,7 @@ async fn transient_failures_are_retried_on_the_schedule_and_the_request_frees_it
     })
     .await;
     let fx = fake_fixture(&app, 1).await;
-    let key = app
-        .admin()
-        .await
-        .get_messaging_end_user(pb::GetMessagingEndUserRequest { id: fx.end_user_ids[0].clone() })
-        .await
-        .unwrap()
-        .into_inner()
-        .messaging_end_user
-        .unwrap()
-        .messaging_platform_key;
+    let key = app.end_user(&fx.end_user_ids[0]).await.messaging_platform_key;
     fake.script(&key, vec![transient(None), transient(None)]);
     let reply = send(&app, fx.request()).await;
 
@@ -428,15 +403,7 @@ async fn a_providers_retry_after_is_honoured_and_exhausted_retries_fail() {
     })
     .await;
     let fx = fake_fixture(&app, 1).await;
-    let mut admin = app.admin().await;
-    let key = admin
-        .get_messaging_end_user(pb::GetMessagingEndUserRequest { id: fx.end_user_ids[0].clone() })
-        .await
-        .unwrap()
-        .into_inner()
-        .messaging_end_user
-        .unwrap()
-        .messaging_platform_key;
+    let key = app.end_user(&fx.end_user_ids[0]).await.messaging_platform_key;
     fake.script(&key, vec![transient(Some(Duration::from_secs(60))), transient(None)]);
     let reply = send(&app, fx.request()).await;
     run_once(&app).await;
@@ -453,15 +420,7 @@ async fn a_permanent_provider_failure_fails_the_message_with_the_providers_reaso
     let fake = FakeProvider::new(ManualClockFor::clock());
     let app = spawn_with_fake(&fake, false, |_| {}).await;
     let fx = fake_fixture(&app, 1).await;
-    let user = app
-        .admin()
-        .await
-        .get_messaging_end_user(pb::GetMessagingEndUserRequest { id: fx.end_user_ids[0].clone() })
-        .await
-        .unwrap()
-        .into_inner()
-        .messaging_end_user
-        .unwrap();
+    let user = app.end_user(&fx.end_user_ids[0]).await;
     fake.script(&user.messaging_platform_key, vec![permanent("InvalidRecipient")]);
     let reply = send(&app, fx.request()).await;
     run_once(&app).await;

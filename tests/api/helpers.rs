@@ -208,6 +208,30 @@ impl TestApp {
         Fixture { channel, definition, end_user_ids: users.into_iter().map(|u| u.id).collect() }
     }
 
+    /// An end user of the `default` tenant, read back over the admin API.
+    pub async fn end_user(&self, id: &str) -> pb::MessagingEndUser {
+        self.admin()
+            .await
+            .get_messaging_end_user(pb::GetMessagingEndUserRequest { id: id.into() })
+            .await
+            .expect("end user")
+            .into_inner()
+            .messaging_end_user
+            .expect("a record")
+    }
+
+    /// Sets an end user's consent status (after a request was accepted, say).
+    pub async fn set_consent(&self, id: &str, status: pb::ConsentStatus) {
+        let user = self.end_user(id).await;
+        self.admin()
+            .await
+            .upsert_messaging_end_users(pb::UpsertMessagingEndUsersRequest {
+                messaging_end_users: vec![pb::MessagingEndUser { messaging_consent_status: status as i32, ..user }],
+            })
+            .await
+            .expect("consent updated");
+    }
+
     pub async fn provision(&self, n: usize) -> Fixture {
         self.provision_as(&self.token.clone(), n).await
     }

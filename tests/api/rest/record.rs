@@ -203,24 +203,8 @@ async fn a_delivered_record_lists_each_state_with_failure_reasons_in_identifier_
     let app = spawn_app().await;
     let fx = app.provision(3).await;
     // The second recipient opts out after being provisioned; consent is enforced at send time.
-    let mut admin = app.admin().await;
-    let user = admin
-        .get_messaging_end_user(pb::GetMessagingEndUserRequest { id: fx.end_user_ids[1].clone() })
-        .await
-        .unwrap()
-        .into_inner()
-        .messaging_end_user
-        .unwrap();
-    let opted_out_key = user.messaging_platform_key.clone();
-    admin
-        .upsert_messaging_end_users(pb::UpsertMessagingEndUsersRequest {
-            messaging_end_users: vec![pb::MessagingEndUser {
-                messaging_consent_status: pb::ConsentStatus::OptedOut as i32,
-                ..user
-            }],
-        })
-        .await
-        .unwrap();
+    let opted_out_key = app.end_user(&fx.end_user_ids[1]).await.messaging_platform_key;
+    app.set_consent(&fx.end_user_ids[1], pb::ConsentStatus::OptedOut).await;
     let client = http(&app);
     let mut enforced = input(&fx);
     enforced["isEnforceMessagingChannelConsent"] = json!(true);
