@@ -23,6 +23,7 @@ pub mod domain;
 pub mod error;
 pub mod events;
 pub mod grpc;
+pub mod lookups;
 pub mod metrics;
 pub mod providers;
 pub mod provision;

@@ -18,6 +18,7 @@ use crate::domain::send::{NewSendRequest, SendInput};
 use crate::domain::{ErrorKind, RecordId, Violation};
 use crate::error::AppError;
 use crate::events::Events;
+use crate::lookups::Lookups;
 use crate::store::{AcceptOutcome, Accepted, Key, Page, Store};
 
 /// How often a status stream re-reads the record when no in-process change arrives
@@ -31,6 +32,8 @@ pub const MAX_PAGE_SIZE: u32 = 1000;
 #[derive(Clone)]
 pub struct Service {
     store: Arc<dyn Store>,
+    /// The accept path's lookups, cached (see `lookups`).
+    lookups: Arc<Lookups>,
     clock: SharedClock,
     events: Events,
 }
@@ -87,7 +90,7 @@ fn id_or_name(raw: &str, kind: IdKind) -> Key {
 
 impl Service {
     pub fn new(store: Arc<dyn Store>, clock: SharedClock, events: Events) -> Self {
-        Service { store, clock, events }
+        Service { store, clock, events, lookups: Arc::default() }
     }
 
     pub fn events(&self) -> &Events {
@@ -117,7 +120,7 @@ impl Service {
         let shaped = input.shape().map_err(AppError::Invalid)?;
         let mut violations: Vec<Violation> = Vec::new();
 
-        let definition = self.store.get_definition(tenant, &Key::Name(shaped.message_definition_name.clone())).await?;
+        let definition = self.component(tenant, &shaped.message_definition_name).await?;
         let definition = match definition {
             None => {
                 violations.push(Violation::new(
@@ -159,11 +162,11 @@ impl Service {
             None => Vec::new(),
         };
 
-        let users = self.store.find_end_users(tenant, &shaped.end_user_ids).await?;
+        let keys = self.platform_keys(tenant, &shaped.end_user_ids).await?;
         let mut recipients = Vec::with_capacity(shaped.end_user_ids.len());
         for (i, id) in shaped.end_user_ids.iter().enumerate() {
-            match users.iter().find(|u| u.id == *id) {
-                Some(u) => recipients.push((u.id.clone(), u.platform_key.clone())),
+            match keys.get(id) {
+                Some(key) => recipients.push((id.clone(), key.clone())),
                 None => violations.push(Violation::new(
                     format!("messagingEndUserIds[{i}]"),
                     ErrorKind::InvalidIdField,
@@ -187,8 +190,8 @@ impl Service {
         };
         let key = shaped.idempotency_key.clone();
         let request = NewSendRequest {
-            message_definition_name: definition.api_name,
-            message_definition_id: definition.id,
+            message_definition_name: definition.api_name.clone(),
+            message_definition_id: definition.id.clone(),
             parameters,
             request_type: shaped.request_type,
             enforce_consent: shaped.enforce_consent,
@@ -232,6 +235,39 @@ impl Service {
             .get_request(&principal.tenant, &id)
             .await?
             .ok_or_else(|| AppError::NotFound(format!("no ConvMessageSendRequest {id}")))
+    }
+
+    /// A messaging component by API name, through the cache.
+    async fn component(&self, tenant: &str, api_name: &str) -> Result<Option<Arc<MessageDefinition>>, AppError> {
+        if let Some(cached) = self.lookups.component(tenant, api_name) {
+            return Ok(Some(cached));
+        }
+        let found = self.store.get_definition(tenant, &Key::Name(api_name.to_owned())).await?.map(Arc::new);
+        if let Some(definition) = &found {
+            self.lookups.remember_component(tenant, definition.clone());
+        }
+        Ok(found)
+    }
+
+    /// The platform keys of the tenant's end users among `ids` (unknown ids are absent).
+    async fn platform_keys(
+        &self,
+        tenant: &str,
+        ids: &[RecordId],
+    ) -> Result<std::collections::HashMap<RecordId, String>, AppError> {
+        let (mut known, unknown) = self.lookups.end_users(tenant, ids);
+        if !unknown.is_empty() {
+            let found: Vec<(RecordId, String)> = self
+                .store
+                .find_end_users(tenant, &unknown)
+                .await?
+                .into_iter()
+                .map(|u| (u.id, u.platform_key))
+                .collect();
+            self.lookups.remember_end_users(tenant, found.iter().cloned());
+            known.extend(found);
+        }
+        Ok(known)
     }
 
     /// The record now, then every change, ending after `Completed`. Fed by in-process
@@ -328,7 +364,9 @@ impl Service {
     ) -> Result<(MessageDefinition, bool), AppError> {
         principal.require(Scope::Admin)?;
         let upsert = spec.check().map_err(AppError::Invalid)?;
-        Ok(self.store.upsert_definition(&principal.tenant, upsert, self.now()).await?)
+        let result = self.store.upsert_definition(&principal.tenant, upsert, self.now()).await?;
+        self.lookups.forget_components();
+        Ok(result)
     }
 
     pub async fn get_definition(&self, principal: &Principal, key: &str) -> Result<MessageDefinition, AppError> {
