@@ -60,8 +60,10 @@ pub struct Dispatcher {
     clock: SharedClock,
     events: Events,
     settings: DispatchSettings,
-    /// This process's name on the leases it takes.
+    /// This process's name; each claim's lease id is `<owner>#<n>`.
     owner: String,
+    /// Claims made so far: numbers the lease ids.
+    claims: std::sync::atomic::AtomicU64,
     /// Per-channel token buckets (rate limits hold per replica).
     buckets: Mutex<HashMap<RecordId, TokenBucket>>,
     /// Cancelled on shutdown: sends already started finish, no new send starts, and the
@@ -96,6 +98,7 @@ impl Dispatcher {
             events,
             settings,
             owner,
+            claims: std::sync::atomic::AtomicU64::new(0),
             buckets: Mutex::new(HashMap::new()),
             stopping: CancellationToken::new(),
             metrics,
@@ -151,13 +154,14 @@ impl Dispatcher {
         }
     }
 
-    /// Claims what the limit allows now.
+    /// Claims what the limit allows now, under a lease id of its own.
     pub async fn claim(&self) -> Result<Vec<Claim>, StoreError> {
         let started = Instant::now();
+        let lease = format!("{}#{}", self.owner, self.claims.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
         let claims = self
             .store
             .claim_requests(
-                &self.owner,
+                &lease,
                 self.clock.now_ms(),
                 self.settings.lease_ms,
                 self.settings.max_in_progress_requests,
@@ -220,7 +224,7 @@ impl Dispatcher {
     }
 
     async fn process_claim(self: Arc<Self>, claim: Claim) -> Result<Option<RequestStatus>, StoreError> {
-        let renewer = self.clone().renew_lease_while_working(claim.request_id.clone());
+        let renewer = self.clone().renew_lease_while_working(&claim);
         let result = async {
             let work = self.store.load_work(&claim, self.clock.now_ms()).await?;
             let params = params_from_json(&work.parameters_json);
@@ -238,7 +242,7 @@ impl Dispatcher {
             if lost {
                 return Ok(None);
             }
-            let status = self.store.finish_request(&self.owner, &claim.request_id, self.clock.now_ms()).await?;
+            let status = self.store.finish_request(&claim.lease, &claim.request_id, self.clock.now_ms()).await?;
             if status.is_some() {
                 self.events.request_changed(&claim.request_id);
                 if status == Some(RequestStatus::Pending) {
@@ -249,23 +253,26 @@ impl Dispatcher {
             Ok(status)
         }
         .await;
-        renewer.abort();
+        drop(renewer);
         result
     }
 
-    fn renew_lease_while_working(self: Arc<Self>, request: RecordId) -> tokio::task::JoinHandle<()> {
-        tokio::spawn(async move {
+    /// Renews the claim's lease every third of its length until the returned guard is
+    /// dropped (however the processing ends: done, failed, panicked or cancelled).
+    fn renew_lease_while_working(self: Arc<Self>, claim: &Claim) -> AbortOnDrop {
+        let (request, lease) = (claim.request_id.clone(), claim.lease.clone());
+        AbortOnDrop(tokio::spawn(async move {
             let every = Duration::from_millis((self.settings.lease_ms / 3).max(10) as u64);
             loop {
                 tokio::time::sleep(every).await;
-                let until = self.clock.now_ms() + self.settings.lease_ms;
-                match self.store.renew_lease(&self.owner, &request, until).await {
+                let now = self.clock.now_ms();
+                match self.store.renew_lease(&lease, &request, now, now + self.settings.lease_ms).await {
                     Ok(true) => {}
                     Ok(false) => return,
                     Err(e) => tracing::warn!(error = %crate::error::error_chain(&e), "lease renewal failed"),
                 }
             }
-        })
+        }))
     }
 
     /// Gates, renders and sends one message, and records the outcome. `Ok(false)` when
@@ -308,7 +315,7 @@ impl Dispatcher {
         let outcome = match decision {
             Gate::Fail(why) => MessageOutcome::Failed { reason: why.into() },
             Gate::Wait { reason, since_ms, recheck_at_ms } => {
-                MessageOutcome::Wait { reason: reason.into(), since_ms, recheck_at_ms }
+                MessageOutcome::Wait { reason: reason.into(), since_ms, recheck_at_ms, loaded_at_ms: work.loaded_at_ms }
             }
             Gate::Send => match tracing::info_span!(
                 "dispatch.render",
@@ -359,7 +366,7 @@ impl Dispatcher {
             _ = self.clock.sleep_until(send_at) => {}
             _ = self.stopping.cancelled() => return Ok(true), // not started: stays due
         }
-        if !self.store.start_message(&self.owner, &work.request_id, &item.identifier, self.clock.now_ms()).await? {
+        if !self.store.start_message(&work.lease, &work.request_id, &item.identifier, self.clock.now_ms()).await? {
             return Ok(false);
         }
         self.events.request_changed(&work.request_id);
@@ -423,7 +430,7 @@ impl Dispatcher {
     async fn record(&self, work: &Work, item: &WorkItem, outcome: MessageOutcome) -> Result<bool, StoreError> {
         let kept = self
             .store
-            .record_outcome(&self.owner, &work.request_id, &item.identifier, &outcome, self.clock.now_ms())
+            .record_outcome(&work.lease, &work.request_id, &item.identifier, &outcome, self.clock.now_ms())
             .await?;
         if kept {
             self.events.request_changed(&work.request_id);
@@ -451,5 +458,14 @@ impl Dispatcher {
             *bucket = TokenBucket::new(rate, now);
         }
         bucket.reserve(now)
+    }
+}
+
+/// Aborts a spawned task when dropped.
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
     }
 }

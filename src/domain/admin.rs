@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 
 use super::ids::{IdKind, RecordId};
 use super::model::*;
+use super::send::refuse_control_characters;
 use super::violation::{ErrorKind, Violation, Violations};
 
 /// API names: a letter, then letters, digits and underscores, at most 80 characters.
@@ -90,6 +91,11 @@ impl ChannelSpec {
                 ErrorKind::InvalidInput,
                 "rate_limit_per_second must be 0 (no limit) or a positive number",
             ));
+        }
+        refuse_control_characters("channel.master_label", &self.master_label, &mut v);
+        refuse_control_characters("channel.messaging_platform_key", &self.messaging_platform_key, &mut v);
+        for (key, value) in &self.provider_options {
+            refuse_control_characters(&format!("channel.provider_options.{key}"), &format!("{key}{value}"), &mut v);
         }
         let master_label = if self.master_label.is_empty() { self.developer_name.clone() } else { self.master_label };
         v.into_result(())?;
@@ -198,6 +204,14 @@ impl DefinitionSpec {
                 }
             }
         }
+        refuse_control_characters("message_definition.master_label", &self.master_label, &mut v);
+        if self.text_layout.contains('\0') {
+            v.push(Violation::new(
+                "message_definition.text_layout",
+                ErrorKind::InvalidInput,
+                "text_layout must not contain NUL characters",
+            ));
+        }
         v.into_result(())?;
         let master_label = if self.master_label.is_empty() { self.api_name.clone() } else { self.master_label };
         Ok(DefinitionUpsert {
@@ -268,6 +282,8 @@ pub fn check_end_users(specs: Vec<EndUserSpec>) -> Result<Vec<EndUserUpsert>, Ve
             }
         };
         let key = s.platform_key.trim().to_owned();
+        refuse_control_characters(&format!("{field}.messaging_platform_key"), &key, &mut v);
+        refuse_control_characters(&format!("{field}.name"), &s.name, &mut v);
         if key.is_empty() {
             v.push(Violation::missing(format!("{field}.messaging_platform_key")));
         } else if key.len() > 255 {
@@ -325,6 +341,7 @@ impl SubscriptionSpec {
                 None
             }
         };
+        refuse_control_characters("communication_subscription.name", &self.name, &mut v);
         v.into_result(())?;
         let name = if self.name.is_empty() { self.developer_name.clone() } else { self.name };
         Ok(SubscriptionUpsert {

@@ -56,6 +56,10 @@ impl SendInput {
         if name.is_empty() {
             v.push(Violation::missing("messageDefinitionName"));
         }
+        refuse_control_characters("messageDefinitionName", &name, &mut v);
+        if let Some(key) = &self.idempotency_key {
+            refuse_control_characters("idempotencyKey", key, &mut v);
+        }
 
         let end_user_ids = shape_recipients(&self.end_user_ids, &mut v);
 
@@ -128,6 +132,13 @@ impl SendInput {
             end_user_ids,
             idempotency_key,
         })
+    }
+}
+
+/// Text that no database can store or no person means: NUL and other control characters.
+pub fn refuse_control_characters(field: &str, text: &str, v: &mut Violations) {
+    if text.chars().any(char::is_control) {
+        v.push(Violation::new(field, ErrorKind::InvalidInput, format!("{field} must not contain control characters")));
     }
 }
 
@@ -322,6 +333,14 @@ mod tests {
         let v = violations(SendInput { idempotency_key: Some("k".repeat(256)), ..input(1) });
         assert_eq!(v[0].field, "idempotencyKey");
         assert!(SendInput { idempotency_key: Some("k".repeat(255)), ..input(1) }.shape().is_ok());
+    }
+
+    #[test]
+    fn control_characters_in_names_and_keys_are_refused_naming_the_field() {
+        let v = violations(SendInput { idempotency_key: Some("a\u{0}b".into()), ..input(1) });
+        assert_eq!((v[0].field.as_str(), v[0].kind), ("idempotencyKey", ErrorKind::InvalidInput));
+        let v = violations(SendInput { message_definition_name: "N\u{0}".into(), ..input(1) });
+        assert_eq!(v[0].field, "messageDefinitionName");
     }
 
     #[test]

@@ -40,7 +40,7 @@ impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
         use sqlx::Error as E;
         let unavailable = match &e {
-            E::PoolTimedOut | E::PoolClosed | E::Io(_) | E::WorkerCrashed => true,
+            E::PoolTimedOut | E::PoolClosed | E::Io(_) | E::Tls(_) | E::WorkerCrashed => true,
             E::Database(db) if db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>().is_some() => {
                 is_pg_unavailable(db.code().as_deref())
             }
@@ -52,16 +52,23 @@ impl From<sqlx::Error> for StoreError {
 }
 
 /// SQLite BUSY/LOCKED (and their extended codes) mean "try again".
+/// SQLite result codes (primary code in the low byte) that mean "the database cannot
+/// serve now", not "this statement is wrong": BUSY, LOCKED, READONLY, IOERR, FULL, CANTOPEN.
 fn is_busy(code: Option<&str>) -> bool {
-    matches!(code, Some(c) if c == "5" || c == "6" || c.parse::<i32>().is_ok_and(|n| n & 0xff == 5 || n & 0xff == 6))
+    matches!(code.and_then(|c| c.parse::<i32>().ok()), Some(n) if matches!(n & 0xff, 5 | 6 | 8 | 10 | 13 | 14))
 }
 
 /// PostgreSQL SQLSTATEs that mean "the server cannot serve this now; retrying may help":
 /// connection exceptions (class 08), operator intervention (57: admin/crash shutdown,
 /// cannot connect now, statement timeout), insufficient resources (53: too many
 /// connections, out of memory/disk), serialization failures and deadlocks (40).
+/// PostgreSQL SQLSTATEs that mean "retry later": connection exceptions (08), operator
+/// intervention such as admin shutdown (57), insufficient resources (53), transaction
+/// rollback such as serialization failure (40), a read-only standby after a failover
+/// (25006) and lock not available (55P03).
 fn is_pg_unavailable(code: Option<&str>) -> bool {
-    matches!(code, Some(c) if c.starts_with("08") || c.starts_with("57") || c.starts_with("53") || c.starts_with("40"))
+    matches!(code, Some(c) if c.starts_with("08") || c.starts_with("57") || c.starts_with("53") || c.starts_with("40")
+        || c == "25006" || c == "55P03")
 }
 
 impl StoreError {
@@ -170,7 +177,8 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<u32>;
 
     // delivery
-    /// Claims up to `batch` due requests in FIFO order for `owner` with a lease until
+    /// Claims up to `batch` due requests in FIFO order under the lease id `owner`
+    /// (`<process owner>#<n>`, new for every call) with a lease until
     /// `now + lease_ms`, never letting the number of leased `InProgress` requests (all
     /// owners) exceed `max_in_progress`. Requests whose lease expired are taken over.
     async fn claim_requests(
@@ -183,8 +191,9 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Vec<Claim>>;
     /// What a claimed request needs to send its due messages.
     async fn load_work(&self, claim: &Claim, now_ms: i64) -> StoreResult<Work>;
-    /// Extends `owner`'s lease; false when the lease was lost to another owner.
-    async fn renew_lease(&self, owner: &str, request: &RecordId, until_ms: i64) -> StoreResult<bool>;
+    /// Extends the lease `owner` holds and that has not expired by `now_ms`; false when it
+    /// was lost (expired, or taken by another claim).
+    async fn renew_lease(&self, owner: &str, request: &RecordId, now_ms: i64, until_ms: i64) -> StoreResult<bool>;
     /// Marks a message InProgress and counts the attempt; false when the lease was lost.
     async fn start_message(&self, owner: &str, request: &RecordId, identifier: &str, now_ms: i64) -> StoreResult<bool>;
     /// Records what happened to a message; false when the lease was lost.
@@ -199,7 +208,8 @@ pub trait Store: Send + Sync + 'static {
     /// Ends `owner`'s claim: Completed when every message is final, else Pending again,
     /// due when its earliest message is. `None` when the lease was lost.
     async fn finish_request(&self, owner: &str, request: &RecordId, now_ms: i64) -> StoreResult<Option<RequestStatus>>;
-    /// Gives back every lease `owner` holds (shutdown), so other replicas resume at once.
+    /// Gives back every lease the process `owner` holds (lease ids `<owner>#…`, at
+    /// shutdown), so other replicas resume at once.
     async fn release_leases(&self, owner: &str, now_ms: i64) -> StoreResult<u64>;
     /// Requests by queue state.
     async fn queue_stats(&self, now_ms: i64) -> StoreResult<QueueStats>;
@@ -223,6 +233,10 @@ pub trait Store: Send + Sync + 'static {
 pub struct Claim {
     pub request_id: RecordId,
     pub tenant: String,
+    /// The lease id this claim holds (`<owner>#<n>`, unique per claim call): every later
+    /// write for the request is fenced on it, so not even the same process can act on a
+    /// claim it has lost and taken again.
+    pub lease: String,
     /// When the request was accepted (queue wait = claim time − this).
     pub accepted_ms: i64,
     /// The request was `InProgress` under an expired lease: another owner died or
@@ -238,6 +252,10 @@ pub struct Claim {
 pub struct Work {
     pub request_id: RecordId,
     pub tenant: String,
+    /// The claim's lease id (see `Claim::lease`).
+    pub lease: String,
+    /// When the work was read: a session change after this makes held messages due again.
+    pub loaded_at_ms: i64,
     pub definition_name: String,
     /// The component as it is now (`None` if it was removed).
     pub definition: Option<MessageDefinition>,
@@ -278,10 +296,13 @@ pub enum MessageOutcome {
         error: String,
     },
     /// Held by session gating until the session changes or `recheck_at_ms`.
+    /// `loaded_at_ms` is when the session state behind the decision was read; if the
+    /// session changed since, the message is due again at once rather than at `recheck_at_ms`.
     Wait {
         reason: String,
         since_ms: i64,
         recheck_at_ms: i64,
+        loaded_at_ms: i64,
     },
 }
 
@@ -299,4 +320,26 @@ pub struct QueueStats {
     /// Requests leased and in progress.
     pub in_progress: u64,
     pub completed: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn database_errors_that_mean_retry_later_are_told_apart_from_bugs() {
+        // SQLite: BUSY, LOCKED, READONLY, IOERR (and its extended codes), FULL, CANTOPEN.
+        for code in ["5", "6", "8", "10", "266", "13", "14", "517"] {
+            assert!(is_busy(Some(code)), "{code}");
+        }
+        for code in ["1", "19", "2067", "787"] {
+            assert!(!is_busy(Some(code)), "{code}");
+        }
+        for code in ["08006", "57P01", "53300", "40001", "25006", "55P03"] {
+            assert!(is_pg_unavailable(Some(code)), "{code}");
+        }
+        for code in ["23505", "22021", "42P01"] {
+            assert!(!is_pg_unavailable(Some(code)), "{code}");
+        }
+    }
 }

@@ -513,3 +513,54 @@ async fn the_status_stream_sends_the_current_state_then_every_change_and_ends_af
     );
     assert!(again.next().await.is_none());
 }
+
+#[tokio::test]
+async fn a_claim_lost_to_a_takeover_cannot_send_or_write_even_from_the_same_process() {
+    let fake = FakeProvider::new(ManualClockFor::clock());
+    let app = spawn_with_fake(&fake, false, |c| c.dispatch.lease_ms = 1_000).await;
+    let fx = fake_fixture(&app, 1).await;
+    let reply = send(&app, fx.request()).await;
+    let first = app.dispatcher.claim().await.unwrap();
+    assert_eq!(first.len(), 1);
+    // The first claim stalls past its lease; the same process claims the request again.
+    app.clock.advance_ms(1_001);
+    let second = app.dispatcher.claim().await.unwrap();
+    assert_eq!(second.len(), 1);
+    assert!(second[0].takeover);
+    assert_ne!(first[0].lease, second[0].lease);
+    // The stale claim can neither send nor record anything.
+    assert_eq!(app.dispatcher.clone().process(first[0].clone()).await.unwrap(), None);
+    assert!(fake.sent().is_empty());
+    assert_eq!(app.dispatcher.clone().process(second[0].clone()).await.unwrap(), Some(RequestStatus::Completed));
+    assert_eq!(fake.sent().len(), 1);
+    assert_eq!(record(&app, &reply.request_id).await.messages[0].attempts, 1);
+}
+
+#[tokio::test]
+async fn a_message_sent_after_a_session_wait_starts_a_fresh_wait_if_its_retry_meets_another_session() {
+    let fake = FakeProvider::new(ManualClockFor::clock());
+    let app = spawn_with_fake(&fake, false, |c| {
+        c.dispatch.retry_schedule_ms = vec![1_000];
+        c.dispatch.retry_jitter = 0.0;
+    })
+    .await;
+    let fx = fake_fixture(&app, 1).await;
+    let key = app.end_user(&fx.end_user_ids[0]).await.messaging_platform_key;
+    fake.script(&key, vec![transient(None)]);
+    set_session(&app, &fx.end_user_ids[0], pb::SessionStatus::Active).await;
+    let mut request = fx.request();
+    request.allowed_session_status = pb::AllowedSessionStatus::NonActive as i32;
+    let reply = send(&app, request).await;
+    run_once(&app).await; // held since now
+    app.clock.advance_ms(47 * 3_600_000);
+    set_session(&app, &fx.end_user_ids[0], pb::SessionStatus::Inactive).await;
+    run_once(&app).await; // sent; the provider fails transiently: retry in 1 s
+    set_session(&app, &fx.end_user_ids[0], pb::SessionStatus::Active).await;
+    app.clock.advance_ms(3_600_000); // 48 h after the first wait began
+    assert_eq!(run_once(&app).await, vec![Some(RequestStatus::Pending)]);
+    let m = &record(&app, &reply.request_id).await.messages[0];
+    assert_eq!(
+        (m.status, m.reason.as_str(), m.waiting_reason.as_str()),
+        (pb::MessageState::Pending as i32, "", "SessionActive")
+    );
+}

@@ -72,6 +72,7 @@ pub async fn claim_requests(
         .map(|c| Claim {
             request_id: RecordId::from_trusted(c.id),
             tenant: c.tenant,
+            lease: owner.to_owned(),
             accepted_ms: c.accepted_ms,
             takeover: c.takeover,
             trace_context: c.trace_context,
@@ -172,6 +173,8 @@ pub async fn load_work(pool: &PgPool, claim: &Claim, now: i64) -> StoreResult<Wo
     Ok(Work {
         request_id: claim.request_id.clone(),
         tenant: claim.tenant.clone(),
+        lease: claim.lease.clone(),
+        loaded_at_ms: now,
         definition_name: row.definition_name,
         definition: definition.map(DefinitionRow::into_record).transpose()?,
         parameters_json: row.parameters,
@@ -196,22 +199,27 @@ async fn latest_session_status(conn: &mut PgConnection, end_user: &str) -> Store
 
 /// Whether `owner` still holds the lease on `request`; locks the request row until the
 /// caller's transaction ends, so the lease cannot change hands before its write.
-async fn holds_lease(conn: &mut PgConnection, owner: &str, request: &RecordId) -> StoreResult<bool> {
-    let holder: Option<Option<String>> =
-        sqlx::query_scalar("SELECT locked_by FROM send_requests WHERE id = $1 AND status = 'InProgress' FOR UPDATE")
-            .bind(request.as_str())
-            .fetch_optional(&mut *conn)
-            .await?;
+async fn holds_lease(conn: &mut PgConnection, owner: &str, request: &RecordId, now: i64) -> StoreResult<bool> {
+    let holder: Option<Option<String>> = sqlx::query_scalar(
+        "SELECT locked_by FROM send_requests WHERE id = $1 AND status = 'InProgress' AND locked_until_ms > $2 \
+             FOR UPDATE",
+    )
+    .bind(request.as_str())
+    .bind(now)
+    .fetch_optional(&mut *conn)
+    .await?;
     Ok(holder.flatten().as_deref() == Some(owner))
 }
 
-pub async fn renew_lease(pool: &PgPool, owner: &str, request: &RecordId, until: i64) -> StoreResult<bool> {
+pub async fn renew_lease(pool: &PgPool, owner: &str, request: &RecordId, now: i64, until: i64) -> StoreResult<bool> {
     let done = sqlx::query(
-        "UPDATE send_requests SET locked_until_ms = $1 WHERE id = $2 AND locked_by = $3 AND status = 'InProgress'",
+        "UPDATE send_requests SET locked_until_ms = $1 WHERE id = $2 AND locked_by = $3 AND status = 'InProgress' \
+         AND locked_until_ms > $4",
     )
     .bind(until)
     .bind(request.as_str())
     .bind(owner)
+    .bind(now)
     .execute(pool)
     .await?;
     Ok(done.rows_affected() == 1)
@@ -225,11 +233,12 @@ pub async fn start_message(
     now: i64,
 ) -> StoreResult<bool> {
     let mut tx = pool.begin().await?;
-    if !holds_lease(&mut tx, owner, request).await? {
+    if !holds_lease(&mut tx, owner, request, now).await? {
         return Ok(false);
     }
     sqlx::query(
-        "UPDATE messages SET status = 'InProgress', attempts = attempts + 1, waiting_reason = NULL, sent_by = $1, \
+        "UPDATE messages SET status = 'InProgress', attempts = attempts + 1, waiting_reason = NULL, \
+         waiting_since_ms = NULL, sent_by = $1, \
          updated_ms = $2 WHERE identifier = $3 AND request_id = $4",
     )
     .bind(owner)
@@ -261,9 +270,24 @@ pub async fn record_outcome(
     now: i64,
 ) -> StoreResult<bool> {
     let mut tx = pool.begin().await?;
-    if !holds_lease(&mut tx, owner, request).await? {
+    if !holds_lease(&mut tx, owner, request, now).await? {
         return Ok(false);
     }
+    // A held message whose end user's session changed after the work was read is due
+    // again at once: the change's wake-up found it not yet marked as waiting.
+    let wait_next = match outcome {
+        MessageOutcome::Wait { recheck_at_ms, loaded_at_ms, .. } => {
+            let changed: Option<i64> = sqlx::query_scalar(
+                "SELECT MAX(s.updated_ms) FROM sessions s JOIN messages m ON m.end_user_id = s.end_user_id \
+                 WHERE m.identifier = $1",
+            )
+            .bind(identifier)
+            .fetch_one(&mut *tx)
+            .await?;
+            if changed.is_some_and(|t| t > *loaded_at_ms) { now } else { *recheck_at_ms }
+        }
+        _ => now,
+    };
     let query = match outcome {
         MessageOutcome::Success { provider_message_id } => sqlx::query(
             "UPDATE messages SET status = 'Success', provider_message_id = $1, reason = NULL, waiting_reason = NULL, \
@@ -281,13 +305,13 @@ pub async fn record_outcome(
         )
         .bind(*at_ms)
         .bind(error.clone()),
-        MessageOutcome::Wait { reason, since_ms, recheck_at_ms } => sqlx::query(
+        MessageOutcome::Wait { reason, since_ms, .. } => sqlx::query(
             "UPDATE messages SET status = 'Pending', waiting_reason = $1, waiting_since_ms = $2, next_attempt_ms = $3, \
              updated_ms = $4 WHERE identifier = $5",
         )
         .bind(reason.clone())
         .bind(*since_ms)
-        .bind(*recheck_at_ms),
+        .bind(wait_next),
     };
     query.bind(now).bind(identifier).execute(&mut *tx).await?;
     touch_request(&mut tx, request, now).await?;
@@ -302,7 +326,7 @@ pub async fn finish_request(
     now: i64,
 ) -> StoreResult<Option<RequestStatus>> {
     let mut tx = pool.begin().await?;
-    if !holds_lease(&mut tx, owner, request).await? {
+    if !holds_lease(&mut tx, owner, request, now).await? {
         return Ok(None);
     }
     // A message left InProgress (its send was interrupted) is due again.
@@ -351,14 +375,14 @@ pub async fn release_leases(pool: &PgPool, owner: &str, now: i64) -> StoreResult
     let mut tx = pool.begin().await?;
     sqlx::query(
         "UPDATE messages SET status = 'Pending', next_attempt_ms = NULL WHERE status = 'InProgress' AND request_id IN \
-         (SELECT id FROM send_requests WHERE locked_by = $1 AND status = 'InProgress')",
+         (SELECT id FROM send_requests WHERE starts_with(locked_by, $1 || '#') AND status = 'InProgress')",
     )
     .bind(owner)
     .execute(&mut *tx)
     .await?;
     let released = sqlx::query(
         "UPDATE send_requests SET status = 'Pending', due_ms = $1, locked_by = NULL, locked_until_ms = NULL, \
-         updated_ms = $2 WHERE locked_by = $3 AND status = 'InProgress'",
+         updated_ms = $2 WHERE starts_with(locked_by, $3 || '#') AND status = 'InProgress'",
     )
     .bind(now)
     .bind(now)

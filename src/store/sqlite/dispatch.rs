@@ -58,7 +58,7 @@ pub async fn claim_requests(
     update.push(")");
     update.build().execute(&mut *tx).await?;
     tx.commit().await?;
-    Ok(claims.into_iter().map(ClaimRow::into_claim).collect())
+    Ok(claims.into_iter().map(|c| c.into_claim(owner)).collect())
 }
 
 #[derive(sqlx::FromRow)]
@@ -72,10 +72,11 @@ struct ClaimRow {
 }
 
 impl ClaimRow {
-    fn into_claim(self) -> Claim {
+    fn into_claim(self, lease: &str) -> Claim {
         Claim {
             request_id: RecordId::from_trusted(self.id),
             tenant: self.tenant,
+            lease: lease.to_owned(),
             accepted_ms: self.accepted_ms,
             takeover: self.takeover,
             trace_context: self.trace_context,
@@ -165,6 +166,8 @@ pub async fn load_work(pool: &SqlitePool, claim: &Claim, now: i64) -> StoreResul
     Ok(Work {
         request_id: claim.request_id.clone(),
         tenant: claim.tenant.clone(),
+        lease: claim.lease.clone(),
+        loaded_at_ms: now,
         definition_name: row.definition_name,
         definition: definition.map(DefinitionRow::into_record).transpose()?,
         parameters_json: row.parameters,
@@ -188,22 +191,32 @@ async fn latest_session_status(conn: &mut SqliteConnection, end_user: &str) -> S
 }
 
 /// Whether `owner` still holds the lease on `request` (checked inside the caller's transaction).
-async fn holds_lease(conn: &mut SqliteConnection, owner: &str, request: &RecordId) -> StoreResult<bool> {
-    let holder: Option<Option<String>> =
-        sqlx::query_scalar("SELECT locked_by FROM send_requests WHERE id = ? AND status = 'InProgress'")
-            .bind(request.as_str())
-            .fetch_optional(&mut *conn)
-            .await?;
+async fn holds_lease(conn: &mut SqliteConnection, owner: &str, request: &RecordId, now: i64) -> StoreResult<bool> {
+    let holder: Option<Option<String>> = sqlx::query_scalar(
+        "SELECT locked_by FROM send_requests WHERE id = ? AND status = 'InProgress' AND locked_until_ms > ?",
+    )
+    .bind(request.as_str())
+    .bind(now)
+    .fetch_optional(&mut *conn)
+    .await?;
     Ok(holder.flatten().as_deref() == Some(owner))
 }
 
-pub async fn renew_lease(pool: &SqlitePool, owner: &str, request: &RecordId, until: i64) -> StoreResult<bool> {
+pub async fn renew_lease(
+    pool: &SqlitePool,
+    owner: &str,
+    request: &RecordId,
+    now: i64,
+    until: i64,
+) -> StoreResult<bool> {
     let done = sqlx::query(
-        "UPDATE send_requests SET locked_until_ms = ? WHERE id = ? AND locked_by = ? AND status = 'InProgress'",
+        "UPDATE send_requests SET locked_until_ms = ? WHERE id = ? AND locked_by = ? AND status = 'InProgress' \
+         AND locked_until_ms > ?",
     )
     .bind(until)
     .bind(request.as_str())
     .bind(owner)
+    .bind(now)
     .execute(pool)
     .await?;
     Ok(done.rows_affected() == 1)
@@ -217,11 +230,12 @@ pub async fn start_message(
     now: i64,
 ) -> StoreResult<bool> {
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-    if !holds_lease(&mut tx, owner, request).await? {
+    if !holds_lease(&mut tx, owner, request, now).await? {
         return Ok(false);
     }
     sqlx::query(
-        "UPDATE messages SET status = 'InProgress', attempts = attempts + 1, waiting_reason = NULL, sent_by = ?, \
+        "UPDATE messages SET status = 'InProgress', attempts = attempts + 1, waiting_reason = NULL, \
+         waiting_since_ms = NULL, sent_by = ?, \
          updated_ms = ? WHERE identifier = ? AND request_id = ?",
     )
     .bind(owner)
@@ -253,9 +267,24 @@ pub async fn record_outcome(
     now: i64,
 ) -> StoreResult<bool> {
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-    if !holds_lease(&mut tx, owner, request).await? {
+    if !holds_lease(&mut tx, owner, request, now).await? {
         return Ok(false);
     }
+    // A held message whose end user's session changed after the work was read is due
+    // again at once: the change's wake-up found it not yet marked as waiting.
+    let wait_next = match outcome {
+        MessageOutcome::Wait { recheck_at_ms, loaded_at_ms, .. } => {
+            let changed: Option<i64> = sqlx::query_scalar(
+                "SELECT MAX(s.updated_ms) FROM sessions s JOIN messages m ON m.end_user_id = s.end_user_id \
+                 WHERE m.identifier = ?",
+            )
+            .bind(identifier)
+            .fetch_one(&mut *tx)
+            .await?;
+            if changed.is_some_and(|t| t > *loaded_at_ms) { now } else { *recheck_at_ms }
+        }
+        _ => now,
+    };
     let query = match outcome {
         MessageOutcome::Success { provider_message_id } => sqlx::query(
             "UPDATE messages SET status = 'Success', provider_message_id = ?, reason = NULL, waiting_reason = NULL, \
@@ -273,13 +302,13 @@ pub async fn record_outcome(
         )
         .bind(*at_ms)
         .bind(error.clone()),
-        MessageOutcome::Wait { reason, since_ms, recheck_at_ms } => sqlx::query(
+        MessageOutcome::Wait { reason, since_ms, .. } => sqlx::query(
             "UPDATE messages SET status = 'Pending', waiting_reason = ?, waiting_since_ms = ?, next_attempt_ms = ?, \
              updated_ms = ? WHERE identifier = ?",
         )
         .bind(reason.clone())
         .bind(*since_ms)
-        .bind(*recheck_at_ms),
+        .bind(wait_next),
     };
     query.bind(now).bind(identifier).execute(&mut *tx).await?;
     touch_request(&mut tx, request, now).await?;
@@ -294,7 +323,7 @@ pub async fn finish_request(
     now: i64,
 ) -> StoreResult<Option<RequestStatus>> {
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
-    if !holds_lease(&mut tx, owner, request).await? {
+    if !holds_lease(&mut tx, owner, request, now).await? {
         return Ok(None);
     }
     // A message left InProgress (its send was interrupted) is due again.
@@ -343,16 +372,16 @@ pub async fn release_leases(pool: &SqlitePool, owner: &str, now: i64) -> StoreRe
     let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
     sqlx::query(
         "UPDATE messages SET status = 'Pending', next_attempt_ms = NULL WHERE status = 'InProgress' AND request_id IN \
-         (SELECT id FROM send_requests WHERE locked_by = ? AND status = 'InProgress')",
+         (SELECT id FROM send_requests WHERE substr(locked_by, 1, length(?1) + 1) = ?1 || '#' \
+         AND status = 'InProgress')",
     )
     .bind(owner)
     .execute(&mut *tx)
     .await?;
     let released = sqlx::query(
-        "UPDATE send_requests SET status = 'Pending', due_ms = ?, locked_by = NULL, locked_until_ms = NULL, \
-         updated_ms = ? WHERE locked_by = ? AND status = 'InProgress'",
+        "UPDATE send_requests SET status = 'Pending', due_ms = ?1, locked_by = NULL, locked_until_ms = NULL, \
+         updated_ms = ?1 WHERE substr(locked_by, 1, length(?2) + 1) = ?2 || '#' AND status = 'InProgress'",
     )
-    .bind(now)
     .bind(now)
     .bind(owner)
     .execute(&mut *tx)

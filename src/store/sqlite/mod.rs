@@ -204,8 +204,8 @@ impl Store for SqliteStore {
         dispatch::load_work(&self.pool, claim, now_ms).await
     }
 
-    async fn renew_lease(&self, owner: &str, request: &RecordId, until_ms: i64) -> StoreResult<bool> {
-        dispatch::renew_lease(&self.pool, owner, request, until_ms).await
+    async fn renew_lease(&self, owner: &str, request: &RecordId, now_ms: i64, until_ms: i64) -> StoreResult<bool> {
+        dispatch::renew_lease(&self.pool, owner, request, now_ms, until_ms).await
     }
 
     async fn start_message(&self, owner: &str, request: &RecordId, identifier: &str, now_ms: i64) -> StoreResult<bool> {
