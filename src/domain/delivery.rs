@@ -3,7 +3,6 @@
 //! (merge fields, external templates). The dispatcher gathers the inputs and acts on
 //! the answers. No I/O here.
 
-use super::admin::merge_fields;
 use super::model::*;
 use super::params::ParamValue;
 
@@ -153,12 +152,6 @@ pub fn template_for(
         None if channel_type == MessageType::WhatsApp => Err(reason::APPROVED_EXTERNAL_TEMPLATE_REQUIRED),
         None => Ok(None),
     }
-}
-
-/// Whether the layout references only declared parameters (checked again at send time
-/// because a component can change after a request was accepted).
-pub fn layout_is_renderable(definition: &MessageDefinition) -> bool {
-    merge_fields(&definition.text_layout).iter().all(|f| definition.parameters.iter().any(|p| p.name == *f))
 }
 
 #[cfg(test)]

@@ -87,10 +87,6 @@ impl Violations {
         self.0.extend(other.0);
     }
 
-    pub fn into_vec(self) -> Vec<Violation> {
-        self.0
-    }
-
     /// `Ok(value)` when nothing was found wrong.
     pub fn into_result<T>(self, value: T) -> Result<T, Vec<Violation>> {
         if self.0.is_empty() { Ok(value) } else { Err(self.0) }

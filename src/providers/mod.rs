@@ -99,10 +99,6 @@ impl ProviderError {
     pub fn transient(detail: impl Into<String>, retry_after: Option<Duration>) -> Self {
         ProviderError::Transient { detail: detail.into(), retry_after }
     }
-
-    pub fn is_transient(&self) -> bool {
-        matches!(self, ProviderError::Transient { .. })
-    }
 }
 
 /// What a provider's answer means for the dispatcher, before the detail is attached.
