@@ -14,7 +14,7 @@ use convmsg::grpc::pb;
 use tokio::sync::watch;
 use tokio_stream::StreamExt;
 
-use crate::helpers::{BearerToken, start_server_process};
+use crate::helpers::{BearerToken, start_server_process, write_webhook_config};
 
 /// A webhook receiver that counts deliveries by `webhook-id` and, while `holding`,
 /// never answers (so the sends stay in flight).
@@ -48,55 +48,12 @@ async fn a_server_killed_mid_delivery_is_resumed_after_restart_and_nothing_is_lo
     let dir = tempfile::tempdir().unwrap();
     let db = crate::helpers::TestDatabase::create().await;
     let token = convmsg::auth::generate_token();
-    let config = dir.path().join("convmsg.toml");
-    let users: String = (0..10)
-        .map(|i| {
-            format!("[[end_users]]\nchannel = \"hooks\"\nmessaging_platform_key = \"user-{i}\"\nconsent_status = \"ExplicitlyOptedIn\"\n")
-        })
-        .collect();
-    std::fs::write(
-        &config,
-        format!(
-            r#"listen = "127.0.0.1:0"
-database_url = "{db}"
-bootstrap_token = "{token}"
-[dispatch]
-lease_ms = 1000
-poll_interval_ms = 50
-retry_schedule_ms = [100, 100, 100]
-[providers.webhook]
-secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
-timeout_ms = 60000
-[[channels]]
-developer_name = "hooks"
-message_type = "Custom"
-provider = "webhook"
-provider_options = {{ url = "{hook}" }}
-[[definitions]]
-api_name = "Ping"
-text_layout = "ping"
-{users}"#,
-            db = db.url
-        ),
-    )
-    .unwrap();
+    let extra = "[dispatch]\nlease_ms = 1000\npoll_interval_ms = 50\nretry_schedule_ms = [100, 100, 100]\n";
+    let config = write_webhook_config(dir.path(), &db.url, &token, &hook, 10, extra);
 
     let mut server = start_server_process(&config, None).await;
-    let channel =
-        tonic::transport::Channel::from_shared(format!("http://{}", server.addr)).unwrap().connect().await.unwrap();
-    let mut admin = pb::messaging_admin_client::MessagingAdminClient::with_interceptor(
-        channel.clone(),
-        BearerToken(Some(token.clone())),
-    );
-    let ids: Vec<String> = admin
-        .list_messaging_end_users(pb::ListMessagingEndUsersRequest::default())
-        .await
-        .unwrap()
-        .into_inner()
-        .messaging_end_users
-        .into_iter()
-        .map(|u| u.id)
-        .collect();
+    let channel = server.channel().await;
+    let ids = server.end_user_ids(&token).await;
     assert_eq!(ids.len(), 10);
     let mut conv = pb::conversation_messages_client::ConversationMessagesClient::with_interceptor(
         channel,

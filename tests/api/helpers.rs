@@ -486,7 +486,77 @@ pub async fn start_server_process(config: &std::path::Path, hostname: Option<&st
     ServerProcess { child, addr }
 }
 
+/// A config file for the real binary: `database_url`, a bootstrap `token`, a webhook
+/// channel `hooks` delivering to `hook`, a `Ping` component and `users` end users
+/// (platform keys `user-0`, `user-1`, …), plus the TOML sections in `extra`.
+pub fn write_webhook_config(
+    dir: &std::path::Path,
+    database_url: &str,
+    token: &str,
+    hook: &str,
+    users: usize,
+    extra: &str,
+) -> std::path::PathBuf {
+    let path = dir.join("convmsg.toml");
+    let users: String = (0..users)
+        .map(|i| {
+            format!("[[end_users]]\nchannel = \"hooks\"\nmessaging_platform_key = \"user-{i}\"\nconsent_status = \"ExplicitlyOptedIn\"\n")
+        })
+        .collect();
+    let config = format!(
+        r#"listen = "127.0.0.1:0"
+database_url = "{database_url}"
+bootstrap_token = "{token}"
+{extra}
+[providers.webhook]
+secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+timeout_ms = 60000
+[[channels]]
+developer_name = "hooks"
+message_type = "Custom"
+provider = "webhook"
+provider_options = {{ url = "{hook}" }}
+[[definitions]]
+api_name = "Ping"
+text_layout = "ping"
+{users}"#
+    );
+    std::fs::write(&path, config).expect("the config file is written");
+    path
+}
+
+/// Every end user of the token's tenant, all pages.
+pub async fn all_end_user_ids(admin: &mut MessagingAdminClient<Authed>) -> Vec<String> {
+    let mut ids = Vec::new();
+    let mut page_token = String::new();
+    loop {
+        let page = admin
+            .list_messaging_end_users(pb::ListMessagingEndUsersRequest {
+                page_size: 1000,
+                page_token,
+                ..Default::default()
+            })
+            .await
+            .expect("end users listed")
+            .into_inner();
+        ids.extend(page.messaging_end_users.into_iter().map(|u| u.id));
+        if page.next_page_token.is_empty() {
+            return ids;
+        }
+        page_token = page.next_page_token;
+    }
+}
+
 impl ServerProcess {
+    pub async fn admin(&self, token: &str) -> MessagingAdminClient<Authed> {
+        MessagingAdminClient::with_interceptor(self.channel().await, BearerToken(Some(token.to_owned())))
+    }
+
+    /// The end users the config declared.
+    pub async fn end_user_ids(&self, token: &str) -> Vec<String> {
+        all_end_user_ids(&mut self.admin(token).await).await
+    }
+
     pub async fn channel(&self) -> Channel {
         Channel::from_shared(format!("http://{}", self.addr)).expect("url").connect().await.expect("connects")
     }

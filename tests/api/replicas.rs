@@ -19,7 +19,7 @@ use convmsg::grpc::pb;
 use futures_util::StreamExt;
 use tonic::Code;
 
-use crate::helpers::{BearerToken, ServerProcess, TestDatabase, start_server_process};
+use crate::helpers::{BearerToken, ServerProcess, TestDatabase, start_server_process, write_webhook_config};
 
 type Conv = pb::conversation_messages_client::ConversationMessagesClient<
     tonic::service::interceptor::InterceptedService<tonic::transport::Channel, BearerToken>,
@@ -101,57 +101,10 @@ async fn start_replica(config: &Path, name: &str) -> Replica {
 /// A config file for replicas on `database_url`, delivering through a webhook channel
 /// to `hook`, with `users` end users and the given `[dispatch]` lines.
 fn write_config(dir: &Path, database_url: &str, token: &str, hook: &str, users: usize, dispatch: &str) -> PathBuf {
-    let path = dir.join("convmsg.toml");
-    let users: String = (0..users)
-        .map(|i| {
-            format!("[[end_users]]\nchannel = \"hooks\"\nmessaging_platform_key = \"user-{i}\"\nconsent_status = \"ExplicitlyOptedIn\"\n")
-        })
-        .collect();
-    std::fs::write(
-        &path,
-        format!(
-            r#"listen = "127.0.0.1:0"
-database_url = "{database_url}"
-bootstrap_token = "{token}"
-[database]
-max_connections = 6
-acquire_timeout_ms = 1000
-statement_timeout_ms = 5000
-[dispatch]
-{dispatch}
-[providers.webhook]
-secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
-timeout_ms = 10000
-[[channels]]
-developer_name = "hooks"
-message_type = "Custom"
-provider = "webhook"
-provider_options = {{ url = "{hook}" }}
-[[definitions]]
-api_name = "Ping"
-text_layout = "ping"
-{users}"#
-        ),
-    )
-    .unwrap();
-    path
-}
-
-async fn end_user_ids(replica: &Replica, token: &str) -> Vec<String> {
-    let channel =
-        tonic::transport::Channel::from_shared(format!("http://{}", replica.addr)).unwrap().connect().await.unwrap();
-    let mut admin =
-        pb::messaging_admin_client::MessagingAdminClient::with_interceptor(channel, BearerToken(Some(token.into())));
-    let request = pb::ListMessagingEndUsersRequest { page_size: 100, ..Default::default() };
-    admin
-        .list_messaging_end_users(request)
-        .await
-        .unwrap()
-        .into_inner()
-        .messaging_end_users
-        .into_iter()
-        .map(|u| u.id)
-        .collect()
+    let extra = format!(
+        "[database]\nmax_connections = 6\nacquire_timeout_ms = 1000\nstatement_timeout_ms = 5000\n[dispatch]\n{dispatch}\n"
+    );
+    write_webhook_config(dir, database_url, token, hook, users, &extra)
 }
 
 fn ping(user: &str) -> pb::SendConversationMessagesRequest {
@@ -227,7 +180,7 @@ async fn three_replicas_share_one_queue_never_exceed_the_global_limit_and_send_e
         let config = write_config(dir.path(), &db.url, &token, &hook, 10, &dispatch);
         // All three start at once, as a rollout would: migrations and declared records race.
         let replicas = futures_util::future::join_all(REPLICAS.map(|name| start_replica(&config, name))).await;
-        let users = end_user_ids(&replicas[0], &token).await;
+        let users = replicas[0].end_user_ids(&token).await;
         assert_eq!(users.len(), 10, "the declared end users exist once");
         let mut clients = Vec::new();
         for replica in &replicas {
@@ -280,7 +233,7 @@ async fn a_killed_replicas_leases_are_taken_over_and_every_message_still_ends_fi
                         retry_schedule_ms = [100, 200, 400]";
         let config = write_config(dir.path(), &db.url, &token, &hook, 10, dispatch);
         let mut replicas = futures_util::future::join_all(REPLICAS.map(|name| start_replica(&config, name))).await;
-        let users = end_user_ids(&replicas[0], &token).await;
+        let users = replicas[0].end_user_ids(&token).await;
         // Accept through the replicas that stay up.
         let clients = vec![replicas[0].conv(&token).await, replicas[2].conv(&token).await];
         let accepted = burst(&clients, &users, REQUESTS).await;
@@ -456,7 +409,7 @@ async fn during_a_database_outage_calls_are_unavailable_and_afterwards_everythin
             "lease_ms = 2000\npoll_interval_ms = 50\nretry_schedule_ms = [100, 200, 500, 1000, 2000, 2000, 2000]";
         let config = write_config(dir.path(), &pg.url(), &token, &hook, 5, dispatch);
         let replica = start_replica(&config, "replica-a").await;
-        let users = end_user_ids(&replica, &token).await;
+        let users = replica.end_user_ids(&token).await;
         let client = replica.conv(&token).await;
         let mut acknowledged = burst(std::slice::from_ref(&client), &users, BEFORE).await;
 

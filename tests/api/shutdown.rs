@@ -17,7 +17,7 @@ use sqlx::sqlite::SqlitePool;
 use tonic_health::pb::health_client::HealthClient;
 use tonic_health::pb::{HealthCheckRequest, health_check_response::ServingStatus};
 
-use crate::helpers::{BearerToken, start_server_process};
+use crate::helpers::{BearerToken, start_server_process, write_webhook_config};
 
 const REQUESTS: usize = 200;
 const RECIPIENTS: usize = 2;
@@ -43,42 +43,12 @@ async fn receive(State(r): State<Receiver>, headers: HeaderMap) -> &'static str 
 }
 
 fn write_config(dir: &std::path::Path, token: &str, hook: &str) -> std::path::PathBuf {
-    let config = dir.join("convmsg.toml");
-    let users: String = (0..RECIPIENTS)
-        .map(|i| {
-            format!("[[end_users]]\nchannel = \"hooks\"\nmessaging_platform_key = \"user-{i}\"\nconsent_status = \"ExplicitlyOptedIn\"\n")
-        })
-        .collect();
-    std::fs::write(
-        &config,
-        format!(
-            r#"listen = "127.0.0.1:0"
-database_url = "sqlite://{db}"
-bootstrap_token = "{token}"
-[shutdown]
-stop_accepting_after_ms = {STOP_ACCEPTING_AFTER_MS}
-[dispatch]
-max_in_progress_requests = 20
-per_request_concurrency = 1
-poll_interval_ms = 50
-drain_period_ms = {DRAIN_PERIOD_MS}
-[providers.webhook]
-secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
-timeout_ms = 10000
-[[channels]]
-developer_name = "hooks"
-message_type = "Custom"
-provider = "webhook"
-provider_options = {{ url = "{hook}" }}
-[[definitions]]
-api_name = "Ping"
-text_layout = "ping"
-{users}"#,
-            db = dir.join("convmsg.db").display()
-        ),
-    )
-    .unwrap();
-    config
+    let database_url = format!("sqlite://{}", dir.join("convmsg.db").display());
+    let extra = format!(
+        "[shutdown]\nstop_accepting_after_ms = {STOP_ACCEPTING_AFTER_MS}\n[dispatch]\nmax_in_progress_requests = 20\n\
+         per_request_concurrency = 1\npoll_interval_ms = 50\ndrain_period_ms = {DRAIN_PERIOD_MS}\n"
+    );
+    write_webhook_config(dir, &database_url, token, hook, RECIPIENTS, &extra)
 }
 
 fn sigterm(child: &tokio::process::Child) {
@@ -103,21 +73,8 @@ async fn sigterm_under_load_drains_releases_every_lease_exits_0_and_loses_nothin
     let config = write_config(dir.path(), &token, &hook);
 
     let mut server = start_server_process(&config, None).await;
-    let channel =
-        tonic::transport::Channel::from_shared(format!("http://{}", server.addr)).unwrap().connect().await.unwrap();
-    let mut admin = pb::messaging_admin_client::MessagingAdminClient::with_interceptor(
-        channel.clone(),
-        BearerToken(Some(token.clone())),
-    );
-    let users: Vec<String> = admin
-        .list_messaging_end_users(pb::ListMessagingEndUsersRequest::default())
-        .await
-        .unwrap()
-        .into_inner()
-        .messaging_end_users
-        .into_iter()
-        .map(|u| u.id)
-        .collect();
+    let channel = server.channel().await;
+    let users = server.end_user_ids(&token).await;
     assert_eq!(users.len(), RECIPIENTS);
 
     // The load: REQUESTS sends, 4 at a time and paced, so it is still going when the

@@ -159,36 +159,14 @@ fn write_config(
     users: usize,
     extra: &str,
 ) -> std::path::PathBuf {
-    let path = dir.join("convmsg.toml");
-    let users: String = (0..users)
-        .map(|i| {
-            format!("[[end_users]]\nchannel = \"hooks\"\nmessaging_platform_key = \"user-{i}\"\nconsent_status = \"ExplicitlyOptedIn\"\n")
-        })
-        .collect();
-    std::fs::write(
-        &path,
-        format!(
-            r#"listen = "127.0.0.1:0"
-database_url = "{db}"
-bootstrap_token = "{token}"
-{extra}
-[dispatch]
-poll_interval_ms = 50
-[providers.webhook]
-secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
-[[channels]]
-developer_name = "hooks"
-message_type = "Custom"
-provider = "webhook"
-provider_options = {{ url = "{hook}" }}
-[[definitions]]
-api_name = "Ping"
-text_layout = "ping"
-{users}"#
-        ),
+    crate::helpers::write_webhook_config(
+        dir,
+        db,
+        token,
+        hook,
+        users,
+        &format!("{extra}\n[dispatch]\npoll_interval_ms = 50\n"),
     )
-    .unwrap();
-    path
 }
 
 async fn clients(
@@ -204,20 +182,6 @@ async fn clients(
         pb::messaging_admin_client::MessagingAdminClient::with_interceptor(channel.clone(), bearer.clone()),
         pb::conversation_messages_client::ConversationMessagesClient::with_interceptor(channel, bearer),
     )
-}
-
-async fn end_user_ids(
-    admin: &mut pb::messaging_admin_client::MessagingAdminClient<crate::helpers::Authed>,
-) -> Vec<String> {
-    admin
-        .list_messaging_end_users(pb::ListMessagingEndUsersRequest::default())
-        .await
-        .unwrap()
-        .into_inner()
-        .messaging_end_users
-        .into_iter()
-        .map(|u| u.id)
-        .collect()
 }
 
 /// Sends SIGTERM and waits for the process to end.
@@ -241,7 +205,7 @@ async fn one_trace_runs_from_the_caller_through_accept_and_dispatch_to_the_provi
     let config = write_config(dir.path(), &db.url, &token, &hook, 1, &telemetry);
     let server = start_server(&config, &[]).await;
     let (mut admin, mut conv) = clients(&server.addr, &token).await;
-    let ids = end_user_ids(&mut admin).await;
+    let ids = crate::helpers::all_end_user_ids(&mut admin).await;
 
     let mut request = tonic::Request::new(pb::SendConversationMessagesRequest {
         message_definition_name: "Ping".into(),
@@ -358,7 +322,7 @@ async fn with_the_collector_down_requests_stay_fast_and_spans_beyond_the_queue_a
     )
     .await;
     let (mut admin, mut conv) = clients(&server.addr, &token).await;
-    let ids = end_user_ids(&mut admin).await;
+    let ids = crate::helpers::all_end_user_ids(&mut admin).await;
 
     for _ in 0..10 {
         let started = Instant::now();
