@@ -26,6 +26,7 @@ use tower::load_shed::error::Overloaded;
 use tower::timeout::error::Elapsed;
 use tower::{BoxError, Layer, Service, ServiceBuilder, ServiceExt};
 
+use crate::domain::ErrorKind;
 use crate::error::{AppError, codes};
 
 type Stack<S> = LoadShed<tower::limit::ConcurrencyLimit<tower::timeout::Timeout<S>>>;
@@ -107,23 +108,30 @@ fn is_grpc<B>(request: &Request<B>) -> bool {
 
 /// The answer for a call the stack refused or cut short.
 fn refusal(error: BoxError, grpc: bool, retry_after: Duration) -> Response {
-    let app_error = if error.is::<Overloaded>() {
-        AppError::Overloaded { retry_after }
+    let (kind, message) = if error.is::<Overloaded>() {
+        let overloaded = AppError::Overloaded { retry_after };
+        if grpc {
+            return overloaded.into_status().into_http::<axum::body::Body>();
+        }
+        (overloaded.kind(), overloaded.public_message())
     } else if error.is::<Elapsed>() {
         tracing::warn!("call exceeded the server's time limit");
         if grpc {
             return tonic::Status::deadline_exceeded("the call exceeded the server's time limit")
                 .into_http::<axum::body::Body>();
         }
-        AppError::Overloaded { retry_after }
+        // Not an overload: the call itself took too long (e.g. waiting on the database).
+        (ErrorKind::Unavailable, "the call took longer than the server allows; retry later".to_owned())
     } else {
-        AppError::Internal(anyhow::anyhow!("admission stack: {error}"))
+        let bug = AppError::Internal(anyhow::anyhow!("admission stack: {error}"));
+        if grpc {
+            return bug.into_status().into_http::<axum::body::Body>();
+        }
+        bug.log();
+        (bug.kind(), bug.public_message())
     };
-    if grpc {
-        return app_error.into_status().into_http::<axum::body::Body>();
-    }
-    let codes = codes(app_error.kind());
-    let body = serde_json::json!([{ "message": app_error.public_message(), "errorCode": codes.salesforce }]);
+    let codes = codes(kind);
+    let body = serde_json::json!([{ "message": message, "errorCode": codes.salesforce }]);
     let mut response =
         (StatusCode::from_u16(codes.http).unwrap_or(StatusCode::SERVICE_UNAVAILABLE), axum::Json(body)).into_response();
     if let Ok(v) = HeaderValue::from_str(&retry_after.as_secs().max(1).to_string()) {

@@ -186,3 +186,23 @@ async fn hostile_bodies_are_client_errors_never_server_errors() {
     assert_eq!(client.send(weird_header).await.status, 400);
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_call_past_the_servers_time_limit_is_503_server_unavailable_with_retry_after() {
+    let app = spawn_app_with(|c| {
+        c.dispatch.enabled = false;
+        c.admission.request_timeout_ms = 300;
+        c.database.acquire_timeout_ms = 20_000;
+    })
+    .await;
+    let fx = app.provision(1).await;
+    // Accepts wait inside the server while the database is locked from outside.
+    let blocker = app.db.block_accepts().await;
+    let answer = http(&app).invoke(json!({ "inputs": [input(&fx)] })).await;
+    assert_eq!(answer.status, 503, "{}", answer.body);
+    assert_eq!(answer.json()[0]["errorCode"], "SERVER_UNAVAILABLE");
+    assert!(answer.json()[0]["message"].as_str().unwrap().contains("took longer than the server allows"));
+    assert_eq!(answer.header("retry-after"), "1");
+    blocker.release().await;
+    app.stop().await;
+}
