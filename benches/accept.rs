@@ -11,11 +11,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use convmsg::app::App;
-use convmsg::auth::{generate_token, hash_token};
 use convmsg::clock::SystemClock;
 use convmsg::config::{Config, TenantConfig, TokenConfig};
+use convmsg::domain::principal::{generate_token, hash_token};
 use convmsg::grpc::pb;
+use convmsg::server::app::App;
 use tokio_util::sync::CancellationToken;
 use tonic::metadata::MetadataValue;
 use tonic::transport::Channel;

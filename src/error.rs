@@ -146,6 +146,12 @@ impl AppError {
     }
 }
 
+impl From<crate::domain::principal::MissingScope> for AppError {
+    fn from(e: crate::domain::principal::MissingScope) -> Self {
+        AppError::PermissionDenied(e.0.as_str())
+    }
+}
+
 impl From<StoreError> for AppError {
     fn from(e: StoreError) -> Self {
         match e {

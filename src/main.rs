@@ -1,19 +1,19 @@
 //! `convmsg`: parse the command line, load config, start logging, run.
 
 use clap::Parser;
-use convmsg::app::App;
-use convmsg::auth::{generate_token, hash_token, parse_scopes, scopes_to_string};
 use convmsg::cli::{Cli, Command, ServeArgs, TokenCommand};
 use convmsg::config::{Config, Overrides, TlsOverrides};
+use convmsg::domain::principal::{generate_token, hash_token, parse_scopes, scopes_to_string};
+use convmsg::server::app::App;
 use tokio_util::sync::CancellationToken;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {
         Command::Serve(args) => serve(args).await,
-        Command::Send(args) => convmsg::client::send(args).await,
-        Command::Status(args) => convmsg::client::status(args).await,
-        Command::Demo(args) => convmsg::demo::run(args).await,
+        Command::Send(args) => convmsg::cli::client::send(args).await,
+        Command::Status(args) => convmsg::cli::client::status(args).await,
+        Command::Demo(args) => convmsg::cli::demo::run(args).await,
         Command::Token(TokenCommand::New { tenant, scopes, label }) => {
             let scopes = parse_scopes([scopes.as_str()]).map_err(anyhow::Error::msg)?;
             let token = generate_token();

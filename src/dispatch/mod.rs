@@ -31,9 +31,9 @@ use crate::domain::RecordId;
 use crate::domain::delivery::{Gate, GateInput, gate, reason, render_text, template_for};
 use crate::domain::model::{MessageDefinition, RequestStatus};
 use crate::domain::params::{ParamValue, params_from_json};
-use crate::events::Events;
 use crate::metrics::Metrics;
 use crate::providers::{OutboundMessage, ProviderError, Providers, TemplateMessage};
+use crate::service::events::Events;
 use crate::store::{Claim, MessageOutcome, Store, StoreError, Work, WorkItem};
 
 pub mod policy;

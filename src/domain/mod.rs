@@ -6,6 +6,7 @@ pub mod delivery;
 pub mod ids;
 pub mod model;
 pub mod params;
+pub mod principal;
 pub mod send;
 pub mod violation;
 

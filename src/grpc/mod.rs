@@ -4,9 +4,10 @@
 
 use tonic::{Request, Response, Status};
 
-use crate::auth::{Authenticator, Principal};
+use crate::domain::principal::Principal;
 use crate::error::AppError;
 use crate::service::Service;
+use crate::service::auth::Authenticator;
 
 pub mod admin;
 pub mod convert;

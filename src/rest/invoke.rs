@@ -10,9 +10,9 @@ use serde_json::{Map, Value};
 
 use super::format::{self, BodyFormat, Node, Reply, RestError};
 use super::{ACTION_NAME, RestState, xml};
-use crate::auth::{Principal, Scope};
 use crate::domain::model::{AllowedSessionStatus, ConsentType, Picklist, RequestType};
 use crate::domain::params::{RawItem, RawParam, RawValue, ValueKey};
+use crate::domain::principal::{Principal, Scope};
 use crate::domain::send::SendInput;
 use crate::domain::violation::Violations;
 use crate::domain::{ErrorKind, Violation};
@@ -38,7 +38,7 @@ pub async fn invoke(
     body: Body,
 ) -> Result<Reply, RestError> {
     // A token that may not send is refused for the whole call, not input by input.
-    principal.require(Scope::Send)?;
+    principal.require(Scope::Send).map_err(AppError::from)?;
     let body_format = BodyFormat::of_content_type(headers)?;
     let bytes = format::read_body(headers, body, state.config.body_limit_bytes).await?;
     let document = match body_format {

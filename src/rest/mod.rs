@@ -28,10 +28,11 @@ use axum::response::Response;
 use axum::routing::any;
 use http::{HeaderMap, Method, header};
 
-use crate::admission::AdmissionLayer;
-use crate::auth::{Authenticator, Principal};
 use crate::config::RestConfig;
+use crate::domain::principal::Principal;
+use crate::server::admission::AdmissionLayer;
 use crate::service::Service;
+use crate::service::auth::Authenticator;
 
 mod describe;
 pub mod format;

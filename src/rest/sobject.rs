@@ -14,8 +14,8 @@ use time::macros::format_description;
 use super::describe::{http_date, parse_http_date};
 use super::format::{Format, Node, Reply, RestError};
 use super::{RestState, SOBJECT, Version};
-use crate::auth::Principal;
 use crate::domain::model::{ConsentType, MessageRecord, MessageState, RequestRecord};
+use crate::domain::principal::Principal;
 use crate::domain::{ErrorKind, Violation};
 use crate::error::AppError;
 

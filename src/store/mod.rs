@@ -7,9 +7,9 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::auth::Principal;
 use crate::domain::admin::{ChannelUpsert, DefinitionUpsert, EndUserUpsert, SubscriptionUpsert};
 use crate::domain::model::*;
+use crate::domain::principal::Principal;
 use crate::domain::send::NewSendRequest;
 use crate::domain::{ErrorKind, RecordId, Violation};
 

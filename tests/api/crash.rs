@@ -47,7 +47,7 @@ async fn a_server_killed_mid_delivery_is_resumed_after_restart_and_nothing_is_lo
 
     let dir = tempfile::tempdir().unwrap();
     let db = crate::helpers::TestDatabase::create().await;
-    let token = convmsg::auth::generate_token();
+    let token = convmsg::domain::principal::generate_token();
     let extra = "[dispatch]\nlease_ms = 1000\npoll_interval_ms = 50\nretry_schedule_ms = [100, 100, 100]\n";
     let config = write_webhook_config(dir.path(), &db.url, &token, &hook, 10, extra);
 

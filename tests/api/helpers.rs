@@ -10,13 +10,13 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use convmsg::app::App;
-use convmsg::auth::{generate_token, hash_token};
 use convmsg::clock::{Clock, ManualClock};
 use convmsg::config::{Config, TenantConfig, TokenConfig};
+use convmsg::domain::principal::{generate_token, hash_token};
 use convmsg::grpc::pb;
 use convmsg::grpc::pb::conversation_messages_client::ConversationMessagesClient;
 use convmsg::grpc::pb::messaging_admin_client::MessagingAdminClient;
+use convmsg::server::app::App;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tonic::metadata::MetadataValue;

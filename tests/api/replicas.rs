@@ -174,7 +174,7 @@ async fn three_replicas_share_one_queue_never_exceed_the_global_limit_and_send_e
         let db = TestDatabase::postgres().await;
         let (receiver, hook) = Receiver::start(Duration::from_millis(50)).await;
         let dir = tempfile::tempdir().unwrap();
-        let token = convmsg::auth::generate_token();
+        let token = convmsg::domain::principal::generate_token();
         let dispatch =
             format!("max_in_progress_requests = {LIMIT}\nlease_ms = 10000\nclaim_batch = 5\npoll_interval_ms = 20");
         let config = write_config(dir.path(), &db.url, &token, &hook, 10, &dispatch);
@@ -228,7 +228,7 @@ async fn a_killed_replicas_leases_are_taken_over_and_every_message_still_ends_fi
         let db = TestDatabase::postgres().await;
         let (receiver, hook) = Receiver::start(Duration::from_millis(100)).await;
         let dir = tempfile::tempdir().unwrap();
-        let token = convmsg::auth::generate_token();
+        let token = convmsg::domain::principal::generate_token();
         let dispatch = "max_in_progress_requests = 20\nlease_ms = 1000\nclaim_batch = 5\npoll_interval_ms = 20\n\
                         retry_schedule_ms = [100, 200, 400]";
         let config = write_config(dir.path(), &db.url, &token, &hook, 10, dispatch);
@@ -404,7 +404,7 @@ async fn during_a_database_outage_calls_are_unavailable_and_afterwards_everythin
         let pg = PrivatePostgres::start().await;
         let (receiver, hook) = Receiver::start(Duration::from_millis(20)).await;
         let dir = tempfile::tempdir().unwrap();
-        let token = convmsg::auth::generate_token();
+        let token = convmsg::domain::principal::generate_token();
         let dispatch =
             "lease_ms = 2000\npoll_interval_ms = 50\nretry_schedule_ms = [100, 200, 500, 1000, 2000, 2000, 2000]";
         let config = write_config(dir.path(), &pg.url(), &token, &hook, 5, dispatch);

@@ -2,8 +2,8 @@
 //! invocation (JSON and XML), describe and listings, the request record, and
 //! Salesforce-shaped errors for every mistake a client can make.
 
-use convmsg::auth::{generate_token, hash_token};
 use convmsg::config::TokenConfig;
+use convmsg::domain::principal::{generate_token, hash_token};
 use convmsg::grpc::pb;
 use quick_xml::events::Event;
 use reqwest::header::{HeaderMap, HeaderValue};

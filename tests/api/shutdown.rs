@@ -69,7 +69,7 @@ async fn sigterm_under_load_drains_releases_every_lease_exits_0_and_loses_nothin
     let hooks = axum::Router::new().route("/hook", post(receive)).with_state(receiver.clone());
     tokio::spawn(async move { axum::serve(listener, hooks).await.unwrap() });
     let dir = tempfile::tempdir().unwrap();
-    let token = convmsg::auth::generate_token();
+    let token = convmsg::domain::principal::generate_token();
     let config = write_config(dir.path(), &token, &hook);
 
     let mut server = start_server_process(&config, None).await;
@@ -141,7 +141,7 @@ async fn sigterm_under_load_drains_releases_every_lease_exits_0_and_loses_nothin
     })
     .await
     .expect("health turned NOT_SERVING within 500 ms of SIGTERM");
-    let liveness = health.check(HealthCheckRequest { service: convmsg::app::LIVENESS.into() }).await.unwrap();
+    let liveness = health.check(HealthCheckRequest { service: convmsg::server::app::LIVENESS.into() }).await.unwrap();
     assert_eq!(liveness.into_inner().status, ServingStatus::Serving as i32, "a draining process is still alive");
 
     // The listener stops accepting soon after (stop_accepting_after_ms).

@@ -198,7 +198,7 @@ async fn one_trace_runs_from_the_caller_through_accept_and_dispatch_to_the_provi
     let (receiver, hook) = start_receiver().await;
     let dir = tempfile::tempdir().unwrap();
     let db = crate::helpers::TestDatabase::create().await;
-    let token = convmsg::auth::generate_token();
+    let token = convmsg::domain::principal::generate_token();
     let telemetry = format!(
         "[telemetry]\notlp_endpoint = \"{collector_url}\"\notlp_protocol = \"grpc\"\nexport_interval_ms = 100\n"
     );
@@ -311,7 +311,7 @@ async fn with_the_collector_down_requests_stay_fast_and_spans_beyond_the_queue_a
     let (receiver, hook) = start_receiver().await;
     let dir = tempfile::tempdir().unwrap();
     let db = crate::helpers::TestDatabase::create().await;
-    let token = convmsg::auth::generate_token();
+    let token = convmsg::domain::principal::generate_token();
     // A queue of 2; the batch is larger, so the queue is exported only every minute.
     let telemetry = "[telemetry]\nexport_queue_size = 2\nexport_batch_size = 64\nexport_interval_ms = 60000\n";
     let config = write_config(dir.path(), &db.url, &token, &hook, 1, telemetry);

@@ -24,8 +24,8 @@ use sqlx::{Acquire, Postgres, QueryBuilder};
 use tokio::sync::{mpsc, oneshot};
 
 use super::*;
-use crate::auth::{parse_scopes, scopes_to_string};
 use crate::domain::ids::{IdKind, new_message_identifier, request_name};
+use crate::domain::principal::{parse_scopes, scopes_to_string};
 
 mod admin;
 mod dispatch;

@@ -16,7 +16,7 @@ use sqlx::sqlite::{
 use tokio::sync::{mpsc, oneshot};
 
 use super::*;
-use crate::auth::{parse_scopes, scopes_to_string};
+use crate::domain::principal::{parse_scopes, scopes_to_string};
 
 mod accept;
 mod admin;

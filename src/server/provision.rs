@@ -7,11 +7,12 @@ use std::collections::HashMap;
 
 use anyhow::{Context, anyhow, bail};
 
-use crate::auth::{Authenticator, Principal, Scope, generate_token, hash_token, parse_scopes};
 use crate::config::{ChannelConfig, Config, DefinitionConfig, EndUserConfig};
 use crate::domain::admin::{ChannelSpec, DefinitionSpec, EndUserSpec};
 use crate::domain::model::*;
+use crate::domain::principal::{Principal, Scope, generate_token, hash_token, parse_scopes};
 use crate::service::Service;
+use crate::service::auth::Authenticator;
 
 pub const DEFAULT_TENANT: &str = "default";
 

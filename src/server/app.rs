@@ -19,22 +19,22 @@ use tonic_health::ServingStatus;
 use tonic_health::server::HealthReporter;
 use tower::Layer;
 
-use crate::admission::AdmissionLayer;
-use crate::auth::Authenticator;
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::{Config, RetentionConfig};
 use crate::dispatch::Dispatcher;
-use crate::events::Events;
 use crate::grpc::admin::MessagingAdminApi;
 use crate::grpc::pb::conversation_messages_server::ConversationMessagesServer;
 use crate::grpc::pb::messaging_admin_server::MessagingAdminServer;
 use crate::grpc::{self, ConversationMessagesApi, pb};
 use crate::metrics::Metrics;
 use crate::providers::{Provider, Providers};
-use crate::provision;
 use crate::rest;
-use crate::retention::run_retention_until_stopped;
+use crate::server::admission::AdmissionLayer;
+use crate::server::provision;
+use crate::server::retention::run_retention_until_stopped;
 use crate::service::Service;
+use crate::service::auth::Authenticator;
+use crate::service::events::Events;
 use crate::store::Store;
 use crate::store::postgres::{PgSettings, PgStore};
 use crate::store::sqlite::{SqliteSettings, SqliteStore};
@@ -157,7 +157,7 @@ impl App {
         provision::reload_tokens(&service, &auth).await?;
 
         let tls = match config.tls.files().map_err(anyhow::Error::msg)? {
-            Some((cert, key)) => Some(crate::tls::server_config(cert, key)?),
+            Some((cert, key)) => Some(crate::server::tls::server_config(cert, key)?),
             None => None,
         };
         let drain_period = Duration::from_millis(config.dispatch.drain_period_ms);
@@ -272,7 +272,8 @@ impl App {
             }
         });
         let deadline = cut.cancelled_owned();
-        crate::serve::serve_until_stopped(self.listener, self.router, self.tls, stop_accepting, deadline).await;
+        crate::server::listener::serve_until_stopped(self.listener, self.router, self.tls, stop_accepting, deadline)
+            .await;
         timer.abort();
         shutdown.cancel();
         let _ = reload.await;

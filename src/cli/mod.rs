@@ -4,6 +4,9 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+pub mod client;
+pub mod demo;
+
 /// `0.1.0 (1a2b3c4)`: the package version and the git revision it was built from
 /// (`build.rs` bakes it in; `unknown` when built outside a git checkout without
 /// `CONVMSG_GIT_REVISION`).

@@ -6,11 +6,11 @@
 use anyhow::Context;
 use tokio_util::sync::CancellationToken;
 
-use crate::app::App;
-use crate::auth::{generate_token, hash_token};
 use crate::cli::{ClientArgs, DemoArgs};
 use crate::config::{Config, LogFormat, TenantConfig, TokenConfig};
+use crate::domain::principal::{generate_token, hash_token};
 use crate::grpc::pb;
+use crate::server::app::App;
 
 pub async fn run(args: DemoArgs) -> anyhow::Result<()> {
     let recipients = args.recipients.clamp(1, 100);
@@ -52,7 +52,7 @@ async fn demo(dir: &std::path::Path, recipients: usize) -> anyhow::Result<()> {
     println!("convmsg demo: an embedded server on {addr} (SQLite in {}, log provider)\n", dir.display());
 
     let client_args = ClientArgs { server: format!("http://{addr}"), token };
-    let (channel, bearer) = crate::client::connect(&client_args).await?;
+    let (channel, bearer) = crate::cli::client::connect(&client_args).await?;
     let mut admin = pb::messaging_admin_client::MessagingAdminClient::with_interceptor(channel.clone(), bearer.clone());
     let mut conv = pb::conversation_messages_client::ConversationMessagesClient::with_interceptor(channel, bearer);
 
@@ -71,7 +71,7 @@ async fn demo(dir: &std::path::Path, recipients: usize) -> anyhow::Result<()> {
             }),
         })
         .await
-        .map_err(crate::client::explain)?
+        .map_err(crate::cli::client::explain)?
         .into_inner()
         .channel
         .context("no channel")?;
@@ -98,7 +98,7 @@ async fn demo(dir: &std::path::Path, recipients: usize) -> anyhow::Result<()> {
             }),
         })
         .await
-        .map_err(crate::client::explain)?;
+        .map_err(crate::cli::client::explain)?;
     let users = admin
         .upsert_messaging_end_users(pb::UpsertMessagingEndUsersRequest {
             messaging_end_users: (0..recipients)
@@ -117,7 +117,7 @@ async fn demo(dir: &std::path::Path, recipients: usize) -> anyhow::Result<()> {
                 .collect(),
         })
         .await
-        .map_err(crate::client::explain)?
+        .map_err(crate::cli::client::explain)?
         .into_inner()
         .messaging_end_users;
     println!(
@@ -143,7 +143,7 @@ async fn demo(dir: &std::path::Path, recipients: usize) -> anyhow::Result<()> {
             ..Default::default()
         })
         .await
-        .map_err(crate::client::explain)?
+        .map_err(crate::cli::client::explain)?
         .into_inner();
     println!(
         "2. SendConversationMessages → requestId {} with {} message identifiers\n3. following it to Completed:",
@@ -152,9 +152,9 @@ async fn demo(dir: &std::path::Path, recipients: usize) -> anyhow::Result<()> {
     );
 
     // 3. Watch, 4. print.
-    let record = crate::client::watch(&mut conv, &reply.request_id).await?;
+    let record = crate::cli::client::watch(&mut conv, &reply.request_id).await?;
     println!("\n4. the ConvMessageSendRequest record:\n");
-    crate::client::print_record(&record);
+    crate::cli::client::print_record(&record);
     println!("\n5. what the log provider sent ({}):\n", sent_log.display());
     for line in std::fs::read_to_string(&sent_log).unwrap_or_default().lines() {
         println!("  {line}");

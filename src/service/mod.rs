@@ -1,0 +1,103 @@
+//! The use cases both doors call — `send`, `status` (read and watch a request),
+//! `admin` (provisioning) — on one `Service`. Each checks the caller's scope, turns
+//! caller mistakes into field-named violations, and leaves storage to the `Store`. gRPC
+//! and REST are thin adapters over these functions. Beside them: `auth` (the token
+//! table), `cache` (the accept path's lookups), `events` (in-process change signals).
+
+mod admin;
+pub mod auth;
+pub mod cache;
+pub mod events;
+mod send;
+mod status;
+
+use std::sync::Arc;
+
+use crate::clock::SharedClock;
+use crate::domain::ids::IdKind;
+use crate::domain::{ErrorKind, RecordId, Violation};
+use crate::error::AppError;
+use crate::store::{Key, Store};
+use cache::Lookups;
+use events::Events;
+
+/// Default and largest page sizes of the listings.
+pub const DEFAULT_PAGE_SIZE: u32 = 100;
+pub const MAX_PAGE_SIZE: u32 = 1000;
+
+#[derive(Clone)]
+pub struct Service {
+    store: Arc<dyn Store>,
+    /// The accept path's lookups, cached (see `cache`).
+    lookups: Arc<Lookups>,
+    clock: SharedClock,
+    events: Events,
+}
+
+/// A listing request as both doors give it.
+#[derive(Debug, Clone, Default)]
+pub struct PageRequest {
+    pub page_size: i32,
+    pub page_token: String,
+}
+
+impl PageRequest {
+    fn parse(&self) -> Result<(Option<RecordId>, u32), AppError> {
+        let size = match self.page_size {
+            0 => DEFAULT_PAGE_SIZE,
+            n if n < 0 || n as u32 > MAX_PAGE_SIZE => {
+                return Err(AppError::invalid(Violation::new(
+                    "page_size",
+                    ErrorKind::InvalidInput,
+                    format!("page_size must be between 1 and {MAX_PAGE_SIZE} (0 means {DEFAULT_PAGE_SIZE})"),
+                )));
+            }
+            n => n as u32,
+        };
+        let after = if self.page_token.is_empty() {
+            None
+        } else {
+            Some(RecordId::parse_any(&self.page_token).map_err(|_| {
+                AppError::invalid(Violation::new(
+                    "page_token",
+                    ErrorKind::InvalidInput,
+                    "page_token is not one this server returned",
+                ))
+            })?)
+        };
+        Ok((after, size))
+    }
+}
+
+/// Parses a caller-given id, naming the field when it is malformed.
+pub fn parse_id(field: &str, raw: &str, kind: IdKind) -> Result<RecordId, AppError> {
+    RecordId::parse(raw.trim(), kind).map_err(|e| {
+        AppError::invalid(Violation::new(field, ErrorKind::MalformedId, format!("{raw:?} is not a valid id: {e}")))
+    })
+}
+
+/// An id or a unique name: ids are recognised by their key prefix and shape.
+fn id_or_name(raw: &str, kind: IdKind) -> Key {
+    match RecordId::parse(raw.trim(), kind) {
+        Ok(id) => Key::Id(id),
+        Err(_) => Key::Name(raw.trim().to_owned()),
+    }
+}
+
+impl Service {
+    pub fn new(store: Arc<dyn Store>, clock: SharedClock, events: Events) -> Self {
+        Service { store, clock, events, lookups: Arc::default() }
+    }
+
+    pub fn events(&self) -> &Events {
+        &self.events
+    }
+
+    pub fn store(&self) -> &Arc<dyn Store> {
+        &self.store
+    }
+
+    fn now(&self) -> i64 {
+        self.clock.now_ms()
+    }
+}
