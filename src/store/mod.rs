@@ -40,7 +40,10 @@ impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
         use sqlx::Error as E;
         let unavailable = match &e {
+            // A transaction-state error means the connection's state is in doubt (after an I/O
+            // error, say); a new connection serves the retry.
             E::PoolTimedOut | E::PoolClosed | E::Io(_) | E::Tls(_) | E::WorkerCrashed => true,
+            E::InvalidSavePointStatement | E::BeginFailed => true,
             E::Database(db) if db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>().is_some() => {
                 is_pg_unavailable(db.code().as_deref())
             }

@@ -82,7 +82,16 @@ pub async fn spawn_app_with_providers(
     adjust: impl FnOnce(&mut Config),
     providers: Vec<Arc<dyn convmsg::providers::Provider>>,
 ) -> TestApp {
-    let db = TestDatabase::create().await;
+    spawn_app_on(TestDatabase::create().await, adjust, providers).await
+}
+
+/// The server on the given database (the fault tests need PostgreSQL whatever the
+/// suite's backend).
+pub async fn spawn_app_on(
+    db: TestDatabase,
+    adjust: impl FnOnce(&mut Config),
+    providers: Vec<Arc<dyn convmsg::providers::Provider>>,
+) -> TestApp {
     let (token, read_token, other_token) = (generate_token(), generate_token(), generate_token());
     let mut config = Config { listen: "127.0.0.1:0".into(), database_url: db.url.clone(), ..Config::default() };
     config.tenants = vec![
@@ -368,6 +377,11 @@ impl TestDatabase {
         TestDatabase { url: format!("{base}/{name}"), backend: Backend::Postgres, pg_name: Some(name), _dir: None }
     }
 
+    /// An existing PostgreSQL database (a private cluster's), left in place when dropped.
+    pub fn at(url: &str) -> TestDatabase {
+        TestDatabase { url: url.to_owned(), backend: Backend::Postgres, pg_name: None, _dir: None }
+    }
+
     /// Rows of `sql` as (text, number, number) triples, on either backend.
     pub async fn fetch_triples(&self, sql: &str) -> Vec<(String, i64, i64)> {
         let sql = sqlx::AssertSqlSafe(sql.to_owned());
@@ -454,11 +468,27 @@ pub struct ServerProcess {
 /// Starts the real binary with `config` and waits (bounded) until it serves;
 /// `hostname` names it on the leases it takes.
 pub async fn start_server_process(config: &std::path::Path, hostname: Option<&str>) -> ServerProcess {
-    use tokio::io::{AsyncBufReadExt, BufReader};
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_convmsg"));
+    command.args(["serve", "--config"]).arg(config);
+    run_server_process(command, hostname).await
+}
+
+/// Like `start_server_process`, with every file the server writes limited to
+/// `max_file_kib` (`ulimit -f`, with SIGXFSZ ignored, so a write past the limit fails
+/// with EFBIG as on a full disk instead of killing the process).
+pub async fn start_server_process_with_file_limit(config: &std::path::Path, max_file_kib: u64) -> ServerProcess {
+    let mut command = tokio::process::Command::new("bash");
     command
-        .args(["serve", "--config"])
-        .arg(config)
+        .arg("-c")
+        .arg(format!("trap '' XFSZ; ulimit -f {max_file_kib} && exec \"$0\" serve --config \"$1\""))
+        .arg(env!("CARGO_BIN_EXE_convmsg"))
+        .arg(config);
+    run_server_process(command, None).await
+}
+
+async fn run_server_process(mut command: tokio::process::Command, hostname: Option<&str>) -> ServerProcess {
+    use tokio::io::{AsyncBufReadExt, BufReader};
+    command
         .env_remove("CONVMSG_LISTEN")
         .env_remove("CONVMSG_DATABASE_URL")
         .env_remove("RUST_LOG")

@@ -10,6 +10,7 @@ mod accept;
 mod cli;
 mod crash;
 mod delivery;
+mod disk_full;
 mod ops;
 mod python;
 mod replicas;

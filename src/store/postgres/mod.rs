@@ -103,7 +103,13 @@ async fn commit_batch(pool: &PgPool, jobs: &[AcceptJob]) -> Vec<StoreResult<Acce
     };
     let mut results = Vec::with_capacity(jobs.len());
     for job in jobs {
-        results.push(accept_in_savepoint(&mut tx, job).await);
+        match accept_in_savepoint(&mut tx, job).await {
+            Ok(result) => results.push(result),
+            // The transaction itself is broken (a lost connection, a savepoint that was not
+            // taken or released): nothing in it can be trusted to commit, so no job of the
+            // batch is acknowledged. Dropping `tx` rolls back what is left of it.
+            Err(broken) => return fail_all(broken),
+        }
     }
     match tx.commit().await {
         Ok(()) => results,
@@ -114,22 +120,28 @@ async fn commit_batch(pool: &PgPool, jobs: &[AcceptJob]) -> Vec<StoreResult<Acce
 /// Records one request in its own savepoint. If another replica recorded the same
 /// idempotency key meanwhile, this attempt is rolled back and run once more: the second
 /// run sees the other's row (READ COMMITTED) and replays or reports the conflict.
-async fn accept_in_savepoint(conn: &mut PgConnection, job: &AcceptJob) -> StoreResult<AcceptOutcome> {
+///
+/// The outer `Err` means the batch's transaction can no longer commit what it holds:
+/// the savepoint could not be taken, released or rolled back, or the database became
+/// unavailable mid-statement. The inner result is this request's own answer, valid once
+/// the batch commits.
+async fn accept_in_savepoint(conn: &mut PgConnection, job: &AcceptJob) -> StoreResult<StoreResult<AcceptOutcome>> {
     for _ in 0..2 {
         let mut savepoint = conn.begin().await?;
         match accept_one(&mut savepoint, &job.tenant, &job.request, job.now_ms).await {
             Ok(Some(outcome)) => {
                 savepoint.commit().await?;
-                return Ok(outcome);
+                return Ok(Ok(outcome));
             }
             Ok(None) => savepoint.rollback().await?,
+            Err(e @ StoreError::Unavailable(_)) => return Err(e),
             Err(e) => {
                 savepoint.rollback().await?;
-                return Err(e);
+                return Ok(Err(e));
             }
         }
     }
-    Err(StoreError::Corrupt("an idempotency key was taken and is still not visible".into()))
+    Ok(Err(StoreError::Corrupt("an idempotency key was taken and is still not visible".into())))
 }
 
 /// `None` when the idempotency key was recorded concurrently by another transaction.

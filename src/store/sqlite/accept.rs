@@ -8,8 +8,9 @@
 //! committed and is delivered.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
-use sqlx::sqlite::SqliteConnection;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
 use sqlx::{Connection, QueryBuilder, Sqlite};
 use tokio::sync::{mpsc, oneshot};
 
@@ -33,10 +34,37 @@ pub struct AcceptJob {
 
 /// Takes every accept waiting (up to `max_batch`), records them in one transaction,
 /// answers each. Ends when the store is dropped.
-pub async fn run_writer_until_closed(mut conn: SqliteConnection, mut rx: mpsc::Receiver<AcceptJob>, max_batch: usize) {
+///
+/// After a batch that met an unavailable database (an I/O error, a full disk, a lock
+/// past its timeout) the connection is closed and a new one opened for the next batch:
+/// SQLite may have rolled the transaction back behind the driver's back, and a
+/// connection whose transaction state is in doubt must not take the next batch.
+pub async fn run_writer_until_closed(
+    options: SqliteConnectOptions,
+    conn: SqliteConnection,
+    mut rx: mpsc::Receiver<AcceptJob>,
+    max_batch: usize,
+) {
+    let mut conn = Some(conn);
     let mut batch = Vec::with_capacity(max_batch);
     while rx.recv_many(&mut batch, max_batch).await > 0 {
-        let results = commit_batch(&mut conn, &batch).await;
+        if conn.is_none() {
+            match SqliteConnection::connect_with(&options).await {
+                Ok(fresh) => conn = Some(fresh),
+                Err(e) => {
+                    tracing::warn!(error = %crate::error::error_chain(&e), "reopening the accept writer's connection failed")
+                }
+            }
+        }
+        let results = match conn.as_mut() {
+            Some(c) => commit_batch(c, &batch).await,
+            None => batch.iter().map(|_| Err(StoreError::Unavailable(Arc::new(sqlx::Error::PoolClosed)))).collect(),
+        };
+        if results.iter().any(|r| matches!(r, Err(StoreError::Unavailable(_)))) {
+            if let Some(old) = conn.take() {
+                let _ = old.close().await;
+            }
+        }
         for (job, result) in batch.drain(..).zip(results) {
             // The caller may have gone (cancelled RPC); what committed stays committed.
             let _ = job.reply.send(result);
@@ -47,6 +75,8 @@ pub async fn run_writer_until_closed(mut conn: SqliteConnection, mut rx: mpsc::R
 async fn commit_batch(conn: &mut SqliteConnection, jobs: &[AcceptJob]) -> Vec<StoreResult<AcceptOutcome>> {
     match commit_set(conn, jobs).await {
         Ok(results) => results,
+        // An unavailable database fails one by one too: refuse the batch at once.
+        Err(e @ StoreError::Unavailable(_)) => jobs.iter().map(|_| Err(e.clone())).collect(),
         Err(e) => {
             tracing::warn!(error = %crate::error::error_chain(&e), requests = jobs.len(), "batched accept failed; recording one by one");
             commit_one_by_one(conn, jobs).await
@@ -275,6 +305,10 @@ async fn existing_keys(
 }
 
 /// The fallback: each request in its own savepoint, so a failing one is refused alone.
+/// A failure of the transaction itself — a savepoint not taken, released or rolled
+/// back, or the database unavailable (I/O error, disk full: SQLite may then have rolled
+/// the whole transaction back) — refuses the whole batch: nothing in it is acknowledged
+/// unless its commit succeeds.
 async fn commit_one_by_one(conn: &mut SqliteConnection, jobs: &[AcceptJob]) -> Vec<StoreResult<AcceptOutcome>> {
     let fail_all = |e: StoreError| jobs.iter().map(|_| Err(e.clone())).collect();
     let mut tx = match conn.begin_with("BEGIN IMMEDIATE").await {
@@ -283,21 +317,25 @@ async fn commit_one_by_one(conn: &mut SqliteConnection, jobs: &[AcceptJob]) -> V
     };
     let mut results = Vec::with_capacity(jobs.len());
     for job in jobs {
-        let outcome = async {
+        let outcome: StoreResult<StoreResult<AcceptOutcome>> = async {
             let mut savepoint = tx.begin().await?;
             match write_set(&mut savepoint, std::slice::from_ref(job)).await {
                 Ok(mut one) => {
                     savepoint.commit().await?;
-                    one.pop().unwrap_or_else(|| Err(StoreError::Corrupt("no outcome for an accept".into())))
+                    Ok(one.pop().unwrap_or_else(|| Err(StoreError::Corrupt("no outcome for an accept".into()))))
                 }
+                Err(e @ StoreError::Unavailable(_)) => Err(e),
                 Err(e) => {
                     savepoint.rollback().await?;
-                    Err(e)
+                    Ok(Err(e))
                 }
             }
         }
         .await;
-        results.push(outcome);
+        match outcome {
+            Ok(result) => results.push(result),
+            Err(broken) => return fail_all(broken),
+        }
     }
     match tx.commit().await {
         Ok(()) => results,

@@ -64,7 +64,7 @@ impl SqliteStore {
         sqlx::migrate!("./migrations/sqlite").run(&pool).await.map_err(|e| StoreError::Migrate(Arc::new(e)))?;
         let conn = SqliteConnection::connect_with(&options).await?;
         let (tx, rx) = mpsc::channel(settings.max_batch.max(1) * 4);
-        tokio::spawn(run_writer_until_closed(conn, rx, settings.max_batch.max(1)));
+        tokio::spawn(run_writer_until_closed(options, conn, rx, settings.max_batch.max(1)));
         Ok(SqliteStore { pool, writer: tx })
     }
 }

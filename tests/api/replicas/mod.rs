@@ -2,7 +2,8 @@
 //! backend): three real `convmsg serve` processes share one queue under one global
 //! in-progress limit; a SIGKILLed replica's leases are taken over by the others; and
 //! a private PostgreSQL instance is stopped mid-run, during which the service answers
-//! UNAVAILABLE, then recovers by itself without losing anything it acknowledged.
+//! UNAVAILABLE, then recovers by itself without losing anything it acknowledged;
+//! `faults` breaks the accept writer's connection and the server under concurrent accepts.
 //! Every test is bounded in requests and in time.
 
 use std::collections::{HashMap, HashSet};
@@ -18,6 +19,8 @@ use axum::routing::post;
 use convmsg::grpc::pb;
 use futures_util::StreamExt;
 use tonic::Code;
+
+mod faults;
 
 use crate::helpers::{BearerToken, ServerProcess, TestDatabase, start_server_process, write_webhook_config};
 
@@ -385,7 +388,13 @@ impl PrivatePostgres {
     }
 
     async fn stop_server(&self) {
-        self.run("pg_ctl", &["-D", &self.data(), "-m", "fast", "-w", "-t", "30", "stop"]).await;
+        self.stop_server_mode("fast").await;
+    }
+
+    /// `pg_ctl stop -m <mode>`: `fast` (connections cut, clean shutdown) or `immediate`
+    /// (no shutdown checkpoint: crash recovery at the next start).
+    async fn stop_server_mode(&self, mode: &str) {
+        self.run("pg_ctl", &["-D", &self.data(), "-m", mode, "-w", "-t", "30", "stop"]).await;
     }
 }
 

@@ -1,0 +1,228 @@
+//! Faults under the accept writer on PostgreSQL (always PostgreSQL, whatever the suite's
+//! backend): the writer's database connection killed mid-batch from a second connection
+//! (`pg_terminate_backend`), and a private server stopped hard (`-m immediate`, then
+//! `-m fast`) while callers keep sending. An acknowledgement must mean the batch
+//! committed: afterwards every acknowledged request exists with its messages and is
+//! delivered; what could not be committed was refused UNAVAILABLE. Bounded in time and
+//! in calls.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use convmsg::grpc::pb;
+use tokio_util::sync::CancellationToken;
+use tonic::Code;
+
+use super::PrivatePostgres;
+use crate::helpers::{Fixture, TestApp, TestDatabase, spawn_app_on};
+
+/// Concurrent callers, each sending one request after another.
+const CALLERS: usize = 12;
+/// Most requests acknowledged in one run (a bound on the test's work).
+const MAX_ACKNOWLEDGED: usize = 3_000;
+
+/// What the callers were told.
+#[derive(Default)]
+struct Tally {
+    /// Request id and message identifiers of every OK answer.
+    acknowledged: Vec<(String, Vec<String>)>,
+    /// Calls refused UNAVAILABLE.
+    unavailable: usize,
+}
+
+/// Sends from `CALLERS` clients until `stop` (or `MAX_ACKNOWLEDGED`); any answer other
+/// than OK or UNAVAILABLE fails the test.
+async fn send_until(app: &TestApp, fixture: &Fixture, stop: CancellationToken) -> Tally {
+    let acknowledged = Arc::new(AtomicUsize::new(0));
+    let mut callers = Vec::new();
+    for _ in 0..CALLERS {
+        let (mut client, request, stop, acknowledged) =
+            (app.conv().await, fixture.request(), stop.clone(), acknowledged.clone());
+        callers.push(tokio::spawn(async move {
+            let mut tally = Tally::default();
+            while !stop.is_cancelled() && acknowledged.load(Ordering::Relaxed) < MAX_ACKNOWLEDGED {
+                match client.send_conversation_messages(request.clone()).await {
+                    Ok(reply) => {
+                        let reply = reply.into_inner();
+                        tally.acknowledged.push((reply.request_id, reply.message_identifiers));
+                        acknowledged.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Err(status) if status.code() == Code::Unavailable => {
+                        tally.unavailable += 1;
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                    }
+                    Err(status) => panic!("a send under database faults answered {status:?}"),
+                }
+            }
+            tally
+        }));
+    }
+    let mut total = Tally::default();
+    for caller in callers {
+        let tally = caller.await.expect("caller task");
+        total.acknowledged.extend(tally.acknowledged);
+        total.unavailable += tally.unavailable;
+    }
+    total
+}
+
+/// Every acknowledged request and message is stored, and delivery takes each to
+/// `Completed` with every message `Success`.
+async fn assert_recorded_and_delivered(app: &TestApp, url: &str, tally: &Tally) {
+    let pool = sqlx::PgPool::connect(url).await.unwrap();
+    let ids: Vec<String> = tally.acknowledged.iter().map(|(id, _)| id.clone()).collect();
+    let identifiers: Vec<String> = tally.acknowledged.iter().flat_map(|(_, m)| m.clone()).collect();
+    let stored: Vec<String> = sqlx::query_scalar("SELECT id FROM send_requests WHERE id = ANY($1)")
+        .bind(&ids)
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    let missing: Vec<&String> = ids.iter().filter(|id| !stored.contains(id)).collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} acknowledged requests were never recorded, e.g. {:?}",
+        missing.len(),
+        ids.len(),
+        &missing[..missing.len().min(5)]
+    );
+    let messages: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM messages WHERE identifier = ANY($1)")
+        .bind(&identifiers)
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(messages as usize, identifiers.len(), "every acknowledged message identifier is stored");
+
+    let delivered = tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            app.dispatcher.run_once().await.expect("delivery runs once the database is back");
+            let open: i64 =
+                sqlx::query_scalar("SELECT COUNT(*) FROM send_requests WHERE id = ANY($1) AND status <> 'Completed'")
+                    .bind(&ids)
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap();
+            if open == 0 {
+                break;
+            }
+        }
+    })
+    .await;
+    assert!(delivered.is_ok(), "every acknowledged request completed within 60 s");
+    let success: i64 =
+        sqlx::query_scalar("SELECT COUNT(*) FROM messages WHERE identifier = ANY($1) AND status = 'Success'")
+            .bind(&identifiers)
+            .fetch_one(&pool)
+            .await
+            .unwrap();
+    assert_eq!(success as usize, identifiers.len(), "every acknowledged message was sent");
+    pool.close().await;
+}
+
+#[tokio::test]
+async fn killing_the_writers_connection_mid_batch_never_acknowledges_an_uncommitted_request() {
+    let test = tokio::time::timeout(Duration::from_secs(120), async {
+        let db = TestDatabase::postgres().await;
+        let url = db.url.clone();
+        let app = spawn_app_on(
+            db,
+            |c| {
+                c.dispatch.enabled = false;
+                c.database.acquire_timeout_ms = 1_000;
+            },
+            Vec::new(),
+        )
+        .await;
+        let fixture = app.provision(1).await;
+
+        // From a second connection: every ~50 ms, terminate every connection the server
+        // holds (its pool's, the accept writer's among them).
+        let stop = CancellationToken::new();
+        let killer = tokio::spawn({
+            let (url, stop) = (url.clone(), stop.clone());
+            async move {
+                let pool = sqlx::PgPool::connect(&url).await.unwrap();
+                let mut killed = 0i64;
+                while !stop.is_cancelled() {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    let n: i64 = sqlx::query_scalar(
+                        "SELECT COUNT(*) FROM (SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+                         WHERE datname = current_database() AND application_name = 'convmsg') AS t",
+                    )
+                    .fetch_one(&pool)
+                    .await
+                    .unwrap();
+                    killed += n;
+                }
+                pool.close().await;
+                killed
+            }
+        });
+        let timer = tokio::spawn({
+            let stop = stop.clone();
+            async move {
+                tokio::time::sleep(Duration::from_secs(4)).await;
+                stop.cancel();
+            }
+        });
+        let tally = send_until(&app, &fixture, stop.clone()).await;
+        stop.cancel();
+        timer.abort();
+        let killed = killer.await.unwrap();
+        println!(
+            "connection kills: {killed} connections terminated, {} acknowledged, {} refused UNAVAILABLE",
+            tally.acknowledged.len(),
+            tally.unavailable
+        );
+        assert!(killed > 0 && tally.unavailable > 0, "the kills reached the server's calls");
+        assert!(!tally.acknowledged.is_empty(), "calls between the kills were accepted");
+        assert_recorded_and_delivered(&app, &url, &tally).await;
+        app.stop().await;
+    })
+    .await;
+    assert!(test.is_ok(), "the test finished within 120 s");
+}
+
+#[tokio::test]
+async fn a_database_stopped_hard_mid_batch_loses_nothing_that_was_acknowledged() {
+    let test = tokio::time::timeout(Duration::from_secs(180), async {
+        let pg = PrivatePostgres::start().await;
+        let url = pg.url();
+        let app = spawn_app_on(
+            TestDatabase::at(&url),
+            |c| {
+                c.dispatch.enabled = false;
+                c.database.acquire_timeout_ms = 1_000;
+            },
+            Vec::new(),
+        )
+        .await;
+        let fixture = app.provision(1).await;
+        let mut tally = Tally::default();
+        for mode in ["immediate", "immediate", "immediate", "fast", "fast"] {
+            let stop = CancellationToken::new();
+            let callers = send_until(&app, &fixture, stop.clone());
+            let outage = async {
+                tokio::time::sleep(Duration::from_millis(800)).await;
+                pg.stop_server_mode(mode).await;
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                pg.start_server().await;
+                tokio::time::sleep(Duration::from_millis(800)).await;
+                stop.cancel();
+            };
+            let (round, ()) = tokio::join!(callers, outage);
+            println!(
+                "stop -m {mode}: {} acknowledged, {} refused UNAVAILABLE",
+                round.acknowledged.len(),
+                round.unavailable
+            );
+            tally.acknowledged.extend(round.acknowledged);
+            tally.unavailable += round.unavailable;
+        }
+        assert!(tally.unavailable > 0, "calls met the outages");
+        assert_recorded_and_delivered(&app, &url, &tally).await;
+        app.stop().await;
+    })
+    .await;
+    assert!(test.is_ok(), "the test finished within 180 s");
+}
