@@ -60,10 +60,10 @@ pub async fn run_writer_until_closed(
             Some(c) => commit_batch(c, &batch).await,
             None => batch.iter().map(|_| Err(StoreError::Unavailable(Arc::new(sqlx::Error::PoolClosed)))).collect(),
         };
-        if results.iter().any(|r| matches!(r, Err(StoreError::Unavailable(_)))) {
-            if let Some(old) = conn.take() {
-                let _ = old.close().await;
-            }
+        if results.iter().any(|r| matches!(r, Err(StoreError::Unavailable(_))))
+            && let Some(old) = conn.take()
+        {
+            let _ = old.close().await;
         }
         for (job, result) in batch.drain(..).zip(results) {
             // The caller may have gone (cancelled RPC); what committed stays committed.
