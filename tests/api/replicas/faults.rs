@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use convmsg::grpc::pb;
 use tokio_util::sync::CancellationToken;
 use tonic::Code;
 
