@@ -55,6 +55,12 @@ pub struct ProviderLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WaitLabels {
+    /// The waiting reason (`SessionActive`, `SessionOpen`).
+    pub reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct PoolLabels {
     pub state: &'static str,
 }
@@ -76,6 +82,9 @@ pub struct Metrics {
     queue_depth: Gauge,
     in_progress: Gauge,
     in_progress_limit: Gauge,
+    oldest_due_age: Gauge<f64, std::sync::atomic::AtomicU64>,
+    expired_leases: Gauge,
+    held_messages: Family<WaitLabels, Gauge>,
     messages: Family<OutcomeLabels, Counter>,
     provider_duration: HistogramFamily<ProviderLabels>,
     retries: Counter,
@@ -106,6 +115,9 @@ impl Metrics {
             queue_depth: Gauge::default(),
             in_progress: Gauge::default(),
             in_progress_limit: Gauge::default(),
+            oldest_due_age: Gauge::default(),
+            expired_leases: Gauge::default(),
+            held_messages: Family::default(),
             messages: Family::default(),
             provider_duration: Family::new_with_constructor(latency_histogram),
             retries: Counter::default(),
@@ -134,6 +146,21 @@ impl Metrics {
             "convmsg_in_progress_limit",
             "The most send requests in progress at once, across replicas",
             m.in_progress_limit.clone(),
+        );
+        registry.register(
+            "convmsg_queue_oldest_due_age_seconds",
+            "How long the oldest due Pending request has waited since it became due (0 when none is due)",
+            m.oldest_due_age.clone(),
+        );
+        registry.register(
+            "convmsg_expired_leases",
+            "In-progress requests whose lease expired and that no replica has taken over yet",
+            m.expired_leases.clone(),
+        );
+        registry.register(
+            "convmsg_held_messages",
+            "Messages held by session gating, by waiting reason",
+            m.held_messages.clone(),
         );
         registry.register("convmsg_messages", "Message outcomes recorded, by outcome and reason", m.messages.clone());
         registry.register(
@@ -199,14 +226,22 @@ impl Metrics {
         self.lease_takeovers.inc_by(n);
     }
 
-    /// Refreshes the database-backed gauges (called at scrape time).
-    pub fn set_queue(&self, stats: QueueStats) {
+    /// Refreshes the database-backed gauges (called at scrape time, `now_ms` on the
+    /// service's clock).
+    pub fn set_queue(&self, stats: &QueueStats, now_ms: i64) {
         let gauge = |status| self.send_requests.get_or_create(&StatusLabels { status }).clone();
         gauge("Pending").set(stats.pending as i64);
         gauge("InProgress").set(stats.in_progress as i64);
         gauge("Completed").set(stats.completed as i64);
         self.queue_depth.set(stats.pending as i64);
-        self.in_progress.set(stats.in_progress as i64);
+        self.in_progress.set(stats.leased as i64);
+        self.expired_leases.set(stats.expired_leases as i64);
+        let age_ms = stats.oldest_due_ms.map(|due| (now_ms - due).max(0)).unwrap_or(0);
+        self.oldest_due_age.set(age_ms as f64 / 1000.0);
+        self.held_messages.clear();
+        for (reason, n) in &stats.held_by_reason {
+            self.held_messages.get_or_create(&WaitLabels { reason: reason.clone() }).set(*n as i64);
+        }
     }
 
     pub fn set_pool(&self, stats: PoolStats) {
@@ -232,7 +267,16 @@ mod tests {
         let metrics = Metrics::detached();
         metrics.observe_rpc("convmsg.v1.ConversationMessages", "SendConversationMessages", "OK", Duration::ZERO);
         metrics.count_message("failed", "InvalidRecipient");
-        metrics.set_queue(QueueStats { pending: 3, in_progress: 1, completed: 9 });
+        let stats = QueueStats {
+            pending: 3,
+            in_progress: 2,
+            completed: 9,
+            leased: 1,
+            expired_leases: 1,
+            oldest_due_ms: Some(1_000),
+            held_by_reason: vec![("SessionActive".into(), 4)],
+        };
+        metrics.set_queue(&stats, 3_500);
         metrics.set_pool(PoolStats { idle: 2, in_use: 1 });
         let text = metrics.render();
         for needle in [
@@ -241,6 +285,10 @@ mod tests {
             "convmsg_messages_total{outcome=\"failed\",reason=\"InvalidRecipient\"} 1",
             "convmsg_send_requests{status=\"Pending\"} 3",
             "convmsg_queue_depth 3",
+            "convmsg_in_progress_requests 1",
+            "convmsg_expired_leases 1",
+            "convmsg_queue_oldest_due_age_seconds 2.5",
+            "convmsg_held_messages{reason=\"SessionActive\"} 4",
             "convmsg_db_pool_connections{state=\"in_use\"} 1",
             "convmsg_trace_spans_dropped_total 0",
             "convmsg_lease_takeovers_total 0",

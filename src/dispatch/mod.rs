@@ -66,6 +66,9 @@ pub struct Dispatcher {
     claims: std::sync::atomic::AtomicU64,
     /// Per-channel token buckets (rate limits hold per replica).
     buckets: Mutex<HashMap<RecordId, TokenBucket>>,
+    /// The leases this process holds, by request (one claim call's requests share a
+    /// lease id): renewed together by one task, and checked before every send.
+    leases: Mutex<HashMap<RecordId, Held>>,
     /// Cancelled on shutdown: sends already started finish, no new send starts, and the
     /// claimed requests go back to the queue for another replica.
     stopping: CancellationToken,
@@ -100,6 +103,7 @@ impl Dispatcher {
             owner,
             claims: std::sync::atomic::AtomicU64::new(0),
             buckets: Mutex::new(HashMap::new()),
+            leases: Mutex::new(HashMap::new()),
             stopping: CancellationToken::new(),
             metrics,
         }
@@ -114,6 +118,7 @@ impl Dispatcher {
     /// then goes back to the queue with what is left), and gives back every lease still
     /// held so another replica resumes at once.
     pub async fn run_until_stopped(self: Arc<Self>, shutdown: CancellationToken) {
+        let renewals = tokio::spawn(self.clone().run_renewals_until_stopped());
         let mut running: JoinSet<()> = JoinSet::new();
         loop {
             while running.try_join_next().is_some() {}
@@ -146,6 +151,7 @@ impl Dispatcher {
             tracing::warn!("drain period over; abandoning sends still in flight");
             running.abort_all();
         }
+        renewals.abort();
         match self.store.release_leases(&self.owner, self.clock.now_ms()).await {
             Ok(n) => tracing::info!(released = n, "dispatcher stopped"),
             Err(e) => {
@@ -169,6 +175,13 @@ impl Dispatcher {
             )
             .await?;
         if !claims.is_empty() {
+            let valid_until_ms = self.clock.now_ms() + self.settings.lease_ms;
+            let mut leases = self.leases.lock().unwrap_or_else(|p| p.into_inner());
+            for claim in &claims {
+                let held = Held { lease: claim.lease.clone(), valid_until_ms, lost: CancellationToken::new() };
+                leases.insert(claim.request_id.clone(), held);
+            }
+            drop(leases);
             let takeovers = claims.iter().filter(|c| c.takeover).count();
             self.metrics.count_takeovers(takeovers as u64);
             // A span only for claims that took something: an idle poll is not worth a
@@ -224,7 +237,6 @@ impl Dispatcher {
     }
 
     async fn process_claim(self: Arc<Self>, claim: Claim) -> Result<Option<RequestStatus>, StoreError> {
-        let renewer = self.clone().renew_lease_while_working(&claim);
         let result = async {
             let work = self.store.load_work(&claim, self.clock.now_ms()).await?;
             let params = params_from_json(&work.parameters_json);
@@ -253,26 +265,66 @@ impl Dispatcher {
             Ok(status)
         }
         .await;
-        drop(renewer);
+        let mut leases = self.leases.lock().unwrap_or_else(|p| p.into_inner());
+        // A newer claim of the same request (a takeover by this process) keeps its own.
+        if leases.get(&claim.request_id).is_some_and(|h| h.lease == claim.lease) {
+            leases.remove(&claim.request_id);
+        }
+        drop(leases);
         result
     }
 
-    /// Renews the claim's lease every third of its length until the returned guard is
-    /// dropped (however the processing ends: done, failed, panicked or cancelled).
-    fn renew_lease_while_working(self: Arc<Self>, claim: &Claim) -> AbortOnDrop {
-        let (request, lease) = (claim.request_id.clone(), claim.lease.clone());
-        AbortOnDrop(tokio::spawn(async move {
-            let every = Duration::from_millis((self.settings.lease_ms / 3).max(10) as u64);
-            loop {
-                tokio::time::sleep(every).await;
-                let now = self.clock.now_ms();
-                match self.store.renew_lease(&lease, &request, now, now + self.settings.lease_ms).await {
-                    Ok(true) => {}
-                    Ok(false) => return,
-                    Err(e) => tracing::warn!(error = %crate::error::error_chain(&e), "lease renewal failed"),
+    /// Renews every lease this process holds, in one write, every third of the lease
+    /// length: a renewal is due long before expiry even when one write is slow, and it
+    /// goes through the dispatcher's own writer, never behind callers. A lease that was
+    /// not renewed (expired, taken over) is marked lost: its claim sends nothing more.
+    async fn run_renewals_until_stopped(self: Arc<Self>) {
+        let every = Duration::from_millis((self.settings.lease_ms / 3).max(10) as u64);
+        loop {
+            tokio::time::sleep(every).await;
+            let held: Vec<(String, RecordId)> = {
+                let leases = self.leases.lock().unwrap_or_else(|p| p.into_inner());
+                leases
+                    .iter()
+                    .filter(|(_, h)| !h.lost.is_cancelled())
+                    .map(|(r, h)| (h.lease.clone(), r.clone()))
+                    .collect()
+            };
+            if held.is_empty() {
+                continue;
+            }
+            let now = self.clock.now_ms();
+            let until = now + self.settings.lease_ms;
+            match self.store.renew_leases(&held, now, until).await {
+                Ok(renewed) => {
+                    let mut leases = self.leases.lock().unwrap_or_else(|p| p.into_inner());
+                    for ((lease, request), ok) in held.iter().zip(renewed) {
+                        if let Some(h) = leases.get_mut(request).filter(|h| h.lease == *lease) {
+                            if ok {
+                                h.valid_until_ms = h.valid_until_ms.max(until);
+                            } else {
+                                h.lost.cancel();
+                            }
+                        }
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(error = %crate::error::error_chain(&e), leases = held.len(), "lease renewal failed")
                 }
             }
-        }))
+        }
+    }
+
+    /// Whether the claim may still send: its lease is held, not lost, and valid for a
+    /// safety margin (a third of the lease) beyond `now`, so no other replica can take
+    /// the request over while the send is under way.
+    fn may_send(&self, request: &RecordId, lease: &str, now: i64) -> bool {
+        let margin = self.settings.lease_ms / 3;
+        self.leases
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(request)
+            .is_some_and(|h| h.lease == lease && !h.lost.is_cancelled() && now + margin < h.valid_until_ms)
     }
 
     /// Gates, renders and sends one message, and records the outcome. `Ok(false)` when
@@ -366,7 +418,11 @@ impl Dispatcher {
             _ = self.clock.sleep_until(send_at) => {}
             _ = self.stopping.cancelled() => return Ok(true), // not started: stays due
         }
-        if !self.store.start_message(&work.lease, &work.request_id, &item.identifier, self.clock.now_ms()).await? {
+        let now = self.clock.now_ms();
+        if !self.may_send(&work.request_id, &work.lease, now) {
+            return Ok(false);
+        }
+        if !self.store.start_message(&work.lease, &work.request_id, &item.identifier, now).await? {
             return Ok(false);
         }
         self.events.request_changed(&work.request_id);
@@ -461,11 +517,12 @@ impl Dispatcher {
     }
 }
 
-/// Aborts a spawned task when dropped.
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
+/// A lease this process holds.
+struct Held {
+    /// The claim's lease id.
+    lease: String,
+    /// Until when the lease holds, as of its claim or last renewal.
+    valid_until_ms: i64,
+    /// Cancelled when a renewal found the lease gone.
+    lost: CancellationToken,
 }

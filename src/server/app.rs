@@ -367,7 +367,7 @@ fn routes(
 async fn render_metrics(metrics: &Metrics, store: &dyn Store, now_ms: i64) -> axum::response::Response {
     use axum::response::IntoResponse;
     match store.queue_stats(now_ms).await {
-        Ok(stats) => metrics.set_queue(stats),
+        Ok(stats) => metrics.set_queue(&stats, now_ms),
         Err(e) => tracing::warn!(error = %crate::error::error_chain(&e), "reading queue stats for /metrics failed"),
     }
     metrics.set_pool(store.pool_stats());

@@ -1,7 +1,10 @@
 //! Durable state behind one trait. `sqlite` is the embedded default; `postgres` serves
-//! several replicas sharing one queue. Every row carries its tenant and every read
-//! filters on it, so one tenant never sees another's records. Accepting a send request
-//! is one transaction (request, messages, idempotency entry).
+//! several replicas sharing one queue. Both are the one implementation in `shared`: the
+//! SQL is written once (`sql`), and a backend says only how it gets connections and
+//! transactions and how it claims. Writes on the hot paths go through group-commit
+//! `writer`s. Every row carries its tenant and every read filters on it, so one tenant
+//! never sees another's records. Accepting a send request is one transaction (request,
+//! messages, idempotency entry), shared with whatever else commits with it.
 
 use std::sync::Arc;
 
@@ -15,7 +18,10 @@ use crate::domain::{ErrorKind, RecordId, Violation};
 
 pub mod postgres;
 mod rows;
+pub mod shared;
+pub mod sql;
 pub mod sqlite;
+pub mod writer;
 
 /// Cloneable so that one failed group commit can be reported to every caller in it.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -194,10 +200,11 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Vec<Claim>>;
     /// What a claimed request needs to send its due messages.
     async fn load_work(&self, claim: &Claim, now_ms: i64) -> StoreResult<Work>;
-    /// Extends the lease `owner` holds and that has not expired by `now_ms`; false when it
-    /// was lost (expired, or taken by another claim).
-    async fn renew_lease(&self, owner: &str, request: &RecordId, now_ms: i64, until_ms: i64) -> StoreResult<bool>;
-    /// Marks a message InProgress and counts the attempt; false when the lease was lost.
+    /// Extends each lease (lease id, request) still held at `now_ms` to `until_ms`, in one
+    /// write; whether each was, in order (false: expired, or taken by another claim).
+    async fn renew_leases(&self, leases: &[(String, RecordId)], now_ms: i64, until_ms: i64) -> StoreResult<Vec<bool>>;
+    /// Marks a message InProgress and counts the attempt (group-committed with other
+    /// writes); false when the lease was lost.
     async fn start_message(&self, owner: &str, request: &RecordId, identifier: &str, now_ms: i64) -> StoreResult<bool>;
     /// Records what happened to a message; false when the lease was lost.
     async fn record_outcome(
@@ -214,7 +221,8 @@ pub trait Store: Send + Sync + 'static {
     /// Gives back every lease the process `owner` holds (lease ids `<owner>#…`, at
     /// shutdown), so other replicas resume at once.
     async fn release_leases(&self, owner: &str, now_ms: i64) -> StoreResult<u64>;
-    /// Requests by queue state.
+    /// Requests by status and the queue's health, from maintained counts and indexes
+    /// (never a count over every request).
     async fn queue_stats(&self, now_ms: i64) -> StoreResult<QueueStats>;
     /// Connections of the pool by state (for the metrics; no database round trip).
     fn pool_stats(&self) -> PoolStats;
@@ -316,13 +324,22 @@ pub struct PoolStats {
     pub in_use: u32,
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct QueueStats {
     /// Pending requests (due now or later).
     pub pending: u64,
-    /// Requests leased and in progress.
+    /// Requests `InProgress`, whether their lease holds or expired.
     pub in_progress: u64,
     pub completed: u64,
+    /// `InProgress` requests whose lease holds (what the in-progress limit counts).
+    pub leased: u64,
+    /// `InProgress` requests whose lease expired and that no replica took over yet.
+    pub expired_leases: u64,
+    /// When the oldest due `Pending` request became due (the head of the ready queue,
+    /// or a delayed request due but not yet moved to it); `None` when none is due.
+    pub oldest_due_ms: Option<i64>,
+    /// Messages held by session gating, by waiting reason.
+    pub held_by_reason: Vec<(String, u64)>,
 }
 
 #[cfg(test)]

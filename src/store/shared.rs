@@ -1,0 +1,264 @@
+//! The one `Store` implementation, over a `Backend` that says how to get connections and
+//! transactions and how to claim: everything else is the shared SQL of `sql`. SQLite
+//! and PostgreSQL differ only in their `Backend` (`sqlite`, `postgres`).
+
+use std::ops::DerefMut;
+
+use async_trait::async_trait;
+
+use super::sql::delivery::{self, Finish, Outcome, Renewal, Start};
+use super::sql::{Conn, admin, queue, requests};
+use super::writer::Writer;
+use super::*;
+
+/// What differs between the backends.
+#[async_trait]
+pub trait Backend: Send + Sync + 'static {
+    type Conn: Conn + 'static;
+    /// A pooled connection for reads.
+    type Read: DerefMut<Target = Self::Conn> + Send;
+    /// A connection inside a write transaction.
+    type Write: DerefMut<Target = Self::Conn> + Send;
+
+    /// A connection for the doors' reads.
+    async fn read(&self) -> StoreResult<Self::Read>;
+    /// A connection for the dispatcher's reads, from a pool of its own, so delivery is
+    /// never starved by callers.
+    async fn read_for_dispatch(&self) -> StoreResult<Self::Read>;
+    /// Begins a write transaction (SQLite: on the single writer's connection).
+    async fn begin_write(&self) -> StoreResult<Self::Write>;
+    async fn commit(&self, tx: Self::Write) -> StoreResult<()>;
+    /// Claims under the backend's claim lock (see `sql::delivery::claim`).
+    async fn claim(
+        &self,
+        lease: &str,
+        now_ms: i64,
+        lease_ms: i64,
+        max_in_progress: u32,
+        batch: u32,
+    ) -> StoreResult<Vec<Claim>>;
+    /// The group-commit writer for accepts.
+    fn accept_writer(&self) -> &Writer<Self::Conn>;
+    /// The group-commit writer for the dispatcher's writes.
+    fn delivery_writer(&self) -> &Writer<Self::Conn>;
+    /// The queue-count rows that writes outside the writers (purge, release) update.
+    fn shard(&self) -> i64;
+    fn pool_stats(&self) -> PoolStats;
+}
+
+pub struct SqlStore<B: Backend> {
+    backend: B,
+}
+
+impl<B: Backend> SqlStore<B> {
+    pub fn new(backend: B) -> Self {
+        SqlStore { backend }
+    }
+
+    pub fn backend(&self) -> &B {
+        &self.backend
+    }
+}
+
+/// Runs `$body` with `$c` bound to a connection in a write transaction, and commits.
+macro_rules! write {
+    ($self:ident, |$c:ident| $body:expr) => {{
+        let mut tx = $self.backend.begin_write().await?;
+        let result = {
+            let $c = &mut *tx;
+            $body.await?
+        };
+        $self.backend.commit(tx).await?;
+        Ok(result)
+    }};
+}
+
+/// Runs `$body` with `$c` bound to a pooled read connection.
+macro_rules! read {
+    ($self:ident, |$c:ident| $body:expr) => {{
+        let mut conn = $self.backend.read().await?;
+        let $c = &mut *conn;
+        $body.await
+    }};
+}
+
+#[async_trait]
+impl<B: Backend> Store for SqlStore<B> {
+    async fn upsert_token(&self, sha256: &str, principal: &Principal, label: &str, now_ms: i64) -> StoreResult<()> {
+        write!(self, |c| admin::upsert_token(c, sha256, principal, label, now_ms))
+    }
+
+    async fn load_tokens(&self) -> StoreResult<Vec<(String, Principal)>> {
+        read!(self, |c| admin::load_tokens(c))
+    }
+
+    async fn upsert_channel(&self, tenant: &str, u: ChannelUpsert, now_ms: i64) -> StoreResult<(Channel, bool)> {
+        write!(self, |c| admin::upsert_channel(c, tenant, u, now_ms))
+    }
+
+    async fn get_channel(&self, tenant: &str, key: &Key) -> StoreResult<Option<Channel>> {
+        read!(self, |c| admin::get_channel(c, tenant, key))
+    }
+
+    async fn list_channels(&self, tenant: &str, after: Option<&RecordId>, limit: u32) -> StoreResult<Page<Channel>> {
+        read!(self, |c| admin::list_channels(c, tenant, after, limit))
+    }
+
+    async fn upsert_definition(
+        &self,
+        tenant: &str,
+        d: DefinitionUpsert,
+        now_ms: i64,
+    ) -> StoreResult<(MessageDefinition, bool)> {
+        write!(self, |c| admin::upsert_definition(c, tenant, d, now_ms))
+    }
+
+    async fn get_definition(&self, tenant: &str, key: &Key) -> StoreResult<Option<MessageDefinition>> {
+        read!(self, |c| admin::get_definition(c, tenant, key))
+    }
+
+    async fn list_definitions(
+        &self,
+        tenant: &str,
+        after: Option<&RecordId>,
+        limit: u32,
+    ) -> StoreResult<Page<MessageDefinition>> {
+        read!(self, |c| admin::list_definitions(c, tenant, after, limit))
+    }
+
+    async fn upsert_end_users(
+        &self,
+        tenant: &str,
+        users: Vec<EndUserUpsert>,
+        now_ms: i64,
+    ) -> StoreResult<Vec<EndUser>> {
+        write!(self, |c| admin::upsert_end_users(c, tenant, users, now_ms))
+    }
+
+    async fn find_end_users(&self, tenant: &str, ids: &[RecordId]) -> StoreResult<Vec<EndUser>> {
+        read!(self, |c| admin::find_end_users(c, tenant, ids))
+    }
+
+    async fn list_end_users(
+        &self,
+        tenant: &str,
+        channel: Option<&RecordId>,
+        after: Option<&RecordId>,
+        limit: u32,
+    ) -> StoreResult<Page<EndUser>> {
+        read!(self, |c| admin::list_end_users(c, tenant, channel, after, limit))
+    }
+
+    async fn set_session_status(
+        &self,
+        tenant: &str,
+        end_user: &RecordId,
+        status: SessionStatus,
+        now_ms: i64,
+    ) -> StoreResult<Option<Session>> {
+        write!(self, |c| admin::set_session_status(c, tenant, end_user, status, now_ms))
+    }
+
+    async fn upsert_subscription(
+        &self,
+        tenant: &str,
+        s: SubscriptionUpsert,
+        now_ms: i64,
+    ) -> StoreResult<(Subscription, bool)> {
+        write!(self, |c| admin::upsert_subscription(c, tenant, s, now_ms))
+    }
+
+    async fn get_subscription(&self, tenant: &str, id: &RecordId) -> StoreResult<Option<Subscription>> {
+        read!(self, |c| admin::get_subscription(c, tenant, id))
+    }
+
+    async fn set_subscription_consent(
+        &self,
+        tenant: &str,
+        subscription: &RecordId,
+        end_users: &[RecordId],
+        status: SubscriptionConsentStatus,
+        now_ms: i64,
+    ) -> StoreResult<u32> {
+        write!(self, |c| admin::set_subscription_consent(c, tenant, subscription, end_users, status, now_ms))
+    }
+
+    async fn claim_requests(
+        &self,
+        owner: &str,
+        now_ms: i64,
+        lease_ms: i64,
+        max_in_progress: u32,
+        batch: u32,
+    ) -> StoreResult<Vec<Claim>> {
+        self.backend.claim(owner, now_ms, lease_ms, max_in_progress, batch).await
+    }
+
+    async fn load_work(&self, claim: &Claim, now_ms: i64) -> StoreResult<Work> {
+        let mut conn = self.backend.read_for_dispatch().await?;
+        queue::load_work(&mut *conn, claim, now_ms).await
+    }
+
+    async fn renew_leases(&self, leases: &[(String, RecordId)], now_ms: i64, until_ms: i64) -> StoreResult<Vec<bool>> {
+        if leases.is_empty() {
+            return Ok(Vec::new());
+        }
+        let renewal = Renewal { leases: leases.to_vec(), now_ms, until_ms };
+        self.backend.delivery_writer().renew(renewal).await
+    }
+
+    async fn start_message(&self, owner: &str, request: &RecordId, identifier: &str, now_ms: i64) -> StoreResult<bool> {
+        let start =
+            Start { lease: owner.to_owned(), request: request.clone(), identifier: identifier.to_owned(), now_ms };
+        self.backend.delivery_writer().start_message(start).await
+    }
+
+    async fn record_outcome(
+        &self,
+        owner: &str,
+        request: &RecordId,
+        identifier: &str,
+        outcome: &MessageOutcome,
+        now_ms: i64,
+    ) -> StoreResult<bool> {
+        let outcome = Outcome {
+            lease: owner.to_owned(),
+            request: request.clone(),
+            identifier: identifier.to_owned(),
+            outcome: outcome.clone(),
+            now_ms,
+        };
+        self.backend.delivery_writer().record_outcome(outcome).await
+    }
+
+    async fn finish_request(&self, owner: &str, request: &RecordId, now_ms: i64) -> StoreResult<Option<RequestStatus>> {
+        let finish = Finish { lease: owner.to_owned(), request: request.clone(), now_ms };
+        self.backend.delivery_writer().finish(finish).await
+    }
+
+    async fn release_leases(&self, owner: &str, now_ms: i64) -> StoreResult<u64> {
+        let shard = self.backend.shard();
+        write!(self, |c| delivery::release_leases(c, owner, now_ms, shard))
+    }
+
+    async fn queue_stats(&self, now_ms: i64) -> StoreResult<QueueStats> {
+        read!(self, |c| requests::queue_stats(c, now_ms))
+    }
+
+    fn pool_stats(&self) -> PoolStats {
+        self.backend.pool_stats()
+    }
+
+    async fn purge_completed(&self, before_ms: i64, limit: u32) -> StoreResult<u64> {
+        let shard = self.backend.shard();
+        write!(self, |c| requests::purge_completed(c, before_ms, limit, shard))
+    }
+
+    async fn accept(&self, tenant: &str, request: NewSendRequest, now_ms: i64) -> StoreResult<AcceptOutcome> {
+        self.backend.accept_writer().accept(tenant, request, now_ms).await
+    }
+
+    async fn get_request(&self, tenant: &str, id: &RecordId) -> StoreResult<Option<RequestRecord>> {
+        read!(self, |c| requests::get_request(c, tenant, id))
+    }
+}

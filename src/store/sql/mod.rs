@@ -1,0 +1,501 @@
+//! SQL written once for both backends. Shared store code builds statements with `Sql`
+//! (placeholders `$1…`, which sqlx-sqlite accepts too) and runs them on any `Conn` — a
+//! SQLite or a PostgreSQL connection. What truly differs between the two is asked of
+//! the `Dialect`: how a list or a set of rows is passed in one parameter (PostgreSQL
+//! arrays and `UNNEST`, SQLite JSON and `json_each`), the insertion-order column, row
+//! locks, how a write transaction begins. Everything else — the statements themselves,
+//! the row shapes, the rules — exists once, in the modules below.
+//!
+//! Transactions are the caller's: a shared function runs inside whatever transaction
+//! its connection is in (the backend begins and commits it).
+
+use async_trait::async_trait;
+use sqlx::postgres::{PgConnection, PgRow};
+use sqlx::sqlite::{SqliteConnection, SqliteRow};
+use sqlx::{AssertSqlSafe, FromRow};
+
+use crate::store::StoreResult;
+
+pub mod accept;
+pub mod admin;
+pub mod counts;
+pub mod delivery;
+pub mod queue;
+pub mod requests;
+
+/// The two SQL dialects convmsg speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+impl Dialect {
+    /// The column that orders rows by insertion (FIFO among rows of one millisecond):
+    /// SQLite's rowid, PostgreSQL's identity column.
+    pub fn seq(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "rowid",
+            Dialect::Postgres => "seq",
+        }
+    }
+
+    /// Appended to a `SELECT` that must lock the rows it reads until the transaction
+    /// ends. SQLite has one writer: its write transaction already excludes the others.
+    pub fn for_update(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "",
+            Dialect::Postgres => " FOR UPDATE",
+        }
+    }
+
+    /// The smaller of two values.
+    pub fn least(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "MIN",
+            Dialect::Postgres => "LEAST",
+        }
+    }
+}
+
+/// One bound value.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Arg {
+    Text(String),
+    OptText(Option<String>),
+    Int(i64),
+    OptInt(Option<i64>),
+    Float(f64),
+    Bool(bool),
+    /// A list or a set of rows as SQLite receives it: JSON text for `json_each`.
+    Json(String),
+    /// Columns as PostgreSQL receives them: one array each.
+    Texts(Vec<String>),
+    OptTexts(Vec<Option<String>>),
+    Ints(Vec<i64>),
+    OptInts(Vec<Option<i64>>),
+    Floats(Vec<f64>),
+    Bools(Vec<bool>),
+}
+
+impl From<&str> for Arg {
+    fn from(v: &str) -> Self {
+        Arg::Text(v.to_owned())
+    }
+}
+impl From<String> for Arg {
+    fn from(v: String) -> Self {
+        Arg::Text(v)
+    }
+}
+impl From<&String> for Arg {
+    fn from(v: &String) -> Self {
+        Arg::Text(v.clone())
+    }
+}
+impl From<Option<String>> for Arg {
+    fn from(v: Option<String>) -> Self {
+        Arg::OptText(v)
+    }
+}
+impl From<Option<&str>> for Arg {
+    fn from(v: Option<&str>) -> Self {
+        Arg::OptText(v.map(str::to_owned))
+    }
+}
+impl From<i64> for Arg {
+    fn from(v: i64) -> Self {
+        Arg::Int(v)
+    }
+}
+impl From<Option<i64>> for Arg {
+    fn from(v: Option<i64>) -> Self {
+        Arg::OptInt(v)
+    }
+}
+impl From<f64> for Arg {
+    fn from(v: f64) -> Self {
+        Arg::Float(v)
+    }
+}
+impl From<bool> for Arg {
+    fn from(v: bool) -> Self {
+        Arg::Bool(v)
+    }
+}
+
+/// One column of a set of rows passed in one go (`Rows`).
+#[derive(Debug, Clone)]
+enum Column {
+    Text(Vec<String>),
+    OptText(Vec<Option<String>>),
+    Int(Vec<i64>),
+    OptInt(Vec<Option<i64>>),
+    Float(Vec<f64>),
+    Bool(Vec<bool>),
+}
+
+impl Column {
+    fn len(&self) -> usize {
+        match self {
+            Column::Text(v) => v.len(),
+            Column::OptText(v) => v.len(),
+            Column::Int(v) => v.len(),
+            Column::OptInt(v) => v.len(),
+            Column::Float(v) => v.len(),
+            Column::Bool(v) => v.len(),
+        }
+    }
+
+    fn pg_type(&self) -> &'static str {
+        match self {
+            Column::Text(_) | Column::OptText(_) => "text[]",
+            Column::Int(_) | Column::OptInt(_) => "bigint[]",
+            Column::Float(_) => "float8[]",
+            Column::Bool(_) => "boolean[]",
+        }
+    }
+
+    fn json(&self, row: usize) -> serde_json::Value {
+        use serde_json::Value;
+        match self {
+            Column::Text(v) => Value::from(v[row].as_str()),
+            Column::OptText(v) => v[row].as_deref().map(Value::from).unwrap_or(Value::Null),
+            Column::Int(v) => Value::from(v[row]),
+            Column::OptInt(v) => v[row].map(Value::from).unwrap_or(Value::Null),
+            Column::Float(v) => Value::from(v[row]),
+            // SQLite stores booleans as 0/1.
+            Column::Bool(v) => Value::from(i64::from(v[row])),
+        }
+    }
+
+    fn into_arg(self) -> Arg {
+        match self {
+            Column::Text(v) => Arg::Texts(v),
+            Column::OptText(v) => Arg::OptTexts(v),
+            Column::Int(v) => Arg::Ints(v),
+            Column::OptInt(v) => Arg::OptInts(v),
+            Column::Float(v) => Arg::Floats(v),
+            Column::Bool(v) => Arg::Bools(v),
+        }
+    }
+}
+
+/// A set of rows passed to one statement in one or a few parameters, so a batch of any
+/// size is one statement with a fixed text (prepared once): PostgreSQL receives one
+/// array per column and reads them with `UNNEST`; SQLite receives one JSON array of rows
+/// and reads it with `json_each`.
+#[derive(Debug, Clone, Default)]
+pub struct Rows {
+    columns: Vec<(&'static str, Column)>,
+}
+
+impl Rows {
+    pub fn new() -> Self {
+        Rows::default()
+    }
+
+    pub fn text(mut self, name: &'static str, values: Vec<String>) -> Self {
+        self.columns.push((name, Column::Text(values)));
+        self
+    }
+
+    pub fn opt_text(mut self, name: &'static str, values: Vec<Option<String>>) -> Self {
+        self.columns.push((name, Column::OptText(values)));
+        self
+    }
+
+    pub fn int(mut self, name: &'static str, values: Vec<i64>) -> Self {
+        self.columns.push((name, Column::Int(values)));
+        self
+    }
+
+    pub fn opt_int(mut self, name: &'static str, values: Vec<Option<i64>>) -> Self {
+        self.columns.push((name, Column::OptInt(values)));
+        self
+    }
+
+    pub fn float(mut self, name: &'static str, values: Vec<f64>) -> Self {
+        self.columns.push((name, Column::Float(values)));
+        self
+    }
+
+    pub fn bool(mut self, name: &'static str, values: Vec<bool>) -> Self {
+        self.columns.push((name, Column::Bool(values)));
+        self
+    }
+
+    /// How many rows.
+    pub fn len(&self) -> usize {
+        self.columns.first().map(|(_, c)| c.len()).unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A statement being built: text with `$n` placeholders, and the values they stand for.
+#[derive(Debug, Clone)]
+pub struct Sql {
+    dialect: Dialect,
+    text: String,
+    args: Vec<Arg>,
+}
+
+impl Sql {
+    pub fn new(dialect: Dialect, text: &str) -> Self {
+        Sql { dialect, text: text.to_owned(), args: Vec::new() }
+    }
+
+    pub fn push(&mut self, text: &str) -> &mut Self {
+        self.text.push_str(text);
+        self
+    }
+
+    /// Appends a placeholder for `value`.
+    pub fn bind(&mut self, value: impl Into<Arg>) -> &mut Self {
+        self.args.push(value.into());
+        self.text.push('$');
+        self.text.push_str(&self.args.len().to_string());
+        self
+    }
+
+    /// Appends `column IN (values)` with the whole list in one parameter.
+    pub fn in_list(&mut self, column: &str, values: Vec<String>) -> &mut Self {
+        self.text.push_str(column);
+        match self.dialect {
+            Dialect::Postgres => {
+                self.text.push_str(" = ANY(");
+                self.bind(Arg::Texts(values));
+                self.text.push(')');
+            }
+            Dialect::Sqlite => {
+                self.text.push_str(" IN (SELECT value FROM json_each(");
+                self.bind(Arg::Json(serde_json::Value::from(values).to_string()));
+                self.text.push_str("))");
+            }
+        }
+        self
+    }
+
+    /// Appends a parenthesised subquery yielding `rows`, with their column names, to be
+    /// used as `SELECT … FROM (…) AS v` or `UPDATE … FROM (…) AS v`.
+    pub fn rows(&mut self, rows: Rows) -> &mut Self {
+        let names: Vec<&str> = rows.columns.iter().map(|(n, _)| *n).collect();
+        match self.dialect {
+            Dialect::Postgres => {
+                self.text.push_str("(SELECT * FROM UNNEST(");
+                let count = rows.columns.len();
+                for (i, (_, column)) in rows.columns.into_iter().enumerate() {
+                    let pg_type = column.pg_type();
+                    self.bind(column.into_arg());
+                    self.text.push_str("::");
+                    self.text.push_str(pg_type);
+                    if i + 1 < count {
+                        self.text.push_str(", ");
+                    }
+                }
+                self.text.push_str(") AS u(");
+                self.text.push_str(&names.join(", "));
+                self.text.push_str("))");
+            }
+            Dialect::Sqlite => {
+                let n = rows.len();
+                let json: Vec<serde_json::Value> = (0..n)
+                    .map(|row| serde_json::Value::Array(rows.columns.iter().map(|(_, c)| c.json(row)).collect()))
+                    .collect();
+                self.text.push_str("(SELECT ");
+                for (i, name) in names.iter().enumerate() {
+                    if i > 0 {
+                        self.text.push_str(", ");
+                    }
+                    self.text.push_str(&format!("value ->> {i} AS {name}"));
+                }
+                self.text.push_str(" FROM json_each(");
+                self.bind(Arg::Json(serde_json::Value::Array(json).to_string()));
+                self.text.push_str("))");
+            }
+        }
+        self
+    }
+
+    /// Adds a value without a placeholder, for a statement whose text already names
+    /// `$n` (one value used twice).
+    pub fn arg(&mut self, value: impl Into<Arg>) -> &mut Self {
+        self.args.push(value.into());
+        self
+    }
+
+    pub fn text(&self) -> &str {
+        &self.text
+    }
+}
+
+/// Row types both backends can decode (the derive of `FromRow` is generic over rows).
+pub trait FromAnyRow: for<'r> FromRow<'r, SqliteRow> + for<'r> FromRow<'r, PgRow> + Send + Unpin {}
+impl<T> FromAnyRow for T where T: for<'r> FromRow<'r, SqliteRow> + for<'r> FromRow<'r, PgRow> + Send + Unpin {}
+
+/// A connection of either backend, inside or outside a transaction.
+#[async_trait]
+pub trait Conn: Send {
+    fn dialect(&self) -> Dialect;
+    /// Rows affected.
+    async fn execute(&mut self, sql: Sql) -> StoreResult<u64>;
+    async fn fetch_all<R: FromAnyRow>(&mut self, sql: Sql) -> StoreResult<Vec<R>>;
+    async fn fetch_optional<R: FromAnyRow>(&mut self, sql: Sql) -> StoreResult<Option<R>>;
+
+    async fn fetch_one<R: FromAnyRow>(&mut self, sql: Sql) -> StoreResult<R> {
+        let text = sql.text.clone();
+        self.fetch_optional(sql).await?.ok_or_else(|| {
+            crate::store::StoreError::Corrupt(format!("a statement that always returns a row returned none: {text}"))
+        })
+    }
+
+    /// Runs a statement that takes no values (`BEGIN`, `COMMIT`, a pragma).
+    async fn run(&mut self, text: &'static str) -> StoreResult<()>;
+}
+
+macro_rules! bind_args {
+    ($query:expr, $args:expr, $json_ok:tt) => {{
+        let mut q = $query;
+        for arg in $args {
+            q = match arg {
+                Arg::Text(v) => q.bind(v),
+                Arg::OptText(v) => q.bind(v),
+                Arg::Int(v) => q.bind(v),
+                Arg::OptInt(v) => q.bind(v),
+                Arg::Float(v) => q.bind(v),
+                Arg::Bool(v) => q.bind(v),
+                other => bind_collection!(q, other, $json_ok),
+            };
+        }
+        q
+    }};
+}
+
+macro_rules! bind_collection {
+    ($q:expr, $arg:expr, true) => {
+        match $arg {
+            Arg::Json(v) => $q.bind(v),
+            other => unreachable!("SQLite statements receive lists as JSON, not {other:?}"),
+        }
+    };
+    ($q:expr, $arg:expr, false) => {
+        match $arg {
+            Arg::Texts(v) => $q.bind(v),
+            Arg::OptTexts(v) => $q.bind(v),
+            Arg::Ints(v) => $q.bind(v),
+            Arg::OptInts(v) => $q.bind(v),
+            Arg::Floats(v) => $q.bind(v),
+            Arg::Bools(v) => $q.bind(v),
+            other => unreachable!("PostgreSQL statements receive lists as arrays, not {other:?}"),
+        }
+    };
+}
+
+#[async_trait]
+impl Conn for SqliteConnection {
+    fn dialect(&self) -> Dialect {
+        Dialect::Sqlite
+    }
+
+    async fn execute(&mut self, sql: Sql) -> StoreResult<u64> {
+        let q = bind_args!(sqlx::query(AssertSqlSafe(sql.text)), sql.args, true);
+        Ok(q.execute(&mut *self).await?.rows_affected())
+    }
+
+    async fn fetch_all<R: FromAnyRow>(&mut self, sql: Sql) -> StoreResult<Vec<R>> {
+        let q = bind_args!(sqlx::query_as::<_, R>(AssertSqlSafe(sql.text)), sql.args, true);
+        Ok(q.fetch_all(&mut *self).await?)
+    }
+
+    async fn fetch_optional<R: FromAnyRow>(&mut self, sql: Sql) -> StoreResult<Option<R>> {
+        let q = bind_args!(sqlx::query_as::<_, R>(AssertSqlSafe(sql.text)), sql.args, true);
+        Ok(q.fetch_optional(&mut *self).await?)
+    }
+
+    async fn run(&mut self, text: &'static str) -> StoreResult<()> {
+        sqlx::query(text).execute(&mut *self).await?;
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl Conn for PgConnection {
+    fn dialect(&self) -> Dialect {
+        Dialect::Postgres
+    }
+
+    async fn execute(&mut self, sql: Sql) -> StoreResult<u64> {
+        let q = bind_args!(sqlx::query(AssertSqlSafe(sql.text)), sql.args, false);
+        Ok(q.execute(&mut *self).await?.rows_affected())
+    }
+
+    async fn fetch_all<R: FromAnyRow>(&mut self, sql: Sql) -> StoreResult<Vec<R>> {
+        let q = bind_args!(sqlx::query_as::<_, R>(AssertSqlSafe(sql.text)), sql.args, false);
+        Ok(q.fetch_all(&mut *self).await?)
+    }
+
+    async fn fetch_optional<R: FromAnyRow>(&mut self, sql: Sql) -> StoreResult<Option<R>> {
+        let q = bind_args!(sqlx::query_as::<_, R>(AssertSqlSafe(sql.text)), sql.args, false);
+        Ok(q.fetch_optional(&mut *self).await?)
+    }
+
+    async fn run(&mut self, text: &'static str) -> StoreResult<()> {
+        sqlx::query(text).execute(&mut *self).await?;
+        Ok(())
+    }
+}
+
+/// A unique-constraint failure (another record already has this key).
+pub fn is_unique_violation(e: &crate::store::StoreError) -> bool {
+    match e {
+        crate::store::StoreError::Database(e) => {
+            matches!(&**e, sqlx::Error::Database(db) if db.is_unique_violation())
+        }
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn placeholders_are_numbered_in_order() {
+        let mut sql = Sql::new(Dialect::Sqlite, "SELECT * FROM t WHERE a = ");
+        sql.bind("x").push(" AND b = ").bind(3i64);
+        assert_eq!(sql.text(), "SELECT * FROM t WHERE a = $1 AND b = $2");
+        assert_eq!(sql.args, vec![Arg::Text("x".into()), Arg::Int(3)]);
+    }
+
+    #[test]
+    fn a_list_is_one_parameter_in_either_dialect() {
+        let mut pg = Sql::new(Dialect::Postgres, "SELECT 1 WHERE ");
+        pg.in_list("id", vec!["a".into(), "b".into()]);
+        assert_eq!(pg.text(), "SELECT 1 WHERE id = ANY($1)");
+        let mut lite = Sql::new(Dialect::Sqlite, "SELECT 1 WHERE ");
+        lite.in_list("id", vec!["a".into(), "b".into()]);
+        assert_eq!(lite.text(), "SELECT 1 WHERE id IN (SELECT value FROM json_each($1))");
+        assert_eq!(lite.args, vec![Arg::Json(r#"["a","b"]"#.into())]);
+    }
+
+    #[test]
+    fn rows_are_unnested_arrays_or_json_each_with_named_columns() {
+        let rows = || Rows::new().text("id", vec!["a".into(), "b".into()]).opt_int("n", vec![Some(1), None]);
+        let mut pg = Sql::new(Dialect::Postgres, "INSERT INTO t (id, n) SELECT id, n FROM ");
+        pg.rows(rows());
+        assert_eq!(
+            pg.text(),
+            "INSERT INTO t (id, n) SELECT id, n FROM (SELECT * FROM UNNEST($1::text[], $2::bigint[]) AS u(id, n))"
+        );
+        let mut lite = Sql::new(Dialect::Sqlite, "INSERT INTO t (id, n) SELECT id, n FROM ");
+        lite.rows(rows());
+        assert_eq!(
+            lite.text(),
+            "INSERT INTO t (id, n) SELECT id, n FROM (SELECT value ->> 0 AS id, value ->> 1 AS n FROM json_each($1))"
+        );
+        assert_eq!(lite.args, vec![Arg::Json(r#"[["a",1],["b",null]]"#.into())]);
+    }
+}

@@ -1,0 +1,243 @@
+//! Reading the delivery queue, both backends: claiming due requests and reading a
+//! claim's work in one joined query.
+//!
+//! The queue: a `Pending` request is either ready (`waiting = FALSE`: claimable now,
+//! kept in accept order by a partial index) or delayed until `due_ms` (a retry, a
+//! session wait). A claim first moves the delayed requests that have come due to the
+//! ready queue — touching only those, through an index on `due_ms` — so however many
+//! requests wait, a claim reads only what it takes. Claims take the oldest accepted
+//! first (FIFO by original accept time, then insertion order).
+
+use super::counts::{self, Deltas};
+use super::{Conn, Dialect, Sql};
+use crate::domain::RecordId;
+use crate::store::rows::{DefinitionRow, parse_pick};
+use crate::store::*;
+
+#[derive(sqlx::FromRow)]
+struct ClaimRow {
+    id: String,
+    tenant: String,
+    accepted_ms: i64,
+    seq: i64,
+    /// Was `InProgress` (under an expired lease) before this claim.
+    takeover: bool,
+    trace_context: Option<String>,
+}
+
+/// Claims up to `batch` requests under the lease id `lease`, inside the caller's write
+/// transaction (SQLite: the single writer's; PostgreSQL: one holding the claim lock, so
+/// count-and-claim is atomic across replicas). Never lets the number of leased
+/// `InProgress` requests exceed `max_in_progress`.
+pub async fn claim<C: Conn>(
+    conn: &mut C,
+    lease: &str,
+    now: i64,
+    lease_ms: i64,
+    max_in_progress: u32,
+    batch: u32,
+    shard: i64,
+) -> StoreResult<Vec<Claim>> {
+    let d = conn.dialect();
+    let mut promote = Sql::new(
+        d,
+        "UPDATE send_requests SET waiting = FALSE WHERE status = 'Pending' AND waiting = TRUE AND due_ms <= ",
+    );
+    promote.bind(now);
+    conn.execute(promote).await?;
+
+    let mut leased = Sql::new(
+        d,
+        "SELECT CAST(COUNT(*) AS BIGINT) FROM send_requests WHERE status = 'InProgress' AND locked_until_ms > ",
+    );
+    leased.bind(now);
+    let (leased,): (i64,) = conn.fetch_one(leased).await?;
+    let room = (i64::from(max_in_progress) - leased).clamp(0, i64::from(batch));
+    if room == 0 {
+        return Ok(Vec::new());
+    }
+    let skip_locked = if d == Dialect::Postgres { " FOR UPDATE SKIP LOCKED" } else { "" };
+    let seq = d.seq();
+    let mut expired = Sql::new(
+        d,
+        &format!(
+            "SELECT id, tenant, accepted_ms, {seq} AS seq, TRUE AS takeover, trace_context FROM send_requests \
+             WHERE status = 'InProgress' AND locked_until_ms <= "
+        ),
+    );
+    expired.bind(now).push(&format!(" ORDER BY accepted_ms, {seq} LIMIT ")).bind(room).push(skip_locked);
+    let mut ready = Sql::new(
+        d,
+        &format!(
+            "SELECT id, tenant, accepted_ms, {seq} AS seq, FALSE AS takeover, trace_context FROM send_requests \
+             WHERE status = 'Pending' AND waiting = FALSE ORDER BY accepted_ms, {seq} LIMIT "
+        ),
+    );
+    ready.bind(room).push(skip_locked);
+    let mut picked: Vec<ClaimRow> = conn.fetch_all(expired).await?;
+    picked.extend(conn.fetch_all::<ClaimRow>(ready).await?);
+    picked.sort_by_key(|c| (c.accepted_ms, c.seq));
+    picked.truncate(room as usize);
+    if picked.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut update = Sql::new(d, "UPDATE send_requests SET status = 'InProgress', locked_by = ");
+    update.bind(lease).push(", locked_until_ms = ").bind(now + lease_ms).push(", updated_ms = ").bind(now);
+    update.push(" WHERE ").in_list("id", picked.iter().map(|c| c.id.clone()).collect());
+    conn.execute(update).await?;
+    let mut deltas = Deltas::default();
+    let fresh = picked.iter().filter(|c| !c.takeover).count() as i64;
+    deltas.moved(RequestStatus::Pending, RequestStatus::InProgress, fresh);
+    counts::apply(conn, shard, &deltas).await?;
+    Ok(picked
+        .into_iter()
+        .map(|c| Claim {
+            request_id: RecordId::from_trusted(c.id),
+            tenant: c.tenant,
+            lease: lease.to_owned(),
+            accepted_ms: c.accepted_ms,
+            takeover: c.takeover,
+            trace_context: c.trace_context,
+        })
+        .collect())
+}
+
+#[derive(sqlx::FromRow)]
+struct WorkRow {
+    definition_id: String,
+    definition_name: String,
+    parameters: String,
+    enforce_consent: bool,
+    consent_type: String,
+    subscription_id: Option<String>,
+    allowed_session_status: String,
+    trace_context: Option<String>,
+}
+
+/// A due message with its end user, channel, latest session status and subscription
+/// consent, in one row.
+#[derive(sqlx::FromRow)]
+struct DueRow {
+    identifier: String,
+    end_user_id: String,
+    platform_key: String,
+    attempts: i64,
+    waiting_since_ms: Option<i64>,
+    end_user_name: String,
+    consent_status: String,
+    end_user_created_ms: i64,
+    end_user_updated_ms: i64,
+    channel_id: String,
+    developer_name: String,
+    master_label: String,
+    message_type: String,
+    channel_consent_type: String,
+    provider: String,
+    channel_platform_key: String,
+    is_active: bool,
+    rate_limit_per_second: f64,
+    provider_options: String,
+    channel_created_ms: i64,
+    channel_updated_ms: i64,
+    session_status: Option<String>,
+    subscription_consent: Option<String>,
+}
+
+impl DueRow {
+    fn into_item(self) -> StoreResult<WorkItem> {
+        let consent_status: ConsentStatus = parse_pick("end_users.consent_status", &self.consent_status)?;
+        let required: ChannelConsentLevel = parse_pick("channels.consent_type", &self.channel_consent_type)?;
+        let message_type: MessageType = parse_pick("channels.message_type", &self.message_type)?;
+        let channel_id = RecordId::from_trusted(self.channel_id);
+        Ok(WorkItem {
+            end_user: EndUser {
+                id: RecordId::from_trusted(self.end_user_id),
+                channel_id: channel_id.clone(),
+                platform_key: self.platform_key.clone(),
+                name: self.end_user_name,
+                consent_status,
+                message_type,
+                is_fully_opted_in: consent_status.meets(required),
+                created_ms: self.end_user_created_ms,
+                updated_ms: self.end_user_updated_ms,
+            },
+            channel: Channel {
+                id: channel_id,
+                developer_name: self.developer_name,
+                master_label: self.master_label,
+                message_type,
+                consent_type: required,
+                provider: self.provider,
+                messaging_platform_key: self.channel_platform_key,
+                is_active: self.is_active,
+                rate_limit_per_second: self.rate_limit_per_second,
+                provider_options: serde_json::from_str(&self.provider_options)
+                    .map_err(|e| StoreError::Corrupt(format!("channels.provider_options: {e}")))?,
+                created_ms: self.channel_created_ms,
+                updated_ms: self.channel_updated_ms,
+            },
+            session_status: self.session_status.map(|s| parse_pick("sessions.status", &s)).transpose()?,
+            subscription_consent: self
+                .subscription_consent
+                .map(|s| parse_pick("subscription_consents.status", &s))
+                .transpose()?,
+            identifier: self.identifier,
+            platform_key: self.platform_key,
+            attempts: u32::try_from(self.attempts).unwrap_or(u32::MAX),
+            waiting_since_ms: self.waiting_since_ms,
+        })
+    }
+}
+
+/// What a claimed request needs to send its due messages: three queries whatever the
+/// number of messages (the request, its component, the due messages joined with their
+/// end users, channels, sessions and consents).
+pub async fn load_work<C: Conn>(conn: &mut C, claim: &Claim, now: i64) -> StoreResult<Work> {
+    let d = conn.dialect();
+    let mut sql = Sql::new(
+        d,
+        "SELECT definition_id, definition_name, parameters, enforce_consent, consent_type, subscription_id, \
+         allowed_session_status, trace_context FROM send_requests WHERE id = ",
+    );
+    sql.bind(claim.request_id.as_str());
+    let row: WorkRow = conn.fetch_one(sql).await?;
+    let mut sql = Sql::new(d, "SELECT * FROM message_definitions WHERE id = ");
+    sql.bind(&row.definition_id);
+    let definition: Option<DefinitionRow> = conn.fetch_optional(sql).await?;
+    let mut sql = Sql::new(
+        d,
+        &format!(
+            "SELECT m.identifier, m.end_user_id, m.platform_key, m.attempts, m.waiting_since_ms, \
+             e.name AS end_user_name, e.consent_status, e.created_ms AS end_user_created_ms, \
+             e.updated_ms AS end_user_updated_ms, c.id AS channel_id, c.developer_name, c.master_label, \
+             c.message_type, c.consent_type AS channel_consent_type, c.provider, \
+             c.platform_key AS channel_platform_key, c.is_active, c.rate_limit_per_second, c.provider_options, \
+             c.created_ms AS channel_created_ms, c.updated_ms AS channel_updated_ms, \
+             (SELECT s.status FROM sessions s WHERE s.tenant = m.tenant AND s.end_user_id = m.end_user_id \
+              ORDER BY s.created_ms DESC, s.{} DESC LIMIT 1) AS session_status, \
+             (SELECT sc.status FROM subscription_consents sc WHERE sc.subscription_id = $3 \
+              AND sc.end_user_id = m.end_user_id) AS subscription_consent \
+             FROM messages m JOIN end_users e ON e.id = m.end_user_id JOIN channels c ON c.id = e.channel_id \
+             WHERE m.request_id = $1 AND m.status IN ('Pending', 'InProgress') \
+             AND (m.next_attempt_ms IS NULL OR m.next_attempt_ms <= $2) ORDER BY m.position",
+            d.seq()
+        ),
+    );
+    sql.arg(claim.request_id.as_str()).arg(now).arg(row.subscription_id.clone());
+    let due: Vec<DueRow> = conn.fetch_all(sql).await?;
+    Ok(Work {
+        request_id: claim.request_id.clone(),
+        tenant: claim.tenant.clone(),
+        lease: claim.lease.clone(),
+        loaded_at_ms: now,
+        definition_name: row.definition_name,
+        definition: definition.map(DefinitionRow::into_record).transpose()?,
+        parameters_json: row.parameters,
+        enforce_consent: row.enforce_consent,
+        consent_type: parse_pick("send_requests.consent_type", &row.consent_type)?,
+        subscription_id: row.subscription_id.map(RecordId::from_trusted),
+        allowed_session_status: parse_pick("send_requests.allowed_session_status", &row.allowed_session_status)?,
+        trace_context: row.trace_context,
+        items: due.into_iter().map(DueRow::into_item).collect::<StoreResult<Vec<_>>>()?,
+    })
+}

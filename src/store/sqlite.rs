@@ -1,0 +1,150 @@
+//! The embedded SQLite backend: one file in WAL mode with `synchronous=FULL`, so an
+//! acknowledged request has reached the disk (fsync of the WAL) before the caller hears
+//! of it. SQLite has one write lock, so one writer task does every write of the process
+//! on its own connection: accepts and the dispatcher's writes are group-committed, many
+//! to a transaction and one fsync; every other write (provisioning, claims, retention)
+//! borrows that connection between batches. Reads use two pools of their own — the
+//! doors', and the dispatcher's — so neither starves the other and no read waits on a
+//! write (WAL).
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::Connection;
+use sqlx::pool::PoolConnection;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+use super::shared::{Backend, SqlStore};
+use super::sql::{Conn, counts, queue};
+use super::writer::{Connect, Loaned, Writer};
+use super::*;
+
+/// Settings for the SQLite store.
+#[derive(Debug, Clone)]
+pub struct SqliteSettings {
+    /// `sqlite://path/to/file.db`; created if missing.
+    pub url: String,
+    /// Read connections for the doors (the writer and the dispatcher have their own).
+    pub max_connections: u32,
+    /// How long a caller waits for a connection or a lock before UNAVAILABLE.
+    pub acquire_timeout: Duration,
+    /// Most writes one group commit takes.
+    pub max_batch: usize,
+}
+
+/// Page cache of the writer's connection: the hot end of every index it appends to
+/// stays in memory (`cache_size`, KiB when negative).
+const WRITER_CACHE_KIB: &str = "-65536";
+/// Page cache of each reading connection.
+const READER_CACHE_KIB: &str = "-8192";
+/// Connections of the dispatcher's read pool.
+const DISPATCH_READERS: u32 = 2;
+
+pub type SqliteStore = SqlStore<SqliteBackend>;
+
+pub struct SqliteBackend {
+    /// The doors' reads.
+    pool: SqlitePool,
+    /// The dispatcher's reads.
+    dispatch_pool: SqlitePool,
+    /// Every write.
+    writer: Writer<SqliteConnection>,
+}
+
+impl SqlStore<SqliteBackend> {
+    /// Opens (creating if needed) and migrates the database, recounts the queue, and
+    /// starts the writer.
+    pub async fn open(settings: &SqliteSettings) -> StoreResult<Self> {
+        let options = SqliteConnectOptions::from_str(&settings.url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .foreign_keys(true)
+            .busy_timeout(settings.acquire_timeout)
+            .pragma("temp_store", "memory");
+        let readers = options.clone().pragma("cache_size", READER_CACHE_KIB);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(settings.max_connections.max(1))
+            .acquire_timeout(settings.acquire_timeout)
+            .connect_with(readers.clone())
+            .await?;
+        sqlx::migrate!("./migrations/sqlite").run(&pool).await.map_err(|e| StoreError::Migrate(Arc::new(e)))?;
+        let dispatch_pool = SqlitePoolOptions::new()
+            .max_connections(DISPATCH_READERS)
+            .acquire_timeout(settings.acquire_timeout)
+            .connect_with(readers)
+            .await?;
+        let writer_options = options.pragma("cache_size", WRITER_CACHE_KIB);
+        let mut conn = SqliteConnection::connect_with(&writer_options).await?;
+        conn.run("BEGIN IMMEDIATE").await?;
+        counts::recount(&mut conn).await?;
+        conn.run("COMMIT").await?;
+        let connect: Connect<SqliteConnection> = Arc::new(move || {
+            let options = writer_options.clone();
+            Box::pin(async move { Ok(SqliteConnection::connect_with(&options).await?) })
+        });
+        let writer = Writer::start(conn, connect, settings.max_batch, 0);
+        Ok(SqlStore::new(SqliteBackend { pool, dispatch_pool, writer }))
+    }
+}
+
+#[async_trait]
+impl Backend for SqliteBackend {
+    type Conn = SqliteConnection;
+    type Read = PoolConnection<sqlx::Sqlite>;
+    type Write = Loaned<SqliteConnection>;
+
+    async fn read(&self) -> StoreResult<Self::Read> {
+        Ok(self.pool.acquire().await?)
+    }
+
+    async fn read_for_dispatch(&self) -> StoreResult<Self::Read> {
+        Ok(self.dispatch_pool.acquire().await?)
+    }
+
+    async fn begin_write(&self) -> StoreResult<Self::Write> {
+        let mut conn = self.writer.borrow().await?;
+        conn.run("BEGIN IMMEDIATE").await?;
+        Ok(conn)
+    }
+
+    async fn commit(&self, mut tx: Self::Write) -> StoreResult<()> {
+        tx.run("COMMIT").await
+    }
+
+    async fn claim(
+        &self,
+        lease: &str,
+        now_ms: i64,
+        lease_ms: i64,
+        max_in_progress: u32,
+        batch: u32,
+    ) -> StoreResult<Vec<Claim>> {
+        let mut tx = self.begin_write().await?;
+        let claims = queue::claim(&mut *tx, lease, now_ms, lease_ms, max_in_progress, batch, 0).await?;
+        self.commit(tx).await?;
+        Ok(claims)
+    }
+
+    fn accept_writer(&self) -> &Writer<SqliteConnection> {
+        &self.writer
+    }
+
+    fn delivery_writer(&self) -> &Writer<SqliteConnection> {
+        &self.writer
+    }
+
+    fn shard(&self) -> i64 {
+        0
+    }
+
+    fn pool_stats(&self) -> PoolStats {
+        let size = self.pool.size();
+        let idle = u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX).min(size);
+        PoolStats { idle, in_use: size - idle }
+    }
+}

@@ -1,0 +1,351 @@
+//! The group-commit writer: one task owns one database connection and records whatever
+//! writes are waiting — accepts, and the dispatcher's message starts, outcomes, lease
+//! renewals and claim ends — in ONE transaction and one commit (one fsync / WAL flush),
+//! so durability is shared instead of paid per write. On SQLite a single writer does
+//! every write of the process (SQLite has one write lock; other writes borrow the
+//! writer's connection between batches, `Loan`); on PostgreSQL each replica runs one for
+//! accepts and one for the dispatcher, on connections of their own, so neither waits for
+//! a pool connection behind callers.
+//!
+//! An answer is sent only after `COMMIT` succeeded on a live connection. If the batch
+//! fails because the database is unavailable, every write in it is refused UNAVAILABLE
+//! and the connection is replaced (its transaction state is in doubt); if it fails for
+//! another reason, each write is retried in a transaction of its own, so one bad write
+//! never takes the others with it. Transactions are plain `BEGIN`/`COMMIT` statements on
+//! the writer's own connection (no savepoints), so nothing can half-commit.
+
+use std::future::Future;
+use std::ops::{Deref, DerefMut};
+use std::pin::Pin;
+use std::sync::Arc;
+
+use tokio::sync::{mpsc, oneshot};
+
+use super::sql::Conn;
+use super::sql::accept::{self, AcceptItem};
+use super::sql::delivery::{self, DeliveryWrites, Finish, Outcome, Renewal, Start};
+use crate::domain::model::RequestStatus;
+use crate::domain::send::NewSendRequest;
+use crate::store::{AcceptOutcome, StoreError, StoreResult};
+
+/// Opens a fresh connection for the writer.
+pub type Connect<C> = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = StoreResult<C>> + Send>> + Send + Sync>;
+
+type Reply<T> = oneshot::Sender<StoreResult<T>>;
+
+/// One write for the writer.
+pub enum Op<C> {
+    Accept {
+        tenant: String,
+        request: Box<NewSendRequest>,
+        now_ms: i64,
+        reply: Reply<AcceptOutcome>,
+    },
+    Start(Start, Reply<bool>),
+    Outcome(Outcome, Reply<bool>),
+    Renew(Renewal, Reply<Vec<bool>>),
+    Finish(Finish, Reply<Option<RequestStatus>>),
+    /// Lends the connection, between batches, for a transaction of the borrower's own.
+    Loan(oneshot::Sender<Loaned<C>>),
+}
+
+/// The sending side, cheap to clone.
+pub struct Writer<C> {
+    ops: mpsc::Sender<Op<C>>,
+}
+
+impl<C> Clone for Writer<C> {
+    fn clone(&self) -> Self {
+        Writer { ops: self.ops.clone() }
+    }
+}
+
+fn closed() -> StoreError {
+    StoreError::Unavailable(Arc::new(sqlx::Error::PoolClosed))
+}
+
+impl<C: Conn + 'static> Writer<C> {
+    /// Starts a writer on `conn`; `connect` replaces the connection when it is in doubt.
+    /// `shard` names the writer's queue-count rows.
+    pub fn start(conn: C, connect: Connect<C>, max_batch: usize, shard: i64) -> Self {
+        let (ops, rx) = mpsc::channel(max_batch.max(1) * 4);
+        tokio::spawn(run_until_closed(Some(conn), connect, rx, max_batch.max(1), shard));
+        Writer { ops }
+    }
+
+    async fn send(&self, op: Op<C>) -> StoreResult<()> {
+        self.ops.send(op).await.map_err(|_| closed())
+    }
+
+    async fn ask<T>(&self, op: impl FnOnce(Reply<T>) -> Op<C>) -> StoreResult<T> {
+        let (reply, answer) = oneshot::channel();
+        self.send(op(reply)).await?;
+        answer.await.map_err(|_| closed())?
+    }
+
+    pub async fn accept(&self, tenant: &str, request: NewSendRequest, now_ms: i64) -> StoreResult<AcceptOutcome> {
+        self.ask(|reply| Op::Accept { tenant: tenant.to_owned(), request: Box::new(request), now_ms, reply }).await
+    }
+
+    pub async fn start_message(&self, start: Start) -> StoreResult<bool> {
+        self.ask(|reply| Op::Start(start, reply)).await
+    }
+
+    pub async fn record_outcome(&self, outcome: Outcome) -> StoreResult<bool> {
+        self.ask(|reply| Op::Outcome(outcome, reply)).await
+    }
+
+    pub async fn renew(&self, renewal: Renewal) -> StoreResult<Vec<bool>> {
+        self.ask(|reply| Op::Renew(renewal, reply)).await
+    }
+
+    pub async fn finish(&self, finish: Finish) -> StoreResult<Option<RequestStatus>> {
+        self.ask(|reply| Op::Finish(finish, reply)).await
+    }
+
+    /// The writer's connection, lent between batches (SQLite: every other write).
+    pub async fn borrow(&self) -> StoreResult<Loaned<C>> {
+        let (reply, loan) = oneshot::channel();
+        self.send(Op::Loan(reply)).await?;
+        loan.await.map_err(|_| closed())
+    }
+}
+
+/// The writer's connection while lent; it goes back to the writer when dropped, which
+/// rolls back whatever transaction the borrower left open.
+pub struct Loaned<C> {
+    conn: Option<C>,
+    back: Option<oneshot::Sender<C>>,
+}
+
+impl<C> Deref for Loaned<C> {
+    type Target = C;
+    fn deref(&self) -> &C {
+        self.conn.as_ref().expect("a lent connection until dropped")
+    }
+}
+
+impl<C> DerefMut for Loaned<C> {
+    fn deref_mut(&mut self) -> &mut C {
+        self.conn.as_mut().expect("a lent connection until dropped")
+    }
+}
+
+impl<C> Drop for Loaned<C> {
+    fn drop(&mut self) {
+        if let (Some(conn), Some(back)) = (self.conn.take(), self.back.take()) {
+            let _ = back.send(conn);
+        }
+    }
+}
+
+async fn run_until_closed<C: Conn + 'static>(
+    mut conn: Option<C>,
+    connect: Connect<C>,
+    mut rx: mpsc::Receiver<Op<C>>,
+    max_batch: usize,
+    shard: i64,
+) {
+    let mut batch: Vec<Op<C>> = Vec::with_capacity(max_batch);
+    while rx.recv_many(&mut batch, max_batch).await > 0 {
+        if conn.is_none() {
+            match connect().await {
+                Ok(fresh) => conn = Some(fresh),
+                Err(e) => {
+                    tracing::warn!(error = %crate::error::error_chain(&e), "the database writer cannot reconnect")
+                }
+            }
+        }
+        let mut loans = Vec::new();
+        let mut writes = Vec::with_capacity(batch.len());
+        for op in batch.drain(..) {
+            match op {
+                Op::Loan(reply) => loans.push(reply),
+                other => writes.push(other),
+            }
+        }
+        if !writes.is_empty() {
+            match conn.as_mut() {
+                Some(c) => {
+                    if !commit(c, writes, shard).await {
+                        // The connection's transaction state is in doubt: replace it.
+                        conn = None;
+                    }
+                }
+                None => refuse(writes, &closed()),
+            }
+        }
+        for loan in loans {
+            let Some(lent) = conn.take() else {
+                // No connection: the borrower hears that the store is closed.
+                drop(loan);
+                continue;
+            };
+            let (back, returned) = oneshot::channel();
+            if let Err(mut unused) = loan.send(Loaned { conn: Some(lent), back: Some(back) }) {
+                // The borrower went away before taking it: keep the connection.
+                conn = unused.conn.take();
+                continue;
+            }
+            if let Ok(mut c) = returned.await {
+                // Whatever the borrower left open is rolled back; an error here only
+                // says there was no transaction.
+                let _ = c.run("ROLLBACK").await;
+                conn = Some(c);
+            }
+        }
+    }
+}
+
+/// The writes of one batch, split by kind.
+struct Batch<C> {
+    accepts: Vec<(String, Box<NewSendRequest>, i64, Reply<AcceptOutcome>)>,
+    starts: Vec<(Start, Reply<bool>)>,
+    outcomes: Vec<(Outcome, Reply<bool>)>,
+    renewals: Vec<(Renewal, Reply<Vec<bool>>)>,
+    finishes: Vec<(Finish, Reply<Option<RequestStatus>>)>,
+    _conn: std::marker::PhantomData<fn() -> C>,
+}
+
+impl<C> Batch<C> {
+    fn split(ops: Vec<Op<C>>) -> Self {
+        let mut b = Batch {
+            accepts: Vec::new(),
+            starts: Vec::new(),
+            outcomes: Vec::new(),
+            renewals: Vec::new(),
+            finishes: Vec::new(),
+            _conn: std::marker::PhantomData,
+        };
+        for op in ops {
+            match op {
+                Op::Accept { tenant, request, now_ms, reply } => b.accepts.push((tenant, request, now_ms, reply)),
+                Op::Start(s, reply) => b.starts.push((s, reply)),
+                Op::Outcome(o, reply) => b.outcomes.push((o, reply)),
+                Op::Renew(r, reply) => b.renewals.push((r, reply)),
+                Op::Finish(f, reply) => b.finishes.push((f, reply)),
+                Op::Loan(_) => unreachable!("loans are served apart"),
+            }
+        }
+        b
+    }
+
+    fn into_ops(self) -> Vec<Op<C>> {
+        let mut ops = Vec::new();
+        ops.extend(self.accepts.into_iter().map(|(tenant, request, now_ms, reply)| Op::Accept {
+            tenant,
+            request,
+            now_ms,
+            reply,
+        }));
+        ops.extend(self.starts.into_iter().map(|(s, r)| Op::Start(s, r)));
+        ops.extend(self.outcomes.into_iter().map(|(o, r)| Op::Outcome(o, r)));
+        ops.extend(self.renewals.into_iter().map(|(x, r)| Op::Renew(x, r)));
+        ops.extend(self.finishes.into_iter().map(|(f, r)| Op::Finish(f, r)));
+        ops
+    }
+}
+
+/// What one transaction's writes came to, before the commit.
+struct Written {
+    accepts: Vec<AcceptOutcome>,
+    delivery: delivery::DeliveryResults,
+}
+
+async fn write_all<C: Conn>(conn: &mut C, b: &Batch<C>, shard: i64) -> StoreResult<Written> {
+    let items: Vec<AcceptItem<'_>> =
+        b.accepts.iter().map(|(tenant, request, now_ms, _)| AcceptItem { tenant, request, now_ms: *now_ms }).collect();
+    let accepts = if items.is_empty() { Vec::new() } else { accept::write_batch(conn, &items, shard).await? };
+    let writes = DeliveryWrites {
+        starts: b.starts.iter().map(|(s, _)| s).collect(),
+        outcomes: b.outcomes.iter().map(|(o, _)| o).collect(),
+        renewals: b.renewals.iter().map(|(r, _)| r).collect(),
+        finishes: b.finishes.iter().map(|(f, _)| f).collect(),
+    };
+    let delivery = delivery::apply(conn, &writes, shard).await?;
+    Ok(Written { accepts, delivery })
+}
+
+/// `BEGIN` (the connection's dialect decides how), the writes, `COMMIT`.
+async fn transaction<C: Conn>(conn: &mut C, b: &Batch<C>, shard: i64) -> StoreResult<Written> {
+    let begin = match conn.dialect() {
+        super::sql::Dialect::Sqlite => "BEGIN IMMEDIATE",
+        super::sql::Dialect::Postgres => "BEGIN",
+    };
+    conn.run(begin).await?;
+    match write_all(conn, b, shard).await {
+        Ok(written) => {
+            conn.run("COMMIT").await?;
+            Ok(written)
+        }
+        Err(e) => {
+            let _ = conn.run("ROLLBACK").await;
+            Err(e)
+        }
+    }
+}
+
+fn answer<C>(b: Batch<C>, written: Written) {
+    for ((.., reply), outcome) in b.accepts.into_iter().zip(written.accepts) {
+        // The caller may have gone (a cancelled call); what committed stays committed.
+        let _ = reply.send(Ok(outcome));
+    }
+    for ((_, reply), started) in b.starts.into_iter().zip(written.delivery.starts) {
+        let _ = reply.send(Ok(started));
+    }
+    for ((_, reply), kept) in b.outcomes.into_iter().zip(written.delivery.outcomes) {
+        let _ = reply.send(Ok(kept));
+    }
+    for ((_, reply), renewed) in b.renewals.into_iter().zip(written.delivery.renewals) {
+        let _ = reply.send(Ok(renewed));
+    }
+    for ((_, reply), status) in b.finishes.into_iter().zip(written.delivery.finishes) {
+        let _ = reply.send(Ok(status));
+    }
+}
+
+fn refuse<C>(ops: Vec<Op<C>>, e: &StoreError) {
+    for op in ops {
+        match op {
+            Op::Accept { reply, .. } => drop(reply.send(Err(e.clone()))),
+            Op::Start(_, reply) => drop(reply.send(Err(e.clone()))),
+            Op::Outcome(_, reply) => drop(reply.send(Err(e.clone()))),
+            Op::Renew(_, reply) => drop(reply.send(Err(e.clone()))),
+            Op::Finish(_, reply) => drop(reply.send(Err(e.clone()))),
+            Op::Loan(_) => {}
+        }
+    }
+}
+
+/// Commits a batch and answers every write in it. Returns false when the connection is
+/// in doubt and must be replaced.
+async fn commit<C: Conn>(conn: &mut C, ops: Vec<Op<C>>, shard: i64) -> bool {
+    let batch = Batch::split(ops);
+    match transaction(conn, &batch, shard).await {
+        Ok(written) => {
+            answer(batch, written);
+            true
+        }
+        Err(e @ StoreError::Unavailable(_)) => {
+            refuse(batch.into_ops(), &e);
+            false
+        }
+        Err(e) => {
+            let ops = batch.into_ops();
+            if ops.len() == 1 {
+                refuse(ops, &e);
+                return true;
+            }
+            tracing::warn!(error = %crate::error::error_chain(&e), writes = ops.len(), "a batched write failed; writing one by one");
+            let mut healthy = true;
+            for op in ops {
+                if healthy {
+                    healthy = Box::pin(commit(conn, vec![op], shard)).await;
+                } else {
+                    refuse(vec![op], &closed());
+                }
+            }
+            healthy
+        }
+    }
+}
