@@ -36,6 +36,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     let config = Config::load(args.config.as_deref(), &overrides)?;
     let telemetry = convmsg::telemetry::init(&config.log, &config.telemetry)?;
+    for name in convmsg::config::ignored_environment_variables() {
+        tracing::warn!(variable = %name, "this CONVMSG_* variable is not a setting and was ignored");
+    }
     let app = App::build_traced(config, telemetry).await?;
     if let Some(token) = app.generated_token() {
         eprintln!(
