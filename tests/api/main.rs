@@ -10,6 +10,7 @@ mod accept;
 mod cli;
 mod crash;
 mod delivery;
+mod node;
 mod ops;
 mod python;
 mod replicas;
