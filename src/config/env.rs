@@ -110,7 +110,7 @@ impl EnvLayer {
     }
 
     /// The settings the variables make, as a nested dictionary.
-    fn settings(&self) -> Result<Dict, Error> {
+    fn settings(&self) -> Result<Dict, String> {
         let shape = shape();
         let mut settings = Dict::new();
         let mut vars: Vec<&(String, String)> = self.vars.iter().collect();
@@ -121,7 +121,7 @@ impl EnvLayer {
                 continue;
             }
             if raw.starts_with('\u{FFFD}') {
-                return Err(Error::from(format!("{name} is not valid UTF-8")));
+                return Err(format!("{name} is not valid UTF-8"));
             }
             let (path, kind) = resolve(&shape, &parts);
             let value = typed(name, raw, kind)?;
@@ -174,7 +174,8 @@ fn resolve(shape: &Dict, parts: &[&str]) -> (Vec<String>, Kind) {
     (path, kind)
 }
 
-fn typed(name: &str, raw: &str, kind: Kind) -> Result<Value, Error> {
+fn typed(name: &str, raw: &str, kind: Kind) -> Result<Value, String> {
+    // figment's value parser (its `env` feature): `[1, 2]`, `{k = "v"}`, TOML-like.
     let parsed = || raw.parse::<Value>().expect("parsing a value is infallible");
     let value = match kind {
         Kind::Text => Value::from(raw.to_owned()),
@@ -193,14 +194,14 @@ fn typed(name: &str, raw: &str, kind: Kind) -> Result<Value, Error> {
             .ok_or_else(|| format!("{name}={raw:?}: expected true or false"))?,
         Kind::List => match parsed() {
             list @ Value::Array(..) => list,
-            _ => return Err(Error::from(format!("{name}={raw:?}: expected a list, written [a, b, c]"))),
+            _ => return Err(format!("{name}={raw:?}: expected a list, written [a, b, c]")),
         },
         Kind::Map => match parsed() {
             map @ Value::Dict(..) => map,
-            _ => return Err(Error::from(format!("{name}={raw:?}: expected a table, written {{key = \"value\"}}"))),
+            _ => return Err(format!("{name}={raw:?}: expected a table, written {{key = \"value\"}}")),
         },
         Kind::Section => {
-            return Err(Error::from(format!("{name} names a section; set its keys as {name}__<KEY>")));
+            return Err(format!("{name} names a section; set its keys as {name}__<KEY>"));
         }
     };
     Ok(value)
@@ -229,7 +230,7 @@ impl Provider for EnvLayer {
     }
 
     fn data(&self) -> Result<Map<Profile, Dict>, Error> {
-        Ok(Profile::Default.collect(self.settings()?))
+        Ok(Profile::Default.collect(self.settings().map_err(Error::from)?))
     }
 }
 
@@ -308,7 +309,7 @@ mod tests {
         let shape = shape();
         let mut all = Vec::new();
         for (key, value) in shape.iter().filter(|(k, _)| settable(&shape, k)) {
-            leaves(&[key.clone()], value, &mut all);
+            leaves(std::slice::from_ref(key), value, &mut all);
         }
         assert!(all.len() > 40, "{} settings", all.len());
         for (path, default) in all {

@@ -16,6 +16,7 @@ mod python;
 mod replicas;
 mod rest;
 mod retention;
+mod settings;
 mod shutdown;
 mod telemetry;
 mod tls;
