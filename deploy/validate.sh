@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
-# Validates deploy/: lints the Dockerfile (hadolint), renders both kustomize overlays,
-# checks convmsg's own deployment rules on them (deploy/render.py check), and validates
-# every rendered manifest and the Secret example against the Kubernetes schemas
-# (kubernetes-validate --strict, for the oldest and newest Kubernetes we support).
-# Fails on the first error. The tools go into .venv-deploy (installed when
-# deploy/requirements.txt changed). `kubectl kustomize` renders when kubectl is
-# installed, and deploy/render.py (no kustomize needed) must then render the same.
+# Validates deploy/: lints the Dockerfile (hadolint), renders both overlays with the real
+# kustomize (`kubectl kustomize`, the one `kubectl apply -k` uses), checks convmsg's own
+# deployment rules on that rendering (deploy/check.py), and validates every rendered
+# manifest and the Secret example against the Kubernetes schemas (kubernetes-validate
+# --strict, for the oldest and newest Kubernetes we support). Fails on the first error.
+# The Python tools go into .venv-deploy (installed when deploy/requirements.txt changed);
+# kubectl must be installed (it is on the CI machines).
 set -euo pipefail
 
 # Work from the repository root, wherever this is called from.
@@ -30,20 +30,19 @@ python="$venv/bin/python"
 echo "hadolint $("$venv/bin/hadolint" --version)"
 "$venv/bin/hadolint" deploy/Dockerfile
 
+if ! command -v kubectl >/dev/null; then
+    echo "deploy/validate.sh: kubectl is needed to render the overlays (kubectl kustomize); install it" \
+        "(https://kubernetes.io/docs/tasks/tools/, or Debian/Ubuntu's kubectl package)" >&2
+    exit 1
+fi
+echo "kubectl kustomize: $(kubectl version --client 2>/dev/null | grep -i kustomize || echo "kubectl $(kubectl version --client)")"
+
 out=$(mktemp -d)
 trap 'rm -rf "$out"' EXIT
 for overlay in single replicated; do
-    dir=deploy/k8s/overlays/$overlay
-    "$python" deploy/render.py render "$dir" >"$out/$overlay.yaml"
-    if command -v kubectl >/dev/null; then
-        kubectl kustomize "$dir" >"$out/$overlay.kustomize.yaml"
-        "$python" deploy/render.py compare "$out/$overlay.yaml" "$out/$overlay.kustomize.yaml"
-        echo "$overlay: kubectl kustomize and deploy/render.py agree"
-    else
-        echo "$overlay: kubectl not installed; rendered with deploy/render.py only"
-    fi
-    "$python" deploy/render.py check "$out/$overlay.yaml"
-    echo "$overlay: deployment rules hold"
+    kubectl kustomize "deploy/k8s/overlays/$overlay" >"$out/$overlay.yaml"
+    "$python" deploy/check.py "$out/$overlay.yaml"
+    echo "$overlay: rendered by kubectl kustomize; deployment rules hold"
 done
 
 echo "kubernetes-validate $("$venv/bin/kubernetes-validate" --version)"

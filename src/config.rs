@@ -1,34 +1,18 @@
 //! One typed configuration, layered: built-in defaults, then the TOML file
 //! (`--config` / `CONVMSG_CONFIG`), then `CONVMSG_*` environment variables (sections
-//! with `__`: `CONVMSG_ADMISSION__MAX_CONCURRENT_REQUESTS=500`), then command-line flags.
-//! The commented reference is `config/convmsg.example.toml`.
+//! with `__`: `CONVMSG_ADMISSION__MAX_CONCURRENT_REQUESTS=500`; see `env`), then
+//! command-line flags. The commented reference is `config/convmsg.example.toml`.
 
 use std::collections::BTreeMap;
 use std::path::Path;
 
 use figment::Figment;
-use figment::providers::{Env, Format, Serialized, Toml};
+use figment::providers::{Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
 use crate::providers::ProvidersConfig;
 
-/// Top-level keys that `CONVMSG_*` variables may set. Others (such as Kubernetes'
-/// `CONVMSG_PORT` service links, or the client's `CONVMSG_TOKEN`) are ignored.
-const ENV_KEYS: &[&str] = &[
-    "listen",
-    "database_url",
-    "bootstrap_token",
-    "tls",
-    "shutdown",
-    "log",
-    "telemetry",
-    "admission",
-    "database",
-    "dispatch",
-    "retention",
-    "providers",
-    "rest",
-];
+mod env;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -479,8 +463,25 @@ impl TlsOverrides {
 }
 
 impl Config {
-    /// Defaults ← file ← `CONVMSG_*` env ← flags.
+    /// Defaults ← file ← `CONVMSG_*` env (this process's) ← flags.
     pub fn load(file: Option<&Path>, overrides: &Overrides) -> Result<Config, Box<figment::Error>> {
+        Config::load_layers(file, env::EnvLayer::from_process(), overrides)
+    }
+
+    /// As `load`, with `vars` standing for the process environment (tests).
+    pub fn load_with_env(
+        file: Option<&Path>,
+        vars: impl IntoIterator<Item = (String, String)>,
+        overrides: &Overrides,
+    ) -> Result<Config, Box<figment::Error>> {
+        Config::load_layers(file, env::EnvLayer::from_vars(vars), overrides)
+    }
+
+    fn load_layers(
+        file: Option<&Path>,
+        env: env::EnvLayer,
+        overrides: &Overrides,
+    ) -> Result<Config, Box<figment::Error>> {
         let mut figment = Figment::from(Serialized::defaults(Config::default()));
         if let Some(path) = file {
             if !path.exists() {
@@ -488,14 +489,16 @@ impl Config {
             }
             figment = figment.merge(Toml::file(path));
         }
-        figment = figment
-            .merge(Env::prefixed("CONVMSG_").split("__").filter(|key| {
-                let top = key.as_str().split('.').next().unwrap_or_default();
-                ENV_KEYS.contains(&top)
-            }))
-            .merge(Serialized::defaults(overrides));
+        figment = figment.merge(env).merge(Serialized::defaults(overrides));
         figment.extract().map_err(Box::new)
     }
+}
+
+/// The `CONVMSG_*` variables of this process that set nothing (a misspelt name, a
+/// single `_` where `__` separates a section), each with a hint where one is likely;
+/// `serve` warns about them at start.
+pub fn ignored_environment_variables() -> Vec<String> {
+    env::EnvLayer::from_process().ignored()
 }
 
 #[cfg(test)]

@@ -36,6 +36,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
     };
     let config = Config::load(args.config.as_deref(), &overrides)?;
     let telemetry = convmsg::telemetry::init(&config.log, &config.telemetry)?;
+    for name in convmsg::config::ignored_environment_variables() {
+        tracing::warn!(variable = %name, "this CONVMSG_* variable is not a setting and was ignored");
+    }
     let app = App::build_traced(config, telemetry).await?;
     if let Some(token) = app.generated_token() {
         eprintln!(
@@ -45,25 +48,46 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         );
     }
     let shutdown = CancellationToken::new();
-    tokio::spawn(stop_on_signal(shutdown.clone()));
+    // Installed before the listener serves, so a SIGTERM that arrives at once still drains.
+    tokio::spawn(stop_on_signal(Signals::install()?, shutdown.clone()));
     let result = app.run_until_stopped(shutdown).await;
     convmsg::telemetry::flush();
     result
 }
 
+/// SIGTERM and Ctrl-C, registered with the OS when made (not when first awaited).
+struct Signals {
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    interrupt: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn install() -> anyhow::Result<Signals> {
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            Ok(Signals { terminate: signal(SignalKind::terminate())?, interrupt: signal(SignalKind::interrupt())? })
+        }
+        #[cfg(not(unix))]
+        Ok(Signals {})
+    }
+}
+
 /// Cancels `shutdown` on SIGTERM or Ctrl-C; `App::run_until_stopped` then drains and
 /// returns, and `main` exits 0. A pod therefore needs no preStop hook.
-async fn stop_on_signal(shutdown: CancellationToken) {
+#[cfg_attr(not(unix), allow(unused_mut))]
+async fn stop_on_signal(mut signals: Signals, shutdown: CancellationToken) {
     #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        let mut term = signal(SignalKind::terminate()).expect("installing the SIGTERM handler");
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = tokio::signal::ctrl_c() => {}
-        }
+    tokio::select! {
+        _ = signals.terminate.recv() => {}
+        _ = signals.interrupt.recv() => {}
     }
     #[cfg(not(unix))]
-    let _ = tokio::signal::ctrl_c().await;
+    {
+        let _ = &mut signals;
+        let _ = tokio::signal::ctrl_c().await;
+    }
     shutdown.cancel();
 }

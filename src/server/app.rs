@@ -322,11 +322,15 @@ fn routes(
     );
     let bridge = rest::router(service.clone(), auth.clone(), config.rest.clone(), &admission);
     let interceptor = grpc::auth_interceptor(auth);
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()
-        .context("building reflection")?;
+    // Reflection in both versions: v1, and v1alpha for the clients that still ask only
+    // it (grpcio-reflection's descriptor database, grpcurl before 1.9, most GUI clients).
+    let reflection_builder = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection = reflection_builder().build_v1().context("building reflection v1")?;
+    let reflection_v1alpha = reflection_builder().build_v1alpha().context("building reflection v1alpha")?;
     let conversation = ConversationMessagesServer::with_interceptor(
         ConversationMessagesApi { service: service.clone() },
         interceptor.clone(),
@@ -335,7 +339,8 @@ fn routes(
     let grpc = tonic::service::Routes::new(health_service)
         .add_service(admission.layer(conversation))
         .add_service(admission.layer(admin))
-        .add_service(admission.layer(InterceptedService::new(reflection, interceptor)));
+        .add_service(admission.layer(InterceptedService::new(reflection, interceptor.clone())))
+        .add_service(admission.layer(InterceptedService::new(reflection_v1alpha, interceptor)));
     let router = grpc
         .into_axum_router()
         .merge(bridge)

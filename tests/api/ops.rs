@@ -52,6 +52,38 @@ async fn reflection_needs_a_token_and_then_lists_the_services() {
     assert!(names.contains(&"convmsg.v1.MessagingAdmin".to_owned()), "{names:?}");
 }
 
+/// The older reflection protocol, which grpcio-reflection, grpcurl before 1.9 and most
+/// GUI clients speak, is served beside v1, behind the same token.
+#[tokio::test]
+async fn reflection_v1alpha_needs_a_token_and_then_lists_the_services() {
+    use tonic_reflection::pb::v1alpha::ServerReflectionRequest;
+    use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse;
+
+    let app = spawn_app().await;
+    let list = || {
+        tokio_stream::iter(vec![ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        }])
+    };
+    let mut anonymous = ServerReflectionClient::with_interceptor(app.channel().await, BearerToken(None));
+    let refused = anonymous.server_reflection_info(list()).await.unwrap_err();
+    assert_eq!(refused.code(), Code::Unauthenticated);
+
+    let mut client =
+        ServerReflectionClient::with_interceptor(app.channel().await, BearerToken(Some(app.token.clone())));
+    let mut stream = client.server_reflection_info(list()).await.unwrap().into_inner();
+    let reply = stream.message().await.unwrap().unwrap();
+    let Some(MessageResponse::ListServicesResponse(services)) = reply.message_response else {
+        panic!("expected a service list, got {reply:?}");
+    };
+    let names: Vec<String> = services.service.into_iter().map(|s| s.name).collect();
+    assert!(names.contains(&"convmsg.v1.ConversationMessages".to_owned()), "{names:?}");
+    assert!(names.contains(&"convmsg.v1.MessagingAdmin".to_owned()), "{names:?}");
+}
+
 #[tokio::test]
 async fn past_the_concurrency_limit_calls_are_refused_at_once_with_retry_advice() {
     let app = spawn_app_with(|c| {

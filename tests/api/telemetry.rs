@@ -29,7 +29,7 @@ const CALLER_SPAN_ID: &str = "00f067aa0ba902b7";
 
 /// Collects every span exported to it, with its resource's `service.name`.
 #[derive(Clone, Default)]
-struct Collector {
+pub(crate) struct Collector {
     spans: Arc<Mutex<Vec<Span>>>,
     service_names: Arc<Mutex<Vec<String>>>,
 }
@@ -59,7 +59,15 @@ impl TraceService for Collector {
     }
 }
 
-async fn start_collector() -> (Collector, String) {
+impl Collector {
+    /// The names of the spans exported so far.
+    pub(crate) fn span_names(&self) -> Vec<String> {
+        self.spans.lock().unwrap().iter().map(|s| s.name.clone()).collect()
+    }
+}
+
+/// A test collector on 127.0.0.1; returns it and its URL.
+pub(crate) async fn start_collector() -> (Collector, String) {
     let collector = Collector::default();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
