@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use convmsg::auth::generate_token;
+use convmsg::domain::principal::generate_token;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use convmsg::auth::generate_token;
+use convmsg::domain::principal::generate_token;
 use convmsg::grpc::pb;
 use serde_json::json;
 use tonic::Code;
