@@ -232,7 +232,9 @@ async fn a_killed_replicas_leases_are_taken_over_and_every_message_still_ends_fi
         let (receiver, hook) = Receiver::start(Duration::from_millis(100)).await;
         let dir = tempfile::tempdir().unwrap();
         let token = convmsg::domain::principal::generate_token();
-        let dispatch = "max_in_progress_requests = 20\nlease_ms = 1000\nclaim_batch = 5\npoll_interval_ms = 20\n\
+        // A short lease, so the takeover is quick; long enough that the survivors' own
+        // renewals (every third of it) keep theirs on a loaded machine.
+        let dispatch = "max_in_progress_requests = 20\nlease_ms = 2000\nclaim_batch = 5\npoll_interval_ms = 20\n\
                         retry_schedule_ms = [100, 200, 400]";
         let config = write_config(dir.path(), &db.url, &token, &hook, 10, dispatch);
         let mut replicas = futures_util::future::join_all(REPLICAS.map(|name| start_replica(&config, name))).await;
