@@ -5,7 +5,7 @@
 //! sObject record and gRPC's `ListRequests` all read this one table, so they cannot
 //! disagree. Pure data: nothing here knows how a store keeps a field.
 
-use crate::domain::model::{AllowedSessionStatus, MessageState, RequestStatus, RequestType};
+use crate::domain::model::MessageState;
 
 /// A field of `ConvMessageSendRequest`, in the order the record shows them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -322,6 +322,7 @@ impl Field {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::model::{AllowedSessionStatus, RequestStatus, RequestType};
 
     #[test]
     fn the_catalogue_lists_every_field_once_in_record_order_and_names_parse_case_insensitively() {

@@ -168,8 +168,9 @@ impl RequestQuery {
     }
 
     /// The keys records are sorted by: those asked for (constant fields dropped), then
-    /// `Id` so that the order is total and pages can resume after a record. Without an
-    /// order, creation order: `CreatedDate, Id`.
+    /// `Id` — in the direction of the last key, so one index can serve both — so that the
+    /// order is total and pages can resume after a record. Without an order, creation
+    /// order: `CreatedDate, Id`.
     pub fn sort_keys(&self) -> Vec<OrderKey> {
         let mut keys: Vec<OrderKey> = self
             .order
@@ -181,7 +182,8 @@ impl RequestQuery {
             keys.push(OrderKey::asc(Field::CreatedDate));
         }
         if !keys.iter().any(|k| k.field == Field::Id) {
-            keys.push(OrderKey::asc(Field::Id));
+            let descending = keys.last().is_some_and(|k| k.descending);
+            keys.push(OrderKey { field: Field::Id, descending, nulls_first: true });
         }
         keys
     }
@@ -196,7 +198,9 @@ mod tests {
         let mut q = RequestQuery::records(vec![Field::Id]);
         assert_eq!(q.sort_keys(), [OrderKey::asc(Field::CreatedDate), OrderKey::asc(Field::Id)]);
         q.order = vec![OrderKey::desc(Field::FailedMessageCount), OrderKey::asc(Field::IsDeleted)];
-        assert_eq!(q.sort_keys(), [OrderKey::desc(Field::FailedMessageCount), OrderKey::asc(Field::Id)]);
+        assert_eq!(q.sort_keys(), [OrderKey::desc(Field::FailedMessageCount), OrderKey::desc(Field::Id)]);
+        q.order = vec![OrderKey::desc(Field::CompletedDate), OrderKey::asc(Field::Name)];
+        assert_eq!(q.sort_keys()[2], OrderKey::asc(Field::Id));
         q.order = vec![OrderKey::desc(Field::Id)];
         assert_eq!(q.sort_keys(), [OrderKey::desc(Field::Id)]);
     }

@@ -29,6 +29,7 @@ use crate::domain::ids::{IdKind, new_message_identifier, request_name};
 
 mod admin;
 mod dispatch;
+mod reads;
 
 use super::rows;
 use rows::{MessageRow, RequestRow};

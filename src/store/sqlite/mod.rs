@@ -21,6 +21,7 @@ use crate::auth::{parse_scopes, scopes_to_string};
 mod accept;
 mod admin;
 mod dispatch;
+mod reads;
 
 use accept::{AcceptJob, run_writer_until_closed};
 
