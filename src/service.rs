@@ -1,6 +1,7 @@
-//! The use cases both doors call: send, read status, provision. Each checks the
-//! caller's scope, turns caller mistakes into field-named violations, and leaves
-//! storage to the `Store`. gRPC and REST are thin adapters over these functions.
+//! The use cases both doors call: send, read status, provision, and (in `reads`) the
+//! reads over many requests. Each checks the caller's scope, turns caller mistakes into
+//! field-named violations, and leaves storage to the `Store`. gRPC and REST are thin
+//! adapters over these functions.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -20,6 +21,10 @@ use crate::error::AppError;
 use crate::events::Events;
 use crate::lookups::Lookups;
 use crate::store::{AcceptOutcome, Accepted, Key, Page, Store};
+
+mod reads;
+
+pub use reads::{Cursor, Deleted, QueryPage, Updated};
 
 /// How often a status stream re-reads the record when no in-process change arrives
 /// (changes made by other replicas reach it this way).

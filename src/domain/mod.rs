@@ -8,6 +8,7 @@ pub mod ids;
 pub mod model;
 pub mod params;
 pub mod query;
+pub mod replication;
 pub mod send;
 pub mod soql;
 pub mod violation;
