@@ -15,6 +15,7 @@ pub use crate::helpers::*;
 mod describe;
 mod errors;
 mod invoke;
+mod query;
 mod record;
 
 const ACTION: &str = "/services/data/v65.0/actions/standard/sendConversationMessages";
