@@ -170,10 +170,10 @@ pub fn describe_node(v: Version) -> Node {
 fn field_node(field: Field) -> Node {
     let info: FieldInfo = field.info();
     let text = matches!(info.kind, FieldType::String | FieldType::Picklist | FieldType::TextArea);
-    let byte_length = match info.kind {
-        FieldType::Id | FieldType::Reference => 18,
-        _ if text => info.length * 3,
-        _ => 0,
+    let (length, byte_length) = match info.kind {
+        FieldType::Id | FieldType::Reference => (18, 18),
+        _ if text => (info.length, info.length * 3),
+        _ => (0, 0),
     };
     let picklist = info
         .picklist
@@ -211,7 +211,7 @@ fn field_node(field: Field) -> Node {
         ("htmlFormatted", Node::Bool(false)),
         ("idLookup", Node::Bool(matches!(field, Field::Id | Field::Name))),
         ("label", Node::str(info.label)),
-        ("length", Node::Int(i64::from(if text { info.length } else { 0 }))),
+        ("length", Node::Int(i64::from(length))),
         ("name", Node::str(info.name)),
         ("nameField", Node::Bool(field == Field::Name)),
         ("nillable", Node::Bool(info.nillable)),
