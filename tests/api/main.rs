@@ -10,6 +10,7 @@ mod accept;
 mod cli;
 mod crash;
 mod delivery;
+mod list_requests;
 mod ops;
 mod python;
 mod replicas;
