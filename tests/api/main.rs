@@ -16,6 +16,7 @@ mod python;
 mod replicas;
 mod rest;
 mod retention;
+mod salesforce_clients;
 mod shutdown;
 mod telemetry;
 mod tls;
