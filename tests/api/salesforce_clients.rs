@@ -109,9 +109,9 @@ async fn seed_day(client: &reqwest::Client, base: &str, token: &str, users: &[St
         let inputs: Vec<Value> = (0..100)
             .map(|k| {
                 let i = day * PER_DAY + call * 100 + k;
-                let recipients = if i % 4 == 0 { vec![&users[0], &users[2]] } else { vec![&users[i % 2]] };
+                let recipients = if i.is_multiple_of(4) { vec![&users[0], &users[2]] } else { vec![&users[i % 2]] };
                 json!({
-                    "messageDefinitionName": if i % 3 == 0 { "Reminder_B" } else { "Notice_A" },
+                    "messageDefinitionName": if i.is_multiple_of(3) { "Reminder_B" } else { "Notice_A" },
                     "messagingEndUserIds": recipients,
                     "isEnforceMessagingChannelConsent": true,
                 })

@@ -73,8 +73,11 @@ const PLAIN: [(&str, Unit, Span); 20] = [
     ("NEXT_FISCAL_YEAR", Unit::Year, Span::Following),
 ];
 
+/// How a literal that takes `:n` makes its span from `n`.
+type MakeSpan = fn(u32) -> Span;
+
 /// Literals that take `:n`, by name.
-const WITH_N: [(&str, Unit, fn(u32) -> Span); 21] = [
+const WITH_N: [(&str, Unit, MakeSpan); 21] = [
     ("LAST_N_DAYS", Unit::Day, Span::LastN),
     ("NEXT_N_DAYS", Unit::Day, Span::NextN),
     ("N_DAYS_AGO", Unit::Day, Span::Ago),
@@ -111,7 +114,7 @@ pub enum Lookup {
     /// A complete literal.
     Plain(DateLiteral),
     /// A literal that needs `:n`.
-    NeedsN(Unit, fn(u32) -> Span),
+    NeedsN(Unit, MakeSpan),
     NotALiteral,
 }
 

@@ -232,7 +232,7 @@ async fn read_all(store: &SqliteStore, query: &RequestQuery, take: u32) -> Vec<Q
             after: all.last().map(|r| r.position.clone()),
             skip: if all.is_empty() { query.offset } else { 0 },
             take,
-            with_messages: all.len() % 2 == 0,
+            with_messages: all.len().is_multiple_of(2),
         };
         let rows = store.query_requests("t", query, &page).await.unwrap();
         let done = rows.len() < take as usize;
