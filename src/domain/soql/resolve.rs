@@ -19,6 +19,34 @@ pub const OBJECT: &str = "ConvMessageSendRequest";
 pub const MAX_OFFSET: u64 = 2000;
 /// The largest `LIMIT` with `FIELDS(ALL)` (Salesforce's rule for unbounded field lists).
 pub const FIELDS_ALL_LIMIT: u64 = 200;
+/// Most values one query may compare with (each becomes a bound parameter; databases
+/// cap those, SQLite near 32,766).
+pub const MAX_VALUES: usize = 10_000;
+
+/// Refuses a condition comparing with more than `MAX_VALUES` values, naming the first
+/// value past the limit.
+fn check_value_count(expr: &Expr, seen: &mut usize) -> Result<(), SoqlError> {
+    let values: &[Lit] = match expr {
+        Expr::And(items) | Expr::Or(items) => {
+            return items.iter().try_for_each(|e| check_value_count(e, seen));
+        }
+        Expr::Not(inner) => return check_value_count(inner, seen),
+        Expr::Compare { value, .. } | Expr::Like { value, .. } => std::slice::from_ref(value),
+        Expr::In { values, .. } => values,
+    };
+    for value in values {
+        *seen += 1;
+        if *seen > MAX_VALUES {
+            return Err(SoqlError::detailed(
+                Code::MalformedQuery,
+                value.pos,
+                value.text.clone(),
+                format!("a query may compare with at most {MAX_VALUES} values: '{}'", value.text),
+            ));
+        }
+    }
+    Ok(())
+}
 
 pub fn resolve(query: Query, now_ms: i64) -> Result<RequestQuery, SoqlError> {
     if !query.object.value.eq_ignore_ascii_case(OBJECT) {
@@ -28,6 +56,9 @@ pub fn resolve(query: Query, now_ms: i64) -> Result<RequestQuery, SoqlError> {
             query.object.text.clone(),
             format!("sObject type '{}' is not supported.", query.object.value),
         ));
+    }
+    if let Some(expr) = &query.condition {
+        check_value_count(expr, &mut 0)?;
     }
     let names = Names { alias: query.alias.as_ref().map(|a| a.value.clone()) };
     let selection = selection(&names, &query)?;

@@ -389,6 +389,20 @@ fn clauses_outside_the_subset_are_refused_naming_the_keyword() {
 }
 
 #[test]
+fn a_query_comparing_with_more_than_ten_thousand_values_is_refused_at_the_first_one_too_many() {
+    let values: Vec<String> = (0..MAX_VALUES_FOR_TEST).map(|i| i.to_string()).collect();
+    let ok_query = format!("SELECT Id FROM ConvMessageSendRequest WHERE TotalMessageCount IN ({})", values.join(","));
+    assert!(parse_query(&ok_query, NOW).is_ok());
+    let e = refused(&format!(
+        "SELECT Id FROM ConvMessageSendRequest WHERE TotalMessageCount IN ({}) OR FailedMessageCount = 7",
+        values.join(",")
+    ));
+    assert_eq!((e.code, e.token.as_str()), (Code::MalformedQuery, "7"));
+}
+
+const MAX_VALUES_FOR_TEST: usize = super::resolve::MAX_VALUES;
+
+#[test]
 fn a_query_longer_than_salesforce_s_limit_is_refused() {
     let long = format!("SELECT Id FROM ConvMessageSendRequest WHERE Name = '{}'", "a".repeat(MAX_QUERY_CHARS));
     assert_eq!(refused(&long).code, Code::MalformedQuery);
