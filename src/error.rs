@@ -41,6 +41,13 @@ pub fn codes(kind: ErrorKind) -> Codes {
         ErrorKind::UnsupportedMediaType => (Code::InvalidArgument, "UNSUPPORTED_MEDIA_TYPE", 415),
         ErrorKind::MethodNotAllowed => (Code::Unimplemented, "METHOD_NOT_ALLOWED", 405),
         ErrorKind::BodyTooLarge => (Code::ResourceExhausted, "EXCEEDED_MAX_SIZE_REQUEST", 413),
+        // Reads over many requests (SOQL, replication, ListRequests).
+        ErrorKind::MalformedQuery => (Code::InvalidArgument, "MALFORMED_QUERY", 400),
+        ErrorKind::InvalidQueryFilterOperator => (Code::InvalidArgument, "INVALID_QUERY_FILTER_OPERATOR", 400),
+        ErrorKind::NumberOutsideValidRange => (Code::InvalidArgument, "NUMBER_OUTSIDE_VALID_RANGE", 400),
+        ErrorKind::InvalidQueryLocator => (Code::InvalidArgument, "INVALID_QUERY_LOCATOR", 400),
+        ErrorKind::InvalidReplicationDate => (Code::InvalidArgument, "INVALID_REPLICATION_DATE", 400),
+        ErrorKind::ExceededIdLimit => (Code::InvalidArgument, "EXCEEDED_ID_LIMIT", 400),
     };
     Codes { grpc, salesforce, http }
 }

@@ -1,5 +1,6 @@
 //! Pure domain types and rules: ids, picklists, records, parameter typing, send-request
-//! validation. Nothing here does I/O or knows about sqlx, tonic or axum.
+//! validation, the request query model and its SOQL front end. Nothing here does I/O or
+//! knows about sqlx, tonic or axum.
 
 pub mod admin;
 pub mod delivery;
@@ -7,7 +8,10 @@ pub mod ids;
 pub mod model;
 pub mod params;
 pub mod principal;
+pub mod query;
+pub mod replication;
 pub mod send;
+pub mod soql;
 pub mod violation;
 
 pub use ids::{IdKind, RecordId};

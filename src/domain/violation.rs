@@ -43,6 +43,18 @@ pub enum ErrorKind {
     MethodNotAllowed,
     /// HTTP only (REST bridge): the body is larger than the configured limit.
     BodyTooLarge,
+    /// A SOQL query that is not valid SOQL or not in the subset served.
+    MalformedQuery,
+    /// A SOQL operator the field's type does not take, or a malformed id value.
+    InvalidQueryFilterOperator,
+    /// A number outside its allowed range (SOQL `OFFSET` above 2,000).
+    NumberOutsideValidRange,
+    /// A query locator (`nextRecordsUrl`) or page token this server did not issue.
+    InvalidQueryLocator,
+    /// A replication window (`updated`, `deleted`) outside the allowed dates.
+    InvalidReplicationDate,
+    /// A replication window holding more ids than one answer may carry.
+    ExceededIdLimit,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -156,6 +156,23 @@ fn message_state(s: MessageState) -> pb::MessageState {
     }
 }
 
+/// A record of a `ListRequests` page: its counts as read alongside it (its messages are
+/// listed only in the full view).
+pub fn queried_request(q: crate::store::reads::QueriedRequest, with_messages: bool) -> pb::ConvMessageSendRequest {
+    let counts = q.counts;
+    let mut record = request_record(q.record);
+    if !with_messages {
+        record.messages.clear();
+    }
+    let n = |v: i64| u32::try_from(v).unwrap_or(u32::MAX);
+    record.total_message_count = n(counts.total);
+    record.pending_message_count = n(counts.pending);
+    record.in_progress_message_count = n(counts.in_progress);
+    record.success_message_count = n(counts.success);
+    record.failed_message_count = n(counts.failed);
+    record
+}
+
 pub fn request_record(r: RequestRecord) -> pb::ConvMessageSendRequest {
     let count = |s| r.count(s) as u32;
     pb::ConvMessageSendRequest {

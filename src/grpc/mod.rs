@@ -11,6 +11,7 @@ use crate::service::auth::Authenticator;
 
 pub mod admin;
 pub mod convert;
+pub mod list;
 
 /// Code generated from `proto/convmsg/v1`.
 pub mod pb {
@@ -93,5 +94,18 @@ impl pb::conversation_messages_server::ConversationMessages for ConversationMess
         let principal = principal(&request)?;
         let record = self.service.get_request(&principal, &request.get_ref().request_id).await?;
         Ok(Response::new(pb::GetRequestStatusResponse { request: Some(convert::request_record(record)) }))
+    }
+
+    async fn list_requests(
+        &self,
+        request: Request<pb::ListRequestsRequest>,
+    ) -> Result<Response<pb::ListRequestsResponse>, Status> {
+        let principal = principal(&request)?;
+        let plan = list::plan(&principal.tenant, request.get_ref())?;
+        let page =
+            self.service.query_page(&principal, &plan.query, &plan.cursor, plan.page_size, plan.with_messages).await?;
+        let requests = page.records.into_iter().map(|r| convert::queried_request(r, plan.with_messages)).collect();
+        let next_page_token = page.next.map(|cursor| plan.token(cursor)).unwrap_or_default();
+        Ok(Response::new(pb::ListRequestsResponse { requests, next_page_token }))
     }
 }

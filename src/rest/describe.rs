@@ -47,7 +47,16 @@ pub fn versions() -> Reply {
 
 /// `GET /services/data/vNN.N`: the resources of a version this bridge serves.
 pub fn resources(v: Version) -> Reply {
-    Reply::object("urls", Node::Obj(vec![("actions", Node::Str(format!("{}/actions", v.base())))]))
+    let url = |path: &str| Node::Str(format!("{}/{path}", v.base()));
+    Reply::object(
+        "urls",
+        Node::Obj(vec![
+            ("actions", url("actions")),
+            ("query", url("query")),
+            ("queryAll", url("queryAll")),
+            ("sobjects", url("sobjects")),
+        ]),
+    )
 }
 
 /// `GET …/actions`.

@@ -37,6 +37,8 @@ pub enum Node {
     Str(String),
     List(Vec<Node>),
     Obj(Vec<(&'static str, Node)>),
+    /// An object whose keys are not known in advance (aggregate aliases).
+    Map(Vec<(String, Node)>),
 }
 
 impl Node {
@@ -51,8 +53,14 @@ impl Node {
 
     /// The field `name` of an object.
     pub fn get(&self, name: &str) -> Option<&Node> {
+        self.fields()?.into_iter().find(|(k, _)| *k == name).map(|(_, v)| v)
+    }
+
+    /// An object's fields in order (`None` for anything else).
+    pub fn fields(&self) -> Option<Vec<(&str, &Node)>> {
         match self {
-            Node::Obj(fields) => fields.iter().find(|(k, _)| *k == name).map(|(_, v)| v),
+            Node::Obj(fields) => Some(fields.iter().map(|(k, v)| (*k, v)).collect()),
+            Node::Map(fields) => Some(fields.iter().map(|(k, v)| (k.as_str(), v)).collect()),
             _ => None,
         }
     }
@@ -72,7 +80,8 @@ impl serde::Serialize for Node {
                 }
                 seq.end()
             }
-            Node::Obj(fields) => {
+            Node::Obj(_) | Node::Map(_) => {
+                let fields = self.fields().unwrap_or_default();
                 let mut map = s.serialize_map(Some(fields.len()))?;
                 for (k, v) in fields {
                     map.serialize_entry(k, v)?;
@@ -326,22 +335,20 @@ impl RestError {
 }
 
 /// Renders `node` as an XML document: `<root>` holds an object's fields, or one `<item>`
-/// per entry of a list. Fields named `attributes` become XML attributes of the root (the
-/// sObject convention); null is `xsi:nil="true"`; a list field repeats its element.
+/// per entry of a list. Fields named `attributes` become XML attributes of their element
+/// (the sObject convention, on the root and on the records of a query result); null is
+/// `xsi:nil="true"`; a list field repeats its element.
 pub fn to_xml(node: &Node, root: &str, item: &str) -> String {
     let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>");
     out.push('<');
     out.push_str(root);
     out.push_str(&format!(" xmlns:xsi=\"{XSI_NAMESPACE}\""));
     match node {
-        Node::Obj(fields) => {
-            if let Some(Node::Obj(attributes)) = node.get("attributes") {
-                for (name, value) in attributes {
-                    out.push_str(&format!(" {name}=\"{}\"", escape(&scalar_text(value))));
-                }
-            }
+        Node::Obj(_) | Node::Map(_) => {
+            write_attributes(&mut out, node);
             out.push('>');
-            for (name, value) in fields.iter().filter(|(name, _)| *name != "attributes") {
+            for (name, value) in node.fields().unwrap_or_default().into_iter().filter(|(name, _)| *name != "attributes")
+            {
                 write_element(&mut out, name, value);
             }
         }
@@ -368,9 +375,11 @@ fn write_element(out: &mut String, name: &str, node: &Node) {
                 write_element(out, name, item);
             }
         }
-        Node::Obj(fields) => {
-            out.push_str(&format!("<{name}>"));
-            for (field, value) in fields {
+        Node::Obj(_) | Node::Map(_) => {
+            out.push_str(&format!("<{name}"));
+            write_attributes(out, node);
+            out.push('>');
+            for (field, value) in node.fields().unwrap_or_default().into_iter().filter(|(f, _)| *f != "attributes") {
                 write_element(out, field, value);
             }
             out.push_str(&format!("</{name}>"));
@@ -379,12 +388,21 @@ fn write_element(out: &mut String, name: &str, node: &Node) {
     }
 }
 
+/// An object's `attributes` field as XML attributes of its element.
+fn write_attributes(out: &mut String, node: &Node) {
+    if let Some(attributes) = node.get("attributes").and_then(Node::fields) {
+        for (name, value) in attributes {
+            out.push_str(&format!(" {name}=\"{}\"", escape(&scalar_text(value))));
+        }
+    }
+}
+
 fn scalar_text(node: &Node) -> String {
     match node {
         Node::Bool(b) => b.to_string(),
         Node::Int(n) => n.to_string(),
         Node::Str(s) => s.clone(),
-        Node::Null | Node::List(_) | Node::Obj(_) => String::new(),
+        Node::Null | Node::List(_) | Node::Obj(_) | Node::Map(_) => String::new(),
     }
 }
 
@@ -452,6 +470,26 @@ mod tests {
             "<?xml version=\"1.0\" encoding=\"UTF-8\"?><T xmlns:xsi=\"http://www.w3.org/2001/XMLSchema-instance\" \
              type=\"T\" url=\"/a?b&amp;c\"><Id>1</Id><Gone xsi:nil=\"true\"/><Tags>a&lt;b</Tags><Tags>c</Tags>\
              <Inner><n>3</n><ok>false</ok></Inner></T>"
+        );
+    }
+
+    #[test]
+    fn xml_puts_the_attributes_of_nested_records_on_their_elements_and_writes_dynamic_keys() {
+        let record = |id: &str| {
+            Node::Obj(vec![("attributes", Node::Obj(vec![("type", Node::str("T"))])), ("Id", Node::str(id))])
+        };
+        let aggregate = Node::Map(vec![
+            ("attributes".into(), Node::Obj(vec![("type", Node::str("AggregateResult"))])),
+            ("total".into(), Node::Int(7)),
+        ]);
+        let node = Node::Obj(vec![("records", Node::List(vec![record("1"), record("2"), aggregate]))]);
+        assert!(to_xml(&node, "QueryResult", "").ends_with(
+            "<records type=\"T\"><Id>1</Id></records><records type=\"T\"><Id>2</Id></records>\
+             <records type=\"AggregateResult\"><total>7</total></records></QueryResult>"
+        ));
+        assert_eq!(
+            serde_json::to_string(&node).unwrap(),
+            r#"{"records":[{"attributes":{"type":"T"},"Id":"1"},{"attributes":{"type":"T"},"Id":"2"},{"attributes":{"type":"AggregateResult"},"total":7}]}"#
         );
     }
 

@@ -13,6 +13,9 @@
 //! | `/services/data/vNN.N/actions`, `…/actions/standard`, `…/actions/custom` | GET, HEAD | `describe` |
 //! | `/services/data/vNN.N/actions/standard/sendConversationMessages` | GET, HEAD, POST | `describe`, `invoke` |
 //! | `/services/data/vNN.N/sobjects/ConvMessageSendRequest/{id}` | GET, HEAD | `sobject` |
+//! | `/services/data/vNN.N/query`, `…/queryAll` (`?q=SOQL`), `…/query/{locator}` | GET, HEAD | `query` |
+//! | `/services/data/vNN.N/sobjects`, `…/sobjects/ConvMessageSendRequest[/describe]` | GET, HEAD | `sobject_describe` |
+//! | `/services/data/vNN.N/sobjects/ConvMessageSendRequest/updated`, `…/deleted` | GET, HEAD | `replication` |
 //!
 //! This module resolves paths and methods (404 / 405 in Salesforce's shape), checks the
 //! token and hands over to the resource's module; `format` renders JSON or XML. REST
@@ -37,7 +40,11 @@ use crate::service::auth::Authenticator;
 mod describe;
 pub mod format;
 mod invoke;
+pub mod locator;
+mod query;
+mod replication;
 mod sobject;
+mod sobject_describe;
 pub mod xml;
 
 use format::{Format, RestError};
@@ -139,6 +146,21 @@ pub enum Api {
     CustomActions,
     Action,
     Record(String),
+    /// `…/query` or `…/queryAll` (`all`), with the locator of a query-more page.
+    Query {
+        all: bool,
+        locator: Option<String>,
+    },
+    /// `…/sobjects`.
+    SObjects,
+    /// `…/sobjects/ConvMessageSendRequest`.
+    SObject,
+    /// `…/sobjects/ConvMessageSendRequest/describe`.
+    Describe,
+    /// `…/sobjects/ConvMessageSendRequest/updated`.
+    Updated,
+    /// `…/sobjects/ConvMessageSendRequest/deleted`.
+    Deleted,
 }
 
 /// The action's name in paths and results.
@@ -166,6 +188,19 @@ impl Resource {
             ["actions", "standard"] => Api::StandardActions,
             ["actions", "custom"] => Api::CustomActions,
             ["actions", "standard", ACTION_NAME] => Api::Action,
+            ["query"] => Api::Query { all: false, locator: None },
+            ["queryAll"] => Api::Query { all: true, locator: None },
+            ["query", locator] if !locator.is_empty() => {
+                Api::Query { all: false, locator: Some((*locator).to_owned()) }
+            }
+            ["queryAll", locator] if !locator.is_empty() => {
+                Api::Query { all: true, locator: Some((*locator).to_owned()) }
+            }
+            ["sobjects"] => Api::SObjects,
+            ["sobjects", object] if object.eq_ignore_ascii_case(SOBJECT) => Api::SObject,
+            ["sobjects", object, "describe"] if object.eq_ignore_ascii_case(SOBJECT) => Api::Describe,
+            ["sobjects", object, "updated"] if object.eq_ignore_ascii_case(SOBJECT) => Api::Updated,
+            ["sobjects", object, "deleted"] if object.eq_ignore_ascii_case(SOBJECT) => Api::Deleted,
             ["sobjects", object, id] if object.eq_ignore_ascii_case(SOBJECT) && !id.is_empty() => {
                 Api::Record((*id).to_owned())
             }
@@ -186,6 +221,15 @@ impl Resource {
                 Api::CustomActions => "/services/data/{version}/actions/custom",
                 Api::Action => "/services/data/{version}/actions/standard/sendConversationMessages",
                 Api::Record(_) => "/services/data/{version}/sobjects/ConvMessageSendRequest/{id}",
+                Api::Query { all: false, locator: None } => "/services/data/{version}/query",
+                Api::Query { all: true, locator: None } => "/services/data/{version}/queryAll",
+                Api::Query { all: false, locator: Some(_) } => "/services/data/{version}/query/{locator}",
+                Api::Query { all: true, locator: Some(_) } => "/services/data/{version}/queryAll/{locator}",
+                Api::SObjects => "/services/data/{version}/sobjects",
+                Api::SObject => "/services/data/{version}/sobjects/ConvMessageSendRequest",
+                Api::Describe => "/services/data/{version}/sobjects/ConvMessageSendRequest/describe",
+                Api::Updated => "/services/data/{version}/sobjects/ConvMessageSendRequest/updated",
+                Api::Deleted => "/services/data/{version}/sobjects/ConvMessageSendRequest/deleted",
             },
         }
     }
@@ -253,6 +297,17 @@ async fn serve(
         Api::Record(id) => {
             return sobject::get(state, &principal, version, &id, parts.uri.query(), &parts.headers, format).await;
         }
+        Api::Query { locator: None, .. } => {
+            query::start(state, &principal, version, parts.uri.query(), &parts.headers).await?
+        }
+        Api::Query { locator: Some(locator), .. } => {
+            query::more(state, &principal, version, &locator, &parts.headers).await?
+        }
+        Api::SObjects => return Ok(sobject_describe::global(version, &parts.headers, format)),
+        Api::SObject => return sobject_describe::basic(state, &principal, version, &parts.headers, format).await,
+        Api::Describe => return Ok(sobject_describe::describe(version, &parts.headers, format)),
+        Api::Updated => replication::updated(state, &principal, parts.uri.query()).await?,
+        Api::Deleted => replication::deleted(state, &principal, parts.uri.query()).await?,
     };
     Ok(reply.render(format))
 }
@@ -295,10 +350,31 @@ mod tests {
             Resource::resolve("/services/data/v65.0/sobjects/convmessagesendrequest/1sr000000000001"),
             api(Api::Record("1sr000000000001".into()))
         );
+        assert_eq!(Resource::resolve("/services/data/v65.0/query/"), api(Api::Query { all: false, locator: None }));
+        assert_eq!(
+            Resource::resolve("/services/data/v65.0/queryAll/01gX-2000"),
+            api(Api::Query { all: true, locator: Some("01gX-2000".into()) })
+        );
+        assert_eq!(Resource::resolve("/services/data/v65.0/sobjects"), api(Api::SObjects));
+        assert_eq!(Resource::resolve("/services/data/v65.0/sobjects/ConvMessageSendRequest"), api(Api::SObject));
+        assert_eq!(
+            Resource::resolve("/services/data/v65.0/sobjects/ConvMessageSendRequest/describe/"),
+            api(Api::Describe)
+        );
+        assert_eq!(
+            Resource::resolve("/services/data/v65.0/sobjects/ConvMessageSendRequest/updated/"),
+            api(Api::Updated)
+        );
+        assert_eq!(
+            Resource::resolve("/services/data/v65.0/sobjects/ConvMessageSendRequest/deleted"),
+            api(Api::Deleted)
+        );
         for unknown in [
             "/services/data/v65.0/actions/standard/emailSimple",
             "/services/data/v65.0/sobjects/Account/001000000000001",
-            "/services/data/v65.0/sobjects/ConvMessageSendRequest",
+            "/services/data/v65.0/sobjects/Account",
+            "/services/data/v65.0/sobjects/Account/describe",
+            "/services/data/v65.0/query/a/b",
             "/services/data/v65.0/sobjects/ConvMessageSendRequest//",
             "/services/data/v65.0/actions/standard/sendConversationMessages/x",
             "/services/database",
@@ -323,7 +399,8 @@ mod tests {
         let paths = doc["paths"].as_object().expect("paths");
         assert!(paths.len() >= 8);
         for path in paths.keys() {
-            let concrete = path.replace("{version}", "v65.0").replace("{id}", "1sr000000000001");
+            let concrete =
+                path.replace("{version}", "v65.0").replace("{id}", "1sr000000000001").replace("{locator}", "01gX-2000");
             assert!(Resource::resolve(&concrete).is_some(), "{path} is documented but not served");
         }
     }

@@ -3,7 +3,8 @@
 //! The record comes from `Service::get_request` (which checks the scope and the tenant);
 //! this module only writes it out: multi-value fields comma-joined without spaces (null
 //! when empty), date-times as `yyyy-MM-dd'T'HH:mm:ss.SSS+0000`, one failure reason per
-//! failed identifier in the same order, `RequestConsentType` null for `Custom`.
+//! failed identifier in the same order, `RequestConsentType` null for `Custom`. Query
+//! results (`query`) render their records with the same `field_value`.
 
 use axum::body::Body;
 use axum::response::Response;
@@ -16,47 +17,10 @@ use super::format::{Format, Node, Reply, RestError};
 use super::{RestState, SOBJECT, Version};
 use crate::domain::model::{ConsentType, MessageRecord, MessageState, RequestRecord};
 use crate::domain::principal::Principal;
+use crate::domain::query::{Field, Source};
 use crate::domain::{ErrorKind, Violation};
 use crate::error::AppError;
-
-/// Every field, in the order the record shows them.
-pub const FIELDS: [&str; 35] = [
-    "Id",
-    "IsDeleted",
-    "Name",
-    "CreatedDate",
-    "CreatedById",
-    "LastModifiedDate",
-    "LastModifiedById",
-    "SystemModstamp",
-    "MessageDefinition",
-    "MessageDefinitionParameters",
-    "RequestType",
-    "RequestStatus",
-    "CompletedDate",
-    "ShouldEnforceChannelConsent",
-    "AllowExistingSessionStatus",
-    "RequestConsentType",
-    "CommSubscriptionId",
-    "SessionLongevityPreference",
-    "TotalMessageCount",
-    "PendingMessageCount",
-    "InProgressMessageCount",
-    "SuccessMessageCount",
-    "FailedMessageCount",
-    "PendingMessageIdentifiers",
-    "InProgressMessageIdentifiers",
-    "SuccessMessageIdentifiers",
-    "FailedMessageIdentifiers",
-    "PendingMessagingEndUserIds",
-    "InProgressMessagingEndUserIds",
-    "InProgressMessagingSessionIds",
-    "PendingMeuPlatformKeys",
-    "InProgressMeuPlatformKeys",
-    "SuccessMeuPlatformKeys",
-    "FailedMeuPlatformKeys",
-    "FailedMessageErrorReasons",
-];
+use crate::store::reads::MessageCounts;
 
 pub async fn get(
     state: &RestState,
@@ -111,8 +75,8 @@ pub fn selection(query: Option<&str>) -> Result<Option<Vec<&'static str>>, RestE
     let mut selected = Vec::new();
     let mut unknown = Vec::new();
     for name in decoded.split(',').map(str::trim).filter(|n| !n.is_empty()) {
-        match FIELDS.iter().find(|f| f.eq_ignore_ascii_case(name)) {
-            Some(field) if !selected.contains(field) => selected.push(*field),
+        match Field::parse(name).map(Field::name) {
+            Some(field) if !selected.contains(&field) => selected.push(field),
             Some(_) => {}
             None => unknown.push(Violation::new(
                 name,
@@ -128,7 +92,7 @@ pub fn selection(query: Option<&str>) -> Result<Option<Vec<&'static str>>, RestE
 }
 
 /// `%XX` and `+` decoding of a query value; invalid escapes are kept as they are.
-fn percent_decode(raw: &str) -> String {
+pub fn percent_decode(raw: &str) -> String {
     let bytes = raw.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -165,73 +129,94 @@ fn joined<'a>(items: impl Iterator<Item = &'a str>) -> Node {
     if items.is_empty() { Node::Null } else { Node::Str(items.join(",")) }
 }
 
-/// The record, every field (or the selected ones, `Id` and `attributes` always).
-pub fn record_node(version: Version, r: &RequestRecord, selected: Option<&[&str]>) -> Node {
+/// The sObject `attributes` of a record.
+fn attributes(version: Version, r: &RequestRecord) -> Node {
+    Node::Obj(vec![
+        ("type", Node::str(SOBJECT)),
+        ("url", Node::Str(format!("{}/sobjects/{SOBJECT}/{}", version.base(), r.id))),
+    ])
+}
+
+/// One field's value on the record. `counts` are the record's message counts (from its
+/// messages, or read alongside it when its messages were not loaded); the list fields
+/// need `r.messages`.
+pub fn field_value(r: &RequestRecord, counts: &MessageCounts, field: Field) -> Node {
     let in_state = |state: MessageState| r.messages.iter().filter(move |m| m.status == state);
     let identifiers = |state| joined(in_state(state).map(|m: &MessageRecord| m.identifier.as_str()));
     let end_users = |state| joined(in_state(state).map(|m: &MessageRecord| m.end_user_id.as_str()));
     let keys = |state| joined(in_state(state).map(|m: &MessageRecord| m.platform_key.as_str()));
-    let count = |state| Node::Int(r.count(state) as i64);
-    let parameters = if r.parameters_json.trim().is_empty() || r.parameters_json.trim() == "[]" {
-        Node::Null
-    } else {
-        Node::str(&r.parameters_json)
-    };
-    let all: Vec<(&'static str, Node)> = vec![
-        ("Id", Node::str(r.id.as_str())),
-        ("IsDeleted", Node::Bool(false)),
-        ("Name", Node::str(&r.name)),
-        ("CreatedDate", Node::Str(sf_datetime(r.created_ms))),
-        ("CreatedById", Node::Null),
-        ("LastModifiedDate", Node::Str(sf_datetime(r.updated_ms))),
-        ("LastModifiedById", Node::Null),
-        ("SystemModstamp", Node::Str(sf_datetime(r.updated_ms))),
-        ("MessageDefinition", Node::str(&r.message_definition)),
-        ("MessageDefinitionParameters", parameters),
-        ("RequestType", Node::str(r.request_type.as_str())),
-        ("RequestStatus", Node::str(r.status.as_str())),
-        ("CompletedDate", Node::opt_str(r.completed_ms.map(sf_datetime))),
-        ("ShouldEnforceChannelConsent", Node::Bool(r.enforce_consent)),
-        ("AllowExistingSessionStatus", Node::str(r.allowed_session_status.as_str())),
-        (
-            "RequestConsentType",
-            match r.consent_type {
-                ConsentType::Custom => Node::Null,
-                other => Node::str(other.as_str()),
-            },
-        ),
-        ("CommSubscriptionId", Node::opt_str(r.subscription_id.as_ref().map(|id| id.as_str()))),
-        ("SessionLongevityPreference", Node::Null),
-        ("TotalMessageCount", Node::Int(r.messages.len() as i64)),
-        ("PendingMessageCount", count(MessageState::Pending)),
-        ("InProgressMessageCount", count(MessageState::InProgress)),
-        ("SuccessMessageCount", count(MessageState::Success)),
-        ("FailedMessageCount", count(MessageState::Failed)),
-        ("PendingMessageIdentifiers", identifiers(MessageState::Pending)),
-        ("InProgressMessageIdentifiers", identifiers(MessageState::InProgress)),
-        ("SuccessMessageIdentifiers", identifiers(MessageState::Success)),
-        ("FailedMessageIdentifiers", identifiers(MessageState::Failed)),
-        ("PendingMessagingEndUserIds", end_users(MessageState::Pending)),
-        ("InProgressMessagingEndUserIds", end_users(MessageState::InProgress)),
-        ("InProgressMessagingSessionIds", Node::Null),
-        ("PendingMeuPlatformKeys", keys(MessageState::Pending)),
-        ("InProgressMeuPlatformKeys", keys(MessageState::InProgress)),
-        ("SuccessMeuPlatformKeys", keys(MessageState::Success)),
-        ("FailedMeuPlatformKeys", keys(MessageState::Failed)),
-        (
-            "FailedMessageErrorReasons",
-            joined(in_state(MessageState::Failed).map(|m| m.reason.as_deref().unwrap_or("Unknown"))),
-        ),
-    ];
-    let attributes = Node::Obj(vec![
-        ("type", Node::str(SOBJECT)),
-        ("url", Node::Str(format!("{}/sobjects/{SOBJECT}/{}", version.base(), r.id))),
-    ]);
-    let mut fields = vec![("attributes", attributes)];
+    if let Source::MessageCount(state) = field.info().source {
+        return Node::Int(counts.get(state));
+    }
+    match field {
+        Field::Id => Node::str(r.id.as_str()),
+        Field::IsDeleted => Node::Bool(false),
+        Field::Name => Node::str(&r.name),
+        Field::CreatedDate => Node::Str(sf_datetime(r.created_ms)),
+        Field::LastModifiedDate | Field::SystemModstamp => Node::Str(sf_datetime(r.updated_ms)),
+        Field::MessageDefinition => Node::str(&r.message_definition),
+        Field::MessageDefinitionParameters => {
+            if r.parameters_json.trim().is_empty() || r.parameters_json.trim() == "[]" {
+                Node::Null
+            } else {
+                Node::str(&r.parameters_json)
+            }
+        }
+        Field::RequestType => Node::str(r.request_type.as_str()),
+        Field::RequestStatus => Node::str(r.status.as_str()),
+        Field::CompletedDate => Node::opt_str(r.completed_ms.map(sf_datetime)),
+        Field::ShouldEnforceChannelConsent => Node::Bool(r.enforce_consent),
+        Field::AllowExistingSessionStatus => Node::str(r.allowed_session_status.as_str()),
+        Field::RequestConsentType => match r.consent_type {
+            ConsentType::Custom => Node::Null,
+            other => Node::str(other.as_str()),
+        },
+        Field::CommSubscriptionId => Node::opt_str(r.subscription_id.as_ref().map(|id| id.as_str())),
+        Field::PendingMessageIdentifiers => identifiers(MessageState::Pending),
+        Field::InProgressMessageIdentifiers => identifiers(MessageState::InProgress),
+        Field::SuccessMessageIdentifiers => identifiers(MessageState::Success),
+        Field::FailedMessageIdentifiers => identifiers(MessageState::Failed),
+        Field::PendingMessagingEndUserIds => end_users(MessageState::Pending),
+        Field::InProgressMessagingEndUserIds => end_users(MessageState::InProgress),
+        Field::PendingMeuPlatformKeys => keys(MessageState::Pending),
+        Field::InProgressMeuPlatformKeys => keys(MessageState::InProgress),
+        Field::SuccessMeuPlatformKeys => keys(MessageState::Success),
+        Field::FailedMeuPlatformKeys => keys(MessageState::Failed),
+        Field::FailedMessageErrorReasons => {
+            joined(in_state(MessageState::Failed).map(|m| m.reason.as_deref().unwrap_or("Unknown")))
+        }
+        // Never set by convmsg: no users, no session longevity input, no session ids.
+        Field::CreatedById
+        | Field::LastModifiedById
+        | Field::SessionLongevityPreference
+        | Field::InProgressMessagingSessionIds => Node::Null,
+        // Counted above.
+        Field::TotalMessageCount
+        | Field::PendingMessageCount
+        | Field::InProgressMessageCount
+        | Field::SuccessMessageCount
+        | Field::FailedMessageCount => Node::Null,
+    }
+}
+
+/// The record, every field (or the selected ones, `Id` and `attributes` always).
+pub fn record_node(version: Version, r: &RequestRecord, selected: Option<&[&str]>) -> Node {
+    let counts = MessageCounts::of(&r.messages);
+    let mut fields = vec![("attributes", attributes(version, r))];
     fields.extend(
-        all.into_iter().filter(|(name, _)| *name == "Id" || selected.is_none_or(|selected| selected.contains(name))),
+        Field::ALL
+            .into_iter()
+            .filter(|f| *f == Field::Id || selected.is_none_or(|selected| selected.contains(&f.name())))
+            .map(|f| (f.name(), field_value(r, &counts, f))),
     );
     Node::Obj(fields)
+}
+
+/// A query result's record: `attributes`, then exactly the selected fields, in order.
+pub fn query_record(version: Version, r: &RequestRecord, counts: &MessageCounts, fields: &[Field]) -> Node {
+    let mut out = vec![("attributes", attributes(version, r))];
+    out.extend(fields.iter().map(|f| (f.name(), field_value(r, counts, *f))));
+    Node::Obj(out)
 }
 
 #[cfg(test)]
@@ -291,7 +276,7 @@ mod tests {
         let Node::Obj(fields) = &node else { panic!("object") };
         let names: Vec<&str> = fields.iter().map(|(k, _)| *k).collect();
         assert_eq!(names[0], "attributes");
-        assert_eq!(&names[1..], FIELDS);
+        assert_eq!(names[1..], Field::ALL.map(Field::name));
         assert_eq!(
             text(text(&node, "attributes"), "url"),
             &Node::Str(format!("/services/data/v65.0/sobjects/ConvMessageSendRequest/{}", r.id))

@@ -12,10 +12,12 @@ use tokio_util::sync::CancellationToken;
 
 use crate::clock::SharedClock;
 use crate::config::RetentionConfig;
+use crate::domain::replication::{DAY_MS, DELETED_DAYS};
 use crate::store::{Store, StoreResult};
 
 /// Deletes every completed request older than `max_age_ms` at `now_ms`, `batch` at a
-/// time. Returns how many requests were deleted.
+/// time, then dates the deletions' tombstones `now_ms` and forgets tombstones older than
+/// 15 days (`sObject Get Deleted`). Returns how many requests were deleted.
 pub async fn purge_expired(store: &dyn Store, now_ms: i64, max_age_ms: i64, batch: u32) -> StoreResult<u64> {
     let before = now_ms.saturating_sub(max_age_ms);
     let batch = batch.max(1);
@@ -24,9 +26,11 @@ pub async fn purge_expired(store: &dyn Store, now_ms: i64, max_age_ms: i64, batc
         let purged = store.purge_completed(before, batch).await?;
         total += purged;
         if purged < u64::from(batch) {
-            return Ok(total);
+            break;
         }
     }
+    store.record_tombstones(now_ms, now_ms.saturating_sub(DELETED_DAYS * DAY_MS)).await?;
+    Ok(total)
 }
 
 /// Purges every `purge_interval_ms` until `shutdown`; does nothing when the maximum age

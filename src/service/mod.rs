@@ -1,5 +1,6 @@
 //! The use cases both doors call — `send`, `status` (read and watch a request),
-//! `admin` (provisioning) — on one `Service`. Each checks the caller's scope, turns
+//! `reads` (queries, listings and replication over many requests), `admin`
+//! (provisioning) — on one `Service`. Each checks the caller's scope, turns
 //! caller mistakes into field-named violations, and leaves storage to the `Store`. gRPC
 //! and REST are thin adapters over these functions. Beside them: `auth` (the token
 //! table), `cache` (the accept path's lookups), `events` (in-process change signals).
@@ -8,8 +9,11 @@ mod admin;
 pub mod auth;
 pub mod cache;
 pub mod events;
+mod reads;
 mod send;
 mod status;
+
+pub use reads::{Cursor, Deleted, QueryPage, Updated};
 
 use std::sync::Arc;
 

@@ -17,11 +17,14 @@ use crate::domain::send::NewSendRequest;
 use crate::domain::{ErrorKind, RecordId, Violation};
 
 pub mod postgres;
+pub mod reads;
 mod rows;
 pub mod shared;
 pub mod sql;
 pub mod sqlite;
 pub mod writer;
+
+pub use reads::RequestReads;
 
 /// Cloneable so that one failed group commit can be reported to every caller in it.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -120,8 +123,10 @@ pub enum Key {
     Name(String),
 }
 
+/// Reads over many requests (queries, replication) are the supertrait `RequestReads`,
+/// implemented in each backend's `reads.rs`.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait Store: RequestReads + Send + Sync + 'static {
     // tokens
     async fn upsert_token(&self, sha256: &str, principal: &Principal, label: &str, now_ms: i64) -> StoreResult<()>;
     async fn load_tokens(&self) -> StoreResult<Vec<(String, Principal)>>;

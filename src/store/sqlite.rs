@@ -48,7 +48,7 @@ pub type SqliteStore = SqlStore<SqliteBackend>;
 
 pub struct SqliteBackend {
     /// The doors' reads.
-    pool: SqlitePool,
+    pub(super) pool: SqlitePool,
     /// The dispatcher's reads.
     dispatch_pool: SqlitePool,
     /// Every write.

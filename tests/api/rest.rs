@@ -15,7 +15,10 @@ pub use crate::helpers::*;
 mod describe;
 mod errors;
 mod invoke;
+mod metadata;
+mod query;
 mod record;
+mod replication;
 
 const ACTION: &str = "/services/data/v65.0/actions/standard/sendConversationMessages";
 const RECORD: &str = "/services/data/v65.0/sobjects/ConvMessageSendRequest";

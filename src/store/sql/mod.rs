@@ -22,6 +22,7 @@ pub mod counts;
 pub mod delivery;
 pub mod queue;
 pub mod requests;
+pub mod soql;
 
 /// The two SQL dialects convmsg speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -248,6 +249,11 @@ impl Sql {
         Sql { dialect, text: text.to_owned(), args: Vec::new() }
     }
 
+    /// A statement built elsewhere (the SOQL compiler), with its values in placeholder order.
+    pub fn from_parts(dialect: Dialect, text: String, args: Vec<Arg>) -> Self {
+        Sql { dialect, text, args }
+    }
+
     pub fn push(&mut self, text: &str) -> &mut Self {
         self.text.push_str(text);
         self
@@ -336,10 +342,62 @@ impl Sql {
 pub trait FromAnyRow: for<'r> FromRow<'r, SqliteRow> + for<'r> FromRow<'r, PgRow> + Send + Unpin {}
 impl<T> FromAnyRow for T where T: for<'r> FromRow<'r, SqliteRow> + for<'r> FromRow<'r, PgRow> + Send + Unpin {}
 
+/// A row of either backend, for statements whose columns are only known at run time
+/// (the SOQL compiler's sort keys).
+pub enum AnyRow {
+    Sqlite(SqliteRow),
+    Postgres(PgRow),
+}
+
+impl AnyRow {
+    /// The row as a `FromRow` type.
+    pub fn decode<T: FromAnyRow>(&self) -> StoreResult<T> {
+        Ok(match self {
+            AnyRow::Sqlite(r) => T::from_row(r)?,
+            AnyRow::Postgres(r) => T::from_row(r)?,
+        })
+    }
+
+    pub fn opt_i64(&self, column: &str) -> StoreResult<Option<i64>> {
+        use sqlx::Row;
+        Ok(match self {
+            AnyRow::Sqlite(r) => r.try_get(column)?,
+            AnyRow::Postgres(r) => r.try_get(column)?,
+        })
+    }
+
+    pub fn opt_text(&self, column: &str) -> StoreResult<Option<String>> {
+        use sqlx::Row;
+        Ok(match self {
+            AnyRow::Sqlite(r) => r.try_get(column)?,
+            AnyRow::Postgres(r) => r.try_get(column)?,
+        })
+    }
+
+    pub fn opt_bool(&self, column: &str) -> StoreResult<Option<bool>> {
+        use sqlx::Row;
+        Ok(match self {
+            AnyRow::Sqlite(r) => r.try_get(column)?,
+            AnyRow::Postgres(r) => r.try_get(column)?,
+        })
+    }
+
+    /// Every column, in order, as integers (aggregate rows).
+    pub fn all_i64(&self) -> StoreResult<Vec<i64>> {
+        use sqlx::Row;
+        Ok(match self {
+            AnyRow::Sqlite(r) => (0..r.len()).map(|i| r.try_get::<i64, _>(i)).collect::<Result<_, _>>()?,
+            AnyRow::Postgres(r) => (0..r.len()).map(|i| r.try_get::<i64, _>(i)).collect::<Result<_, _>>()?,
+        })
+    }
+}
+
 /// A connection of either backend, inside or outside a transaction.
 #[async_trait]
 pub trait Conn: Send {
     fn dialect(&self) -> Dialect;
+    /// Rows whose shape is only known at run time.
+    async fn fetch_rows(&mut self, sql: Sql) -> StoreResult<Vec<AnyRow>>;
     /// Rows affected.
     async fn execute(&mut self, sql: Sql) -> StoreResult<u64>;
     async fn fetch_all<R: FromAnyRow>(&mut self, sql: Sql) -> StoreResult<Vec<R>>;
@@ -400,6 +458,11 @@ impl Conn for SqliteConnection {
         Dialect::Sqlite
     }
 
+    async fn fetch_rows(&mut self, sql: Sql) -> StoreResult<Vec<AnyRow>> {
+        let q = bind_args!(sqlx::query(AssertSqlSafe(sql.text)), sql.args, true);
+        Ok(q.fetch_all(&mut *self).await?.into_iter().map(AnyRow::Sqlite).collect())
+    }
+
     async fn execute(&mut self, sql: Sql) -> StoreResult<u64> {
         let q = bind_args!(sqlx::query(AssertSqlSafe(sql.text)), sql.args, true);
         Ok(q.execute(&mut *self).await?.rows_affected())
@@ -425,6 +488,11 @@ impl Conn for SqliteConnection {
 impl Conn for PgConnection {
     fn dialect(&self) -> Dialect {
         Dialect::Postgres
+    }
+
+    async fn fetch_rows(&mut self, sql: Sql) -> StoreResult<Vec<AnyRow>> {
+        let q = bind_args!(sqlx::query(AssertSqlSafe(sql.text)), sql.args, false);
+        Ok(q.fetch_all(&mut *self).await?.into_iter().map(AnyRow::Postgres).collect())
     }
 
     async fn execute(&mut self, sql: Sql) -> StoreResult<u64> {

@@ -122,7 +122,11 @@ async fn the_action_listings_have_salesforce_s_shape() {
         }]})
     );
     assert_eq!(client.get("/services/data/v66.0/actions/custom").await.json(), json!({}));
-    assert_eq!(client.get("/services/data/v66.0").await.json(), json!({"actions": "/services/data/v66.0/actions"}));
+    assert_eq!(
+        client.get("/services/data/v66.0").await.json(),
+        json!({"actions": "/services/data/v66.0/actions", "query": "/services/data/v66.0/query",
+               "queryAll": "/services/data/v66.0/queryAll", "sobjects": "/services/data/v66.0/sobjects"})
+    );
     let xml = client
         .send(client.authed(Method::GET, "/services/data/v66.0/actions/standard").header("accept", "text/xml"))
         .await;

@@ -61,7 +61,7 @@ async fn unknown_paths_are_salesforce_404_for_http_callers_and_unimplemented_for
     let app = spawn_accept_only().await;
     let client = http(&app);
     for path in
-        ["/nope", "/services/data/v65.0/sobjects/Account/001000000000001", "/services/data/v65.0/query", "/services"]
+        ["/nope", "/services/data/v65.0/sobjects/Account/001000000000001", "/services/data/v65.0/search", "/services"]
     {
         let answer = client.get(path).await;
         assert_eq!((answer.status, answer.body.as_str()), (404, NOT_FOUND), "{path}");
