@@ -163,6 +163,11 @@ impl From<StoreError> for AppError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Unavailable(_) => AppError::Unavailable(e),
+            // The database is up but could not take the call in time: the server is busy.
+            StoreError::Busy(_) => {
+                tracing::warn!(error = %error_chain(&e), "database busy; the call is refused for a retry");
+                AppError::Overloaded { retry_after: Duration::from_secs(1) }
+            }
             StoreError::Conflict(v) => AppError::Invalid(vec![v]),
             other => AppError::Internal(anyhow::Error::new(other)),
         }

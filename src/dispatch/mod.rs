@@ -38,6 +38,10 @@ use crate::store::{Claim, MessageOutcome, Store, StoreError, Work, WorkItem};
 
 pub mod policy;
 
+/// After the database failed a claim or a delivery: the first pause before asking again
+/// (doubling up to 8× for a claim's retries).
+const CLAIM_ERROR_PAUSE: Duration = Duration::from_millis(250);
+
 use policy::{RetryPolicy, TokenBucket};
 
 /// How the dispatcher behaves; see `[dispatch]` in the config.
@@ -122,7 +126,9 @@ impl Dispatcher {
         let mut running: JoinSet<()> = JoinSet::new();
         loop {
             while running.try_join_next().is_some() {}
-            match self.claim().await {
+            let claimed = self.claim().await;
+            let failed = claimed.is_err();
+            match claimed {
                 Ok(claims) => {
                     for claim in claims {
                         let me = self.clone();
@@ -134,6 +140,14 @@ impl Dispatcher {
                     }
                 }
                 Err(e) => tracing::warn!(error = %crate::error::error_chain(&e), "claiming requests failed"),
+            }
+            if failed {
+                // The database cannot serve claims now: wait a little instead of asking
+                // again at every wake-up.
+                tokio::select! {
+                    _ = shutdown.cancelled() => break,
+                    _ = tokio::time::sleep(CLAIM_ERROR_PAUSE.min(self.settings.poll_interval)) => continue,
+                }
             }
             tokio::select! {
                 _ = shutdown.cancelled() => break,
@@ -236,9 +250,40 @@ impl Dispatcher {
         result
     }
 
+    /// Delivers the claim; when the database fails mid-way (unavailable or busy), tries
+    /// again after a pause for as long as the lease holds, so an outage shorter than the
+    /// lease does not leave the request waiting for its lease to expire.
     async fn process_claim(self: Arc<Self>, claim: Claim) -> Result<Option<RequestStatus>, StoreError> {
-        let result = async {
-            let work = self.store.load_work(&claim, self.clock.now_ms()).await?;
+        let mut attempt: u32 = 0;
+        let result = loop {
+            match self.clone().process_claim_once(&claim).await {
+                Err(e @ (StoreError::Unavailable(_) | StoreError::Busy(_)))
+                    if !self.stopping.is_cancelled()
+                        && self.may_send(&claim.request_id, &claim.lease, self.clock.now_ms()) =>
+                {
+                    attempt += 1;
+                    let pause = CLAIM_ERROR_PAUSE * 2u32.pow(attempt.min(3));
+                    tracing::warn!(request_id = %claim.request_id, attempt, error = %crate::error::error_chain(&e), "delivery interrupted; trying the claim again");
+                    tokio::select! {
+                        _ = tokio::time::sleep(pause) => {}
+                        _ = self.stopping.cancelled() => break Err(e),
+                    }
+                }
+                other => break other,
+            }
+        };
+        let mut leases = self.leases.lock().unwrap_or_else(|p| p.into_inner());
+        // A newer claim of the same request (a takeover by this process) keeps its own.
+        if leases.get(&claim.request_id).is_some_and(|h| h.lease == claim.lease) {
+            leases.remove(&claim.request_id);
+        }
+        drop(leases);
+        result
+    }
+
+    async fn process_claim_once(self: Arc<Self>, claim: &Claim) -> Result<Option<RequestStatus>, StoreError> {
+        async {
+            let work = self.store.load_work(claim, self.clock.now_ms()).await?;
             let params = params_from_json(&work.parameters_json);
             let sends: Vec<_> = work.items.iter().map(|item| self.deliver(&work, &params, item)).collect();
             let lost = futures_util::stream::iter(sends)
@@ -264,14 +309,7 @@ impl Dispatcher {
             }
             Ok(status)
         }
-        .await;
-        let mut leases = self.leases.lock().unwrap_or_else(|p| p.into_inner());
-        // A newer claim of the same request (a takeover by this process) keeps its own.
-        if leases.get(&claim.request_id).is_some_and(|h| h.lease == claim.lease) {
-            leases.remove(&claim.request_id);
-        }
-        drop(leases);
-        result
+        .await
     }
 
     /// Renews every lease this process holds, in one write, every third of the lease

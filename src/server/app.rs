@@ -341,19 +341,24 @@ fn routes(
         .add_service(admission.layer(admin))
         .add_service(admission.layer(InterceptedService::new(reflection, interceptor.clone())))
         .add_service(admission.layer(InterceptedService::new(reflection_v1alpha, interceptor)));
-    let router = grpc
-        .into_axum_router()
-        .merge(bridge)
-        .route("/healthz", get(|| async { "ok" }))
-        .route(
-            "/readyz",
-            get(move || {
-                let ready = ready.load(Ordering::SeqCst);
-                async move {
-                    if ready { (StatusCode::OK, "ready") } else { (StatusCode::SERVICE_UNAVAILABLE, "not ready") }
-                }
-            }),
-        );
+    let router = grpc.into_axum_router().merge(bridge).route("/healthz", get(|| async { "ok" })).route(
+        "/readyz",
+        get({
+            let store = store.clone();
+            move || {
+                // Not ready while shutting down, and while the database is known down
+                // (calls would only fail): the load balancer sends them elsewhere.
+                let answer = if !ready.load(Ordering::SeqCst) {
+                    (StatusCode::SERVICE_UNAVAILABLE, "not ready")
+                } else if !store.is_available() {
+                    (StatusCode::SERVICE_UNAVAILABLE, "database unavailable")
+                } else {
+                    (StatusCode::OK, "ready")
+                };
+                async move { answer }
+            }
+        }),
+    );
     let scraped = metrics.clone();
     let router = router.route(
         "/metrics",

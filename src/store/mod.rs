@@ -16,6 +16,7 @@ use crate::domain::principal::Principal;
 use crate::domain::send::NewSendRequest;
 use crate::domain::{ErrorKind, RecordId, Violation};
 
+pub mod health;
 pub mod postgres;
 pub mod reads;
 mod rows;
@@ -29,9 +30,14 @@ pub use reads::RequestReads;
 /// Cloneable so that one failed group commit can be reported to every caller in it.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
-    /// The database cannot be reached or is busy past its timeout; retrying may help.
+    /// The database cannot be reached (connection refused or lost, shut down, disk full,
+    /// I/O error) or is known to be down; retrying later may help.
     #[error("database unavailable")]
     Unavailable(#[source] Arc<sqlx::Error>),
+    /// The database is up but could not take this now (no pool connection in time, a lock
+    /// or statement timeout, a serialization failure): the server is busy, not broken.
+    #[error("database busy")]
+    Busy(#[source] Arc<sqlx::Error>),
     /// Anything else from the database: a bug or a broken schema.
     #[error("database error")]
     Database(#[source] Arc<sqlx::Error>),
@@ -45,42 +51,68 @@ pub enum StoreError {
     Migrate(#[source] Arc<sqlx::migrate::MigrateError>),
 }
 
-impl From<sqlx::Error> for StoreError {
-    fn from(e: sqlx::Error) -> Self {
-        use sqlx::Error as E;
-        let unavailable = match &e {
-            // A transaction-state error means the connection's state is in doubt (after an I/O
-            // error, say); a new connection serves the retry.
-            E::PoolTimedOut | E::PoolClosed | E::Io(_) | E::Tls(_) | E::WorkerCrashed => true,
-            E::InvalidSavePointStatement | E::BeginFailed => true,
-            E::Database(db) if db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>().is_some() => {
-                is_pg_unavailable(db.code().as_deref())
-            }
-            E::Database(db) => is_busy(db.code().as_deref()),
-            _ => false,
-        };
-        if unavailable { StoreError::Unavailable(Arc::new(e)) } else { StoreError::Database(Arc::new(e)) }
+/// What a database failure says about the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Failure {
+    /// Cannot be reached or cannot serve at all.
+    Down,
+    /// Up, but overloaded for the moment.
+    Busy,
+    /// This statement failed (a bug, a constraint).
+    Statement,
+}
+
+fn classify(e: &sqlx::Error) -> Failure {
+    use sqlx::Error as E;
+    match e {
+        E::PoolTimedOut => Failure::Busy,
+        // A transaction-state error means the connection's state is in doubt (after an I/O
+        // error, say); a new connection serves the retry.
+        E::PoolClosed | E::Io(_) | E::Tls(_) | E::WorkerCrashed | E::InvalidSavePointStatement | E::BeginFailed => {
+            Failure::Down
+        }
+        E::Database(db) if db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>().is_some() => {
+            classify_pg(db.code().as_deref())
+        }
+        E::Database(db) => classify_sqlite(db.code().as_deref()),
+        _ => Failure::Statement,
     }
 }
 
-/// SQLite BUSY/LOCKED (and their extended codes) mean "try again".
-/// SQLite result codes (primary code in the low byte) that mean "the database cannot
-/// serve now", not "this statement is wrong": BUSY, LOCKED, READONLY, IOERR, FULL, CANTOPEN.
-fn is_busy(code: Option<&str>) -> bool {
-    matches!(code.and_then(|c| c.parse::<i32>().ok()), Some(n) if matches!(n & 0xff, 5 | 6 | 8 | 10 | 13 | 14))
+/// SQLite result codes (primary code in the low byte): BUSY and LOCKED are a lock held
+/// past `busy_timeout`; READONLY, IOERR, FULL and CANTOPEN mean the file cannot be written.
+fn classify_sqlite(code: Option<&str>) -> Failure {
+    match code.and_then(|c| c.parse::<i32>().ok()).map(|n| n & 0xff) {
+        Some(5 | 6) => Failure::Busy,
+        Some(8 | 10 | 13 | 14) => Failure::Down,
+        _ => Failure::Statement,
+    }
 }
 
-/// PostgreSQL SQLSTATEs that mean "the server cannot serve this now; retrying may help":
-/// connection exceptions (class 08), operator intervention (57: admin/crash shutdown,
-/// cannot connect now, statement timeout), insufficient resources (53: too many
-/// connections, out of memory/disk), serialization failures and deadlocks (40).
-/// PostgreSQL SQLSTATEs that mean "retry later": connection exceptions (08), operator
-/// intervention such as admin shutdown (57), insufficient resources (53), transaction
-/// rollback such as serialization failure (40), a read-only standby after a failover
-/// (25006) and lock not available (55P03).
-fn is_pg_unavailable(code: Option<&str>) -> bool {
-    matches!(code, Some(c) if c.starts_with("08") || c.starts_with("57") || c.starts_with("53") || c.starts_with("40")
-        || c == "25006" || c == "55P03")
+/// PostgreSQL SQLSTATEs: connection exceptions (class 08), an administrator or crash
+/// shutdown or "cannot connect now" (57P01–57P03), out of disk or memory (53100, 53200),
+/// a read-only standby after a failover (25006) mean down; a statement or lock timeout
+/// (57014, 55P03), too many connections (53300), serialization failures and deadlocks
+/// (class 40) mean busy.
+fn classify_pg(code: Option<&str>) -> Failure {
+    match code {
+        Some(c) if c.starts_with("08") => Failure::Down,
+        Some("57P01" | "57P02" | "57P03" | "53100" | "53200" | "25006") => Failure::Down,
+        Some("57014" | "55P03" | "53300") => Failure::Busy,
+        Some(c) if c.starts_with("40") => Failure::Busy,
+        Some(c) if c.starts_with("57") || c.starts_with("53") => Failure::Down,
+        _ => Failure::Statement,
+    }
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(e: sqlx::Error) -> Self {
+        match classify(&e) {
+            Failure::Down => StoreError::Unavailable(Arc::new(e)),
+            Failure::Busy => StoreError::Busy(Arc::new(e)),
+            Failure::Statement => StoreError::Database(Arc::new(e)),
+        }
+    }
 }
 
 impl StoreError {
@@ -231,6 +263,8 @@ pub trait Store: RequestReads + Send + Sync + 'static {
     async fn queue_stats(&self, now_ms: i64) -> StoreResult<QueueStats>;
     /// Connections of the pool by state (for the metrics; no database round trip).
     fn pool_stats(&self) -> PoolStats;
+    /// False while the database is known down (calls then fail at once; `/readyz` 503).
+    fn is_available(&self) -> bool;
 
     // retention
     /// Deletes up to `limit` requests that completed before `before_ms`, with their
@@ -352,19 +386,26 @@ mod tests {
     use super::*;
 
     #[test]
-    fn database_errors_that_mean_retry_later_are_told_apart_from_bugs() {
-        // SQLite: BUSY, LOCKED, READONLY, IOERR (and its extended codes), FULL, CANTOPEN.
-        for code in ["5", "6", "8", "10", "266", "13", "14", "517"] {
-            assert!(is_busy(Some(code)), "{code}");
+    fn database_errors_tell_down_from_busy_from_a_bad_statement() {
+        for code in ["8", "10", "266", "13", "14", "522"] {
+            assert_eq!(classify_sqlite(Some(code)), Failure::Down, "{code}");
+        }
+        for code in ["5", "6", "517", "262"] {
+            assert_eq!(classify_sqlite(Some(code)), Failure::Busy, "{code}");
         }
         for code in ["1", "19", "2067", "787"] {
-            assert!(!is_busy(Some(code)), "{code}");
+            assert_eq!(classify_sqlite(Some(code)), Failure::Statement, "{code}");
         }
-        for code in ["08006", "57P01", "53300", "40001", "25006", "55P03"] {
-            assert!(is_pg_unavailable(Some(code)), "{code}");
+        for code in ["08006", "57P01", "57P03", "53100", "25006"] {
+            assert_eq!(classify_pg(Some(code)), Failure::Down, "{code}");
+        }
+        for code in ["57014", "55P03", "53300", "40001", "40P01"] {
+            assert_eq!(classify_pg(Some(code)), Failure::Busy, "{code}");
         }
         for code in ["23505", "22021", "42P01"] {
-            assert!(!is_pg_unavailable(Some(code)), "{code}");
+            assert_eq!(classify_pg(Some(code)), Failure::Statement, "{code}");
         }
+        assert_eq!(classify(&sqlx::Error::PoolTimedOut), Failure::Busy);
+        assert_eq!(classify(&sqlx::Error::PoolClosed), Failure::Down);
     }
 }

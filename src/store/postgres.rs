@@ -57,6 +57,8 @@ const DISPATCH_CONNECTIONS: u32 = 4;
 pub type PgStore = SqlStore<PgBackend>;
 
 pub struct PgBackend {
+    /// For the health probe's fresh connections.
+    options: PgConnectOptions,
     /// The doors' reads and provisioning writes.
     pool: PgPool,
     /// The dispatcher's claims and reads.
@@ -91,13 +93,14 @@ impl SqlStore<PgBackend> {
         tx.commit().await?;
 
         let shard = i64::from(rand::rng().random::<u16>()) * 4 + 4;
+        let probe_options = options.clone().application_name("convmsg-probe");
         let connect: Connect<PgConnection> = Arc::new(move || {
             let options = options.clone();
             Box::pin(async move { Ok(PgConnection::connect_with(&options).await?) })
         });
         let accepts = Writer::start(connect().await?, connect.clone(), settings.max_batch, shard);
         let deliveries = Writer::start(connect().await?, connect, settings.max_batch, shard + 1);
-        Ok(SqlStore::new(PgBackend { pool, dispatch_pool, accepts, deliveries, shard }))
+        Ok(SqlStore::new(PgBackend { options: probe_options, pool, dispatch_pool, accepts, deliveries, shard }))
     }
 }
 
@@ -150,6 +153,13 @@ impl Backend for PgBackend {
 
     fn shard(&self) -> i64 {
         self.shard + 2
+    }
+
+    async fn probe(&self) -> StoreResult<()> {
+        let mut conn = PgConnection::connect_with(&self.options).await?;
+        let _: (i64,) = conn.fetch_one(Sql::new(Dialect::Postgres, "SELECT CAST(1 AS BIGINT)")).await?;
+        let _ = conn.close().await;
+        Ok(())
     }
 
     fn pool_stats(&self) -> PoolStats {

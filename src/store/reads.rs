@@ -132,7 +132,7 @@ impl<B: Backend> RequestReads for SqlStore<B> {
         query: &RequestQuery,
         page: &PageSpec,
     ) -> StoreResult<Vec<QueriedRequest>> {
-        let mut conn = self.backend().read().await?;
+        let mut conn = self.read_conn().await?;
         let c = &mut *conn;
         let d = c.dialect();
         let (statement, kinds) = soql::select_page(d, tenant, query, page.after.as_deref(), page.skip, page.take);
@@ -174,14 +174,14 @@ impl<B: Backend> RequestReads for SqlStore<B> {
     }
 
     async fn count_requests(&self, tenant: &str, query: &RequestQuery) -> StoreResult<u64> {
-        let mut conn = self.backend().read().await?;
+        let mut conn = self.read_conn().await?;
         let d = conn.dialect();
         let (n,): (i64,) = conn.fetch_one(soql::count(d, tenant, query).into_sql(d)).await?;
         Ok(u64::try_from(n).unwrap_or(0))
     }
 
     async fn aggregate_requests(&self, tenant: &str, query: &RequestQuery) -> StoreResult<Vec<i64>> {
-        let mut conn = self.backend().read().await?;
+        let mut conn = self.read_conn().await?;
         let d = conn.dialect();
         let rows = conn.fetch_rows(soql::aggregate(d, tenant, query).into_sql(d)).await?;
         rows.first().map(|r| r.all_i64()).unwrap_or_else(|| Ok(Vec::new()))
@@ -194,7 +194,7 @@ impl<B: Backend> RequestReads for SqlStore<B> {
         end_ms: i64,
         limit: u32,
     ) -> StoreResult<Vec<RecordId>> {
-        let mut conn = self.backend().read().await?;
+        let mut conn = self.read_conn().await?;
         let mut sql = Sql::new(conn.dialect(), soql::UPDATED_IDS);
         sql.arg(tenant).arg(start_ms).arg(end_ms).arg(i64::from(limit));
         let ids: Vec<(String,)> = conn.fetch_all(sql).await?;
@@ -208,7 +208,7 @@ impl<B: Backend> RequestReads for SqlStore<B> {
         end_ms: i64,
         limit: u32,
     ) -> StoreResult<Vec<(RecordId, i64)>> {
-        let mut conn = self.backend().read().await?;
+        let mut conn = self.read_conn().await?;
         let mut sql = Sql::new(conn.dialect(), soql::DELETED_IDS);
         sql.arg(tenant).arg(start_ms).arg(end_ms).arg(i64::from(limit));
         let rows: Vec<(String, i64)> = conn.fetch_all(sql).await?;
@@ -216,7 +216,7 @@ impl<B: Backend> RequestReads for SqlStore<B> {
     }
 
     async fn record_tombstones(&self, now_ms: i64, forget_before_ms: i64) -> StoreResult<(u64, u64)> {
-        let mut tx = self.backend().begin_write().await?;
+        let mut tx = self.begin_write().await?;
         let d = tx.dialect();
         let mut stamp = Sql::new(d, soql::STAMP_TOMBSTONES);
         stamp.arg(now_ms);

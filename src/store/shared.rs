@@ -3,9 +3,13 @@
 //! and PostgreSQL differ only in their `Backend` (`sqlite`, `postgres`).
 
 use std::ops::DerefMut;
+use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use async_trait::async_trait;
 
+use super::health::{Health, PROBE_EVERY};
+use super::sql::Sql;
 use super::sql::delivery::{self, Finish, Outcome, Renewal, Start};
 use super::sql::{Conn, admin, queue, requests};
 use super::writer::Writer;
@@ -44,31 +48,89 @@ pub trait Backend: Send + Sync + 'static {
     /// The queue-count rows that writes outside the writers (purge, release) update.
     fn shard(&self) -> i64;
     fn pool_stats(&self) -> PoolStats;
+
+    /// Whether the database answers (the health probe), on a fresh connection where the
+    /// backend has a server to connect to, so a dead server is found at once.
+    async fn probe(&self) -> StoreResult<()> {
+        let mut conn = self.read().await?;
+        let sql = Sql::new(conn.dialect(), "SELECT CAST(1 AS BIGINT)");
+        let _: (i64,) = conn.fetch_one(sql).await?;
+        Ok(())
+    }
 }
 
 pub struct SqlStore<B: Backend> {
-    backend: B,
+    backend: Arc<B>,
+    /// Up or down, as last seen: while down, calls fail at once (see `health`).
+    health: Arc<Health>,
 }
 
 impl<B: Backend> SqlStore<B> {
+    /// The store over `backend`, with its health probe running.
     pub fn new(backend: B) -> Self {
-        SqlStore { backend }
+        let backend = Arc::new(backend);
+        let health = Arc::new(Health::default());
+        tokio::spawn(run_probe_until_dropped(Arc::downgrade(&backend), health.clone()));
+        SqlStore { backend, health }
     }
 
     pub fn backend(&self) -> &B {
         &self.backend
+    }
+
+    /// A read connection, unless the database is known down.
+    pub(crate) async fn read_conn(&self) -> StoreResult<B::Read> {
+        self.health.check()?;
+        self.health.observe(self.backend.read().await)
+    }
+
+    /// A write transaction, unless the database is known down.
+    pub(crate) async fn begin_write(&self) -> StoreResult<B::Write> {
+        self.health.check()?;
+        self.health.observe(self.backend.begin_write().await)
+    }
+
+    /// Notes what a call came to (an unavailable database is down from now on).
+    pub(crate) fn seen<T>(&self, result: StoreResult<T>) -> StoreResult<T> {
+        self.health.observe(result)
+    }
+}
+
+/// When a call found the database unavailable, asks it at once; while it does not
+/// answer, asks every `PROBE_EVERY` (see `health`). Ends when the store is dropped.
+async fn run_probe_until_dropped<B: Backend>(backend: Weak<B>, health: Arc<Health>) {
+    loop {
+        tokio::select! {
+            _ = health.suspected() => {}
+            _ = tokio::time::sleep(Duration::from_secs(5)) => {
+                if backend.strong_count() == 0 {
+                    return;
+                }
+                continue;
+            }
+        }
+        loop {
+            let Some(backend) = backend.upgrade() else { return };
+            let answered = matches!(tokio::time::timeout(Duration::from_secs(2), backend.probe()).await, Ok(Ok(())));
+            drop(backend);
+            health.set_down(!answered);
+            if answered {
+                break;
+            }
+            tokio::time::sleep(PROBE_EVERY).await;
+        }
     }
 }
 
 /// Runs `$body` with `$c` bound to a connection in a write transaction, and commits.
 macro_rules! write {
     ($self:ident, |$c:ident| $body:expr) => {{
-        let mut tx = $self.backend.begin_write().await?;
+        let mut tx = $self.begin_write().await?;
         let result = {
             let $c = &mut *tx;
-            $body.await?
+            $self.seen($body.await)?
         };
-        $self.backend.commit(tx).await?;
+        $self.seen($self.backend.commit(tx).await)?;
         Ok(result)
     }};
 }
@@ -76,9 +138,17 @@ macro_rules! write {
 /// Runs `$body` with `$c` bound to a pooled read connection.
 macro_rules! read {
     ($self:ident, |$c:ident| $body:expr) => {{
-        let mut conn = $self.backend.read().await?;
+        let mut conn = $self.read_conn().await?;
         let $c = &mut *conn;
-        $body.await
+        $self.seen($body.await)
+    }};
+}
+
+/// A call through one of the group-commit writers, unless the database is known down.
+macro_rules! through_writer {
+    ($self:ident, $call:expr) => {{
+        $self.health.check()?;
+        $self.seen($call.await)
     }};
 }
 
@@ -191,12 +261,13 @@ impl<B: Backend> Store for SqlStore<B> {
         max_in_progress: u32,
         batch: u32,
     ) -> StoreResult<Vec<Claim>> {
-        self.backend.claim(owner, now_ms, lease_ms, max_in_progress, batch).await
+        through_writer!(self, self.backend.claim(owner, now_ms, lease_ms, max_in_progress, batch))
     }
 
     async fn load_work(&self, claim: &Claim, now_ms: i64) -> StoreResult<Work> {
-        let mut conn = self.backend.read_for_dispatch().await?;
-        queue::load_work(&mut *conn, claim, now_ms).await
+        self.health.check()?;
+        let mut conn = self.seen(self.backend.read_for_dispatch().await)?;
+        self.seen(queue::load_work(&mut *conn, claim, now_ms).await)
     }
 
     async fn renew_leases(&self, leases: &[(String, RecordId)], now_ms: i64, until_ms: i64) -> StoreResult<Vec<bool>> {
@@ -204,13 +275,13 @@ impl<B: Backend> Store for SqlStore<B> {
             return Ok(Vec::new());
         }
         let renewal = Renewal { leases: leases.to_vec(), now_ms, until_ms };
-        self.backend.delivery_writer().renew(renewal).await
+        through_writer!(self, self.backend.delivery_writer().renew(renewal))
     }
 
     async fn start_message(&self, owner: &str, request: &RecordId, identifier: &str, now_ms: i64) -> StoreResult<bool> {
         let start =
             Start { lease: owner.to_owned(), request: request.clone(), identifier: identifier.to_owned(), now_ms };
-        self.backend.delivery_writer().start_message(start).await
+        through_writer!(self, self.backend.delivery_writer().start_message(start))
     }
 
     async fn record_outcome(
@@ -228,12 +299,12 @@ impl<B: Backend> Store for SqlStore<B> {
             outcome: outcome.clone(),
             now_ms,
         };
-        self.backend.delivery_writer().record_outcome(outcome).await
+        through_writer!(self, self.backend.delivery_writer().record_outcome(outcome))
     }
 
     async fn finish_request(&self, owner: &str, request: &RecordId, now_ms: i64) -> StoreResult<Option<RequestStatus>> {
         let finish = Finish { lease: owner.to_owned(), request: request.clone(), now_ms };
-        self.backend.delivery_writer().finish(finish).await
+        through_writer!(self, self.backend.delivery_writer().finish(finish))
     }
 
     async fn release_leases(&self, owner: &str, now_ms: i64) -> StoreResult<u64> {
@@ -249,13 +320,17 @@ impl<B: Backend> Store for SqlStore<B> {
         self.backend.pool_stats()
     }
 
+    fn is_available(&self) -> bool {
+        !self.health.is_down()
+    }
+
     async fn purge_completed(&self, before_ms: i64, limit: u32) -> StoreResult<u64> {
         let shard = self.backend.shard();
         write!(self, |c| requests::purge_completed(c, before_ms, limit, shard))
     }
 
     async fn accept(&self, tenant: &str, request: NewSendRequest, now_ms: i64) -> StoreResult<AcceptOutcome> {
-        self.backend.accept_writer().accept(tenant, request, now_ms).await
+        through_writer!(self, self.backend.accept_writer().accept(tenant, request, now_ms))
     }
 
     async fn get_request(&self, tenant: &str, id: &RecordId) -> StoreResult<Option<RequestRecord>> {

@@ -9,9 +9,10 @@
 //!
 //! An answer is sent only after `COMMIT` succeeded on a live connection. If the batch
 //! fails because the database is unavailable, every write in it is refused UNAVAILABLE
-//! and the connection is replaced (its transaction state is in doubt); if it fails for
-//! another reason, each write is retried in a transaction of its own, so one bad write
-//! never takes the others with it. Transactions are plain `BEGIN`/`COMMIT` statements on
+//! and the connection is replaced (its transaction state is in doubt); busy (a timeout),
+//! every write is refused for the callers to retry; if it fails for another reason, each
+//! write is retried in a transaction of its own, so one bad write never takes the others
+//! with it. Transactions are plain `BEGIN`/`COMMIT` statements on
 //! the writer's own connection (no savepoints), so nothing can half-commit.
 
 use std::future::Future;
@@ -329,6 +330,12 @@ async fn commit<C: Conn>(conn: &mut C, ops: Vec<Op<C>>, shard: i64) -> bool {
         Err(e @ StoreError::Unavailable(_)) => {
             refuse(batch.into_ops(), &e);
             false
+        }
+        // Busy (a statement or lock timeout): the transaction was rolled back; the
+        // connection is fine, the writes are refused for the callers to retry.
+        Err(e @ StoreError::Busy(_)) => {
+            refuse(batch.into_ops(), &e);
+            true
         }
         Err(e) => {
             let ops = batch.into_ops();

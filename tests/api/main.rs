@@ -7,6 +7,7 @@ mod fake_provider;
 mod helpers;
 
 mod accept;
+mod availability;
 mod cli;
 mod crash;
 mod delivery;
