@@ -169,9 +169,11 @@ pub enum OtlpProtocol {
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
 pub struct AdmissionConfig {
-    /// Calls served at once across the listener; beyond this, calls are refused at once
-    /// with RESOURCE_EXHAUSTED / HTTP 503 rather than queued.
+    /// Calls served at once across the listener; beyond this, a call waits at most
+    /// `queue_timeout_ms` for a slot, then is refused with RESOURCE_EXHAUSTED / HTTP 503.
     pub max_concurrent_requests: usize,
+    /// Longest a call waits for a slot before it is refused (0: refused at once).
+    pub queue_timeout_ms: u64,
     /// Longest a unary call may take before DEADLINE_EXCEEDED / HTTP 503.
     pub request_timeout_ms: u64,
     /// Retry advice sent with an overload answer.
@@ -180,7 +182,12 @@ pub struct AdmissionConfig {
 
 impl Default for AdmissionConfig {
     fn default() -> Self {
-        AdmissionConfig { max_concurrent_requests: 1024, request_timeout_ms: 30_000, retry_after_ms: 1_000 }
+        AdmissionConfig {
+            max_concurrent_requests: 1024,
+            queue_timeout_ms: 100,
+            request_timeout_ms: 30_000,
+            retry_after_ms: 1_000,
+        }
     }
 }
 
@@ -191,10 +198,11 @@ pub struct DatabaseConfig {
     /// its own). PostgreSQL: every connection of this replica, the accept writer's
     /// included; mind the server's `max_connections` across all replicas.
     pub max_connections: u32,
-    /// How long a call waits for a connection or a database lock before UNAVAILABLE.
+    /// How long a call waits for a connection or a database lock before it is refused as
+    /// busy (RESOURCE_EXHAUSTED; the database is up, the server is overloaded).
     pub acquire_timeout_ms: u64,
     /// PostgreSQL: longest one statement may run, lock waits included, before it is
-    /// cancelled and the call answers UNAVAILABLE (0 = no limit). SQLite ignores it.
+    /// cancelled and the call refused as busy (0 = no limit). SQLite ignores it.
     pub statement_timeout_ms: u64,
     /// Most send requests one group commit records.
     pub accept_batch_max: usize,

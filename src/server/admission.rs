@@ -1,14 +1,17 @@
 //! Admission control in front of every business endpoint (gRPC services and the REST
-//! bridge; health and metrics stay outside so probes always answer). The stack, outer
-//! to inner:
+//! bridge; health and metrics stay outside so probes always answer). `Admitted`, per call:
 //!
-//! 1. `Admitted` — turns refusals and timeouts into answers the caller's protocol
-//!    understands: a gRPC status with `RetryInfo`, or Salesforce's JSON error with HTTP
-//!    503 and `Retry-After`.
-//! 2. `LoadShed` — when no slot is free, refuse at once instead of queueing without bound.
-//! 3. `GlobalConcurrencyLimit` — at most N calls in flight on this listener: one
-//!    semaphore shared by every service, route and connection.
-//! 4. `Timeout` — bound how long one call may take (for a stream: until its headers).
+//! 1. A slot: at most N calls in flight on this listener (one semaphore shared by every
+//!    service, route and connection). A call waits for a slot at most `queue_timeout`,
+//!    then is refused — RESOURCE_EXHAUSTED with `RetryInfo`, or Salesforce's 503 with
+//!    `Retry-After`. The short wait absorbs bursts, and a client that ignores the retry
+//!    advice can come back at most once per `queue_timeout` per stream instead of in a
+//!    tight loop, so refusing past the limit costs little and goodput holds under many
+//!    times the load the server can take (no congestion collapse).
+//! 2. A time limit: how long one call may take once admitted (for a stream: until its
+//!    headers).
+//!
+//! Refusals and time-outs become answers the caller's protocol understands.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -20,28 +23,32 @@ use futures_util::future::BoxFuture;
 use http::{HeaderValue, Request, StatusCode, header};
 use tokio::sync::Semaphore;
 use tonic::server::NamedService;
-use tower::limit::GlobalConcurrencyLimitLayer;
-use tower::load_shed::LoadShed;
-use tower::load_shed::error::Overloaded;
-use tower::timeout::error::Elapsed;
-use tower::{BoxError, Layer, Service, ServiceBuilder, ServiceExt};
+use tower::{BoxError, Layer, Service, ServiceExt};
 
 use crate::domain::ErrorKind;
 use crate::error::{AppError, codes};
 
-type Stack<S> = LoadShed<tower::limit::ConcurrencyLimit<tower::timeout::Timeout<S>>>;
-
 /// Shared settings; cloning shares the semaphore.
 #[derive(Clone)]
 pub struct AdmissionLayer {
+    limits: Arc<Limits>,
+}
+
+struct Limits {
+    /// The calls in flight on this listener.
     slots: Arc<Semaphore>,
+    /// Longest a call waits for a slot before it is refused.
+    queue_timeout: Duration,
+    /// Longest an admitted call may take.
     timeout: Duration,
+    /// Retry advice sent with a refusal.
     retry_after: Duration,
 }
 
 impl AdmissionLayer {
-    pub fn new(max_concurrent: usize, timeout: Duration, retry_after: Duration) -> Self {
-        AdmissionLayer { slots: Arc::new(Semaphore::new(max_concurrent.max(1))), timeout, retry_after }
+    pub fn new(max_concurrent: usize, queue_timeout: Duration, timeout: Duration, retry_after: Duration) -> Self {
+        let slots = Arc::new(Semaphore::new(max_concurrent.max(1)));
+        AdmissionLayer { limits: Arc::new(Limits { slots, queue_timeout, timeout, retry_after }) }
     }
 }
 
@@ -49,19 +56,24 @@ impl<S> Layer<S> for AdmissionLayer {
     type Service = Admitted<S>;
 
     fn layer(&self, inner: S) -> Admitted<S> {
-        let stack = ServiceBuilder::new()
-            .load_shed()
-            .layer(GlobalConcurrencyLimitLayer::with_semaphore(self.slots.clone()))
-            .timeout(self.timeout)
-            .service(inner);
-        Admitted { inner: stack, retry_after: self.retry_after }
+        Admitted { inner, limits: self.limits.clone() }
     }
 }
 
 #[derive(Clone)]
 pub struct Admitted<S> {
-    inner: Stack<S>,
-    retry_after: Duration,
+    inner: S,
+    limits: Arc<Limits>,
+}
+
+/// Why the stack did not let a call through.
+enum Refused {
+    /// No slot within the queue timeout.
+    Overloaded,
+    /// Admitted, but the call took longer than the time limit.
+    TimedOut,
+    /// The service failed (a bug).
+    Failed(BoxError),
 }
 
 impl<S: NamedService> NamedService for Admitted<S> {
@@ -87,12 +99,20 @@ where
 
     fn call(&mut self, request: Request<ReqB>) -> Self::Future {
         let grpc = is_grpc(&request);
-        let retry_after = self.retry_after;
+        let limits = self.limits.clone();
         let svc = self.inner.clone();
         Box::pin(async move {
-            match svc.oneshot(request).await {
-                Ok(response) => Ok(response.into_response()),
-                Err(e) => Ok(refusal(e, grpc, retry_after)),
+            let retry_after = limits.retry_after;
+            let Ok(Ok(slot)) = tokio::time::timeout(limits.queue_timeout, limits.slots.clone().acquire_owned()).await
+            else {
+                return Ok(refusal(Refused::Overloaded, grpc, retry_after));
+            };
+            let answer = tokio::time::timeout(limits.timeout, svc.oneshot(request)).await;
+            drop(slot);
+            match answer {
+                Ok(Ok(response)) => Ok(response.into_response()),
+                Ok(Err(e)) => Ok(refusal(Refused::Failed(e.into()), grpc, retry_after)),
+                Err(_) => Ok(refusal(Refused::TimedOut, grpc, retry_after)),
             }
         })
     }
@@ -107,28 +127,32 @@ fn is_grpc<B>(request: &Request<B>) -> bool {
 }
 
 /// The answer for a call the stack refused or cut short.
-fn refusal(error: BoxError, grpc: bool, retry_after: Duration) -> Response {
-    let (kind, message) = if error.is::<Overloaded>() {
-        let overloaded = AppError::Overloaded { retry_after };
-        if grpc {
-            return overloaded.into_status().into_http::<axum::body::Body>();
+fn refusal(refused: Refused, grpc: bool, retry_after: Duration) -> Response {
+    let (kind, message) = match refused {
+        Refused::Overloaded => {
+            let overloaded = AppError::Overloaded { retry_after };
+            if grpc {
+                return overloaded.into_status().into_http::<axum::body::Body>();
+            }
+            (overloaded.kind(), overloaded.public_message())
         }
-        (overloaded.kind(), overloaded.public_message())
-    } else if error.is::<Elapsed>() {
-        tracing::warn!("call exceeded the server's time limit");
-        if grpc {
-            return tonic::Status::deadline_exceeded("the call exceeded the server's time limit")
-                .into_http::<axum::body::Body>();
+        Refused::TimedOut => {
+            tracing::warn!("call exceeded the server's time limit");
+            if grpc {
+                return tonic::Status::deadline_exceeded("the call exceeded the server's time limit")
+                    .into_http::<axum::body::Body>();
+            }
+            // Not an overload: the call itself took too long (e.g. waiting on the database).
+            (ErrorKind::Unavailable, "the call took longer than the server allows; retry later".to_owned())
         }
-        // Not an overload: the call itself took too long (e.g. waiting on the database).
-        (ErrorKind::Unavailable, "the call took longer than the server allows; retry later".to_owned())
-    } else {
-        let bug = AppError::Internal(anyhow::anyhow!("admission stack: {error}"));
-        if grpc {
-            return bug.into_status().into_http::<axum::body::Body>();
+        Refused::Failed(error) => {
+            let bug = AppError::Internal(anyhow::anyhow!("admission stack: {error}"));
+            if grpc {
+                return bug.into_status().into_http::<axum::body::Body>();
+            }
+            bug.log();
+            (bug.kind(), bug.public_message())
         }
-        bug.log();
-        (bug.kind(), bug.public_message())
     };
     let codes = codes(kind);
     let body = serde_json::json!([{ "message": message, "errorCode": codes.salesforce }]);

@@ -317,6 +317,7 @@ fn routes(
     let store = service.store().clone();
     let admission = AdmissionLayer::new(
         config.admission.max_concurrent_requests,
+        Duration::from_millis(config.admission.queue_timeout_ms),
         Duration::from_millis(config.admission.request_timeout_ms),
         Duration::from_millis(config.admission.retry_after_ms),
     );
