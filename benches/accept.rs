@@ -116,6 +116,7 @@ async fn main() -> anyhow::Result<()> {
             sha256: hash_token(&token),
             scopes: vec!["send".into(), "read".into(), "admin".into()],
             label: "bench".into(),
+            expires_at: None,
         }],
     }];
     let app = App::build_with(config, Arc::new(SystemClock), Vec::new()).await?;

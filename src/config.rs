@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::providers::ProvidersConfig;
 
 mod env;
+mod redact;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -26,6 +27,10 @@ pub struct Config {
     pub bootstrap_token: Option<String>,
     /// TLS on the listener; off unless both files are set.
     pub tls: TlsConfig,
+    /// How many connections may be open and how long each may stay silent or idle.
+    pub connections: ConnectionsConfig,
+    /// How tokens are checked and how fast revocations spread.
+    pub auth: AuthConfig,
     /// What happens between SIGTERM and exit.
     pub shutdown: ShutdownConfig,
     pub log: LogConfig,
@@ -50,6 +55,8 @@ impl Default for Config {
             database_url: "sqlite://convmsg.db".into(),
             bootstrap_token: None,
             tls: TlsConfig::default(),
+            connections: ConnectionsConfig::default(),
+            auth: AuthConfig::default(),
             shutdown: ShutdownConfig::default(),
             log: LogConfig::default(),
             telemetry: TelemetryConfig::default(),
@@ -87,6 +94,55 @@ impl TlsConfig {
             (Some(_), None) => Err("tls.cert_path is set but tls.key_path is not; set both or neither".into()),
             (None, Some(_)) => Err("tls.key_path is set but tls.cert_path is not; set both or neither".into()),
         }
+    }
+}
+
+/// `[connections]`: the leash every connection of the listener is on, so that silent or
+/// idle sockets cannot pile up and starve the process of file descriptors (see
+/// `serve`). Durations of 0 turn `idle_timeout_ms` and the HTTP/2 pings off.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ConnectionsConfig {
+    /// Connections open at once; one more is closed as soon as it is accepted. Keep it
+    /// below the process's file limit (`ulimit -n`) minus the database pool and providers.
+    pub max: usize,
+    /// From accept until the first request's headers have arrived (TLS handshake and the
+    /// HTTP/2 preface included); past it the connection is dropped. HTTP/1.1 also waits
+    /// at most this long for each later request's headers.
+    pub first_request_timeout_ms: u64,
+    /// A connection with no call in flight (a streaming response counts until its end)
+    /// for this long is closed gracefully (HTTP/2 GOAWAY).
+    pub idle_timeout_ms: u64,
+    /// How often an HTTP/2 peer is pinged.
+    pub http2_keepalive_interval_ms: u64,
+    /// How long a ping may go unanswered before the connection is closed.
+    pub http2_keepalive_timeout_ms: u64,
+}
+
+impl Default for ConnectionsConfig {
+    fn default() -> Self {
+        ConnectionsConfig {
+            max: 4096,
+            first_request_timeout_ms: 10_000,
+            idle_timeout_ms: 300_000,
+            http2_keepalive_interval_ms: 30_000,
+            http2_keepalive_timeout_ms: 10_000,
+        }
+    }
+}
+
+/// `[auth]`: tokens are checked against an in-memory copy of the token table, which
+/// every replica reloads this often; a token revoked on one replica (API or CLI) stops
+/// working there at once and on the others within this interval.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    pub token_reload_interval_ms: u64,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        AuthConfig { token_reload_interval_ms: 10_000 }
     }
 }
 
@@ -247,11 +303,14 @@ pub struct RestConfig {
     /// Most `inputs` one invocation may carry. Each input is its own send request (up to
     /// 100 recipients), so this bounds the work — and the time — of one HTTP call.
     pub max_inputs_per_call: usize,
+    /// Longest the whole request body may take to arrive; a slower one is answered 408
+    /// and its slot in admission is freed, so stalled uploads cannot hold slots.
+    pub body_timeout_ms: u64,
 }
 
 impl Default for RestConfig {
     fn default() -> Self {
-        RestConfig { body_limit_bytes: 1_048_576, max_inputs_per_call: 100 }
+        RestConfig { body_limit_bytes: 1_048_576, max_inputs_per_call: 100, body_timeout_ms: 10_000 }
     }
 }
 
@@ -340,6 +399,9 @@ pub struct TokenConfig {
     pub scopes: Vec<String>,
     #[serde(default)]
     pub label: String,
+    /// When the token stops working, RFC 3339 (`2027-01-01T00:00:00Z`); unset = never.
+    #[serde(default)]
+    pub expires_at: Option<String>,
 }
 
 fn default_tenant() -> String {
@@ -498,7 +560,8 @@ impl Config {
             figment = figment.merge(Toml::file(path));
         }
         figment = figment.merge(env).merge(Serialized::defaults(overrides));
-        figment.extract().map_err(Box::new)
+        // Errors never quote the file's values: they may be secrets.
+        figment.extract().map_err(|e| Box::new(redact::config_error(e)))
     }
 }
 
@@ -574,12 +637,46 @@ mod tests {
 
     #[test]
     fn the_rest_limits_default_to_one_mebibyte_and_100_inputs_and_read_from_the_file() {
-        assert_eq!(RestConfig::default(), RestConfig { body_limit_bytes: 1_048_576, max_inputs_per_call: 100 });
+        assert_eq!(
+            RestConfig::default(),
+            RestConfig { body_limit_bytes: 1_048_576, max_inputs_per_call: 100, body_timeout_ms: 10_000 }
+        );
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("c.toml");
         std::fs::write(&path, "[rest]\nmax_inputs_per_call = 5\n").unwrap();
         let c = Config::load(Some(&path), &Overrides::default()).unwrap();
-        assert_eq!(c.rest, RestConfig { body_limit_bytes: 1_048_576, max_inputs_per_call: 5 });
+        assert_eq!(c.rest, RestConfig { max_inputs_per_call: 5, ..RestConfig::default() });
+    }
+
+    #[test]
+    fn the_connection_leash_has_documented_defaults_and_reads_from_the_file() {
+        let d = ConnectionsConfig::default();
+        assert_eq!(
+            (d.max, d.first_request_timeout_ms, d.idle_timeout_ms, d.http2_keepalive_interval_ms),
+            (4096, 10_000, 300_000, 30_000)
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(&path, "[connections]\nmax = 64\nidle_timeout_ms = 0\n").unwrap();
+        let c = Config::load(Some(&path), &Overrides::default()).unwrap();
+        assert_eq!((c.connections.max, c.connections.idle_timeout_ms), (64, 0));
+        assert_eq!(c.connections.first_request_timeout_ms, 10_000);
+    }
+
+    #[test]
+    fn tokens_reload_every_ten_seconds_unless_set_and_may_carry_an_expiry() {
+        assert_eq!(AuthConfig::default().token_reload_interval_ms, 10_000);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.toml");
+        std::fs::write(
+            &path,
+            "[auth]\ntoken_reload_interval_ms = 250\n[[tenants]]\nname = \"t\"\n[[tenants.tokens]]\nsha256 = \"x\"\n\
+             scopes = [\"read\"]\nexpires_at = \"2027-01-01T00:00:00Z\"\n",
+        )
+        .unwrap();
+        let c = Config::load(Some(&path), &Overrides::default()).unwrap();
+        assert_eq!(c.auth.token_reload_interval_ms, 250);
+        assert_eq!(c.tenants[0].tokens[0].expires_at.as_deref(), Some("2027-01-01T00:00:00Z"));
     }
 
     #[test]

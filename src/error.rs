@@ -48,8 +48,36 @@ pub fn codes(kind: ErrorKind) -> Codes {
         ErrorKind::InvalidQueryLocator => (Code::InvalidArgument, "INVALID_QUERY_LOCATOR", 400),
         ErrorKind::InvalidReplicationDate => (Code::InvalidArgument, "INVALID_REPLICATION_DATE", 400),
         ErrorKind::ExceededIdLimit => (Code::InvalidArgument, "EXCEEDED_ID_LIMIT", 400),
+        ErrorKind::BodyTimeout => (Code::DeadlineExceeded, "REQUEST_TIMEOUT", 408),
     };
     Codes { grpc, salesforce, http }
+}
+
+/// Most violations one answer lists; the others are counted in the message, not listed.
+pub const MAX_VIOLATIONS_LISTED: usize = 20;
+/// Most bytes of field names and messages one answer lists. gRPC carries the details in
+/// a header, and clients refuse large ones (grpc-core's default limit is 8 KiB of
+/// metadata), so the listed violations stop here even before the count.
+pub const MAX_LISTED_BYTES: usize = 3_000;
+
+/// The violations an answer lists (at least one; the first ones, in order) and how many
+/// it leaves out.
+pub fn listed(violations: &[Violation]) -> (&[Violation], usize) {
+    let mut bytes = 0;
+    let mut n = 0;
+    for v in violations.iter().take(MAX_VIOLATIONS_LISTED) {
+        bytes += v.field.len() + v.message.len();
+        if n > 0 && bytes > MAX_LISTED_BYTES {
+            break;
+        }
+        n += 1;
+    }
+    (&violations[..n], violations.len() - n)
+}
+
+/// What an answer says about the violations it does not list.
+pub fn omitted_note(listed: usize, omitted: usize) -> String {
+    format!("{} problems in all; only the first {listed} are listed", listed + omitted)
 }
 
 /// What a use case can fail with.
@@ -79,8 +107,14 @@ pub enum AppError {
     Request { kind: ErrorKind, message: String },
 }
 
+/// The first violation, and how many more there are (each is in the details): the
+/// message stays short however many there are.
 fn join_violations(v: &[Violation]) -> String {
-    v.iter().map(Violation::to_string).collect::<Vec<_>>().join("; ")
+    match v {
+        [] => "invalid input".to_owned(),
+        [only] => only.to_string(),
+        [first, rest @ ..] => format!("{first} (and {} more problems; see the field violations)", rest.len()),
+    }
 }
 
 impl AppError {
@@ -102,9 +136,10 @@ impl AppError {
         }
     }
 
-    /// The message a caller may see (internal causes stay in the log).
+    /// The message a caller may see (internal causes stay in the log), at most
+    /// [`crate::domain::violation::MAX_MESSAGE_CHARS`] characters and a note.
     pub fn public_message(&self) -> String {
-        self.to_string()
+        crate::domain::violation::echo_capped(self.to_string())
     }
 
     /// Fields named by this error, for Salesforce's `fields` arrays.
@@ -131,11 +166,17 @@ impl AppError {
         self.log();
         let codes = codes(self.kind());
         let mut details = ErrorDetails::new();
-        details.set_error_info(codes.salesforce, "convmsg", std::collections::HashMap::new());
+        let mut info = std::collections::HashMap::new();
         match &self {
             AppError::Invalid(violations) => {
-                for v in violations {
+                let (shown, omitted) = listed(violations);
+                for v in shown {
                     details.add_bad_request_violation(v.field.clone(), v.message.clone());
+                }
+                if omitted > 0 {
+                    // The count a client can read without parsing the note.
+                    info.insert("violations".to_owned(), violations.len().to_string());
+                    details.add_bad_request_violation("", omitted_note(shown.len(), omitted));
                 }
             }
             AppError::Duplicate { field, message } => {
@@ -149,6 +190,7 @@ impl AppError {
             }
             _ => {}
         }
+        details.set_error_info(codes.salesforce, "convmsg", info);
         tonic::Status::with_error_details(codes.grpc, self.public_message(), details)
     }
 }
@@ -246,6 +288,23 @@ mod tests {
         );
         let e = AppError::Request { kind: ErrorKind::XmlParse, message: "bad".into() };
         assert_eq!((e.kind(), e.public_message(), e.fields()), (ErrorKind::XmlParse, "bad".to_owned(), vec![]));
+    }
+
+    #[test]
+    fn an_answer_lists_at_most_20_violations_and_says_how_many_there_were() {
+        let many: Vec<Violation> = (0..500)
+            .map(|i| Violation::new(format!("messagingEndUserIds[{i}]"), ErrorKind::MalformedId, "x".repeat(400)))
+            .collect();
+        let status = AppError::Invalid(many).into_status();
+        let details = status.get_error_details();
+        let listed = &details.bad_request().unwrap().field_violations;
+        assert!(listed.len() <= MAX_VIOLATIONS_LISTED + 1, "{}", listed.len());
+        let note = listed.last().unwrap();
+        assert!(note.description.contains("500 problems in all"), "{}", note.description);
+        assert_eq!(details.error_info().unwrap().metadata["violations"], "500");
+        assert!(status.message().contains("and 499 more problems"), "{}", status.message());
+        let metadata: usize = status.details().len() + status.message().len();
+        assert!(metadata < 6_000, "{metadata} bytes of error metadata");
     }
 
     #[test]

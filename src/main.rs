@@ -25,6 +25,10 @@ async fn main() -> anyhow::Result<()> {
             println!("scopes = [{}]\nlabel = {label:?}", list.join(", "));
             Ok(())
         }
+        Command::Token(TokenCommand::List { client }) => convmsg::cli::client::token_list(client).await,
+        Command::Token(TokenCommand::Revoke { client, token_or_sha256 }) => {
+            convmsg::cli::client::token_revoke(client, &token_or_sha256).await
+        }
     }
 }
 

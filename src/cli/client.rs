@@ -1,5 +1,5 @@
-//! The command-line client: `convmsg send` and `convmsg status`, over gRPC like any
-//! other caller, with a live progress bar for `--watch`.
+//! The command-line client: `convmsg send`, `convmsg status` and `convmsg token
+//! list|revoke`, over gRPC like any other caller, with a live progress bar for `--watch`.
 
 use std::io::{IsTerminal, Write};
 
@@ -286,6 +286,70 @@ pub fn explain(status: Status) -> anyhow::Error {
         }
     }
     anyhow!(text)
+}
+
+type AdminClient = pb::messaging_admin_client::MessagingAdminClient<InterceptedService<Channel, Bearer>>;
+
+async fn admin_client(args: &ClientArgs) -> anyhow::Result<AdminClient> {
+    let (channel, bearer) = connect(args).await?;
+    Ok(pb::messaging_admin_client::MessagingAdminClient::with_interceptor(channel, bearer))
+}
+
+fn show_time(t: &Option<prost_types::Timestamp>) -> String {
+    t.as_ref()
+        .and_then(|t| time::OffsetDateTime::from_unix_timestamp(t.seconds).ok())
+        .map(crate::domain::params::format_datetime)
+        .unwrap_or_else(|| "-".into())
+}
+
+fn show_token(t: &pb::Token) -> String {
+    let source = pb::TokenSource::try_from(t.source).map_or("?", |s| match s {
+        pb::TokenSource::Config => "config",
+        pb::TokenSource::Bootstrap => "bootstrap",
+        pb::TokenSource::Generated => "generated",
+        pb::TokenSource::Unspecified => "?",
+    });
+    format!(
+        "{}  {:<9}  {:<15}  expires {}  revoked {}  {}",
+        t.sha256,
+        source,
+        t.scopes.join(","),
+        show_time(&t.expiration_date),
+        show_time(&t.revoked_date),
+        t.label
+    )
+}
+
+/// `convmsg token list`: one line per token of the caller's tenant.
+pub async fn token_list(args: ClientArgs) -> anyhow::Result<()> {
+    let tokens = admin_client(&args)
+        .await?
+        .list_tokens(pb::ListTokensRequest {})
+        .await
+        .map_err(|s| anyhow!("listing tokens failed: {}", s.message()))?
+        .into_inner()
+        .tokens;
+    for t in &tokens {
+        println!("{}", show_token(t));
+    }
+    Ok(())
+}
+
+/// `convmsg token revoke TOKEN|SHA256`: a token (`cm_…`) is hashed here, so it never
+/// travels to the server.
+pub async fn token_revoke(args: ClientArgs, token_or_sha256: &str) -> anyhow::Result<()> {
+    let given = token_or_sha256.trim();
+    let sha256 = if given.starts_with("cm_") { crate::domain::principal::hash_token(given) } else { given.to_owned() };
+    let revoked = admin_client(&args)
+        .await?
+        .revoke_token(pb::RevokeTokenRequest { sha256 })
+        .await
+        .map_err(|s| anyhow!("revoking the token failed: {}", s.message()))?
+        .into_inner()
+        .token
+        .ok_or_else(|| anyhow!("the server answered without the token"))?;
+    println!("revoked: {}", show_token(&revoked));
+    Ok(())
 }
 
 #[cfg(test)]

@@ -37,6 +37,7 @@ async fn demo(dir: &std::path::Path, recipients: usize) -> anyhow::Result<()> {
             sha256: hash_token(&token),
             scopes: vec!["send".into(), "read".into(), "admin".into()],
             label: "demo".into(),
+            expires_at: None,
         }],
     }];
     config.providers.log.path = Some(sent_log.display().to_string());

@@ -1,4 +1,4 @@
-//! The `convmsg` command line: `serve`, `send`, `status`, `demo`, `token new`.
+//! The `convmsg` command line: `serve`, `send`, `status`, `demo`, `token new|list|revoke`.
 
 use std::path::PathBuf;
 
@@ -141,5 +141,20 @@ pub enum TokenCommand {
         /// A note stored with the token.
         #[arg(long, default_value = "")]
         label: String,
+    },
+    /// List the tokens of the calling token's tenant: hash, label, scopes, source, expiry,
+    /// revocation (needs the admin scope).
+    List {
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Revoke a token of the calling token's tenant (needs the admin scope). It stops
+    /// working at once on the server that answers and within auth.token_reload_interval_ms
+    /// on every other replica; the config file cannot grant it again.
+    Revoke {
+        #[command(flatten)]
+        client: ClientArgs,
+        /// The token to revoke (cm_…), or its SHA-256 as `convmsg token new` printed it.
+        token_or_sha256: String,
     },
 }

@@ -146,23 +146,43 @@ enum Kind {
     Section,
 }
 
+/// Maps whose entries are sections of their own, with the shape of one entry: below the
+/// entry's name (kept as written) the keys are the section's, case-insensitive again
+/// (`CONVMSG_PROVIDERS__WEBHOOK__TENANTS__acme__SECRET`).
+fn entry_shape(map: &[String]) -> Option<Dict> {
+    match map {
+        [a, b, c] if a == "providers" && b == "webhook" && c == "tenants" => {
+            Value::serialize(crate::providers::config::WebhookTenantSecrets::default()).ok()?.into_dict()
+        }
+        _ => None,
+    }
+}
+
 /// The key path of `parts` (lowercase up to a map, as written below it) and its kind.
 fn resolve(shape: &Dict, parts: &[&str]) -> (Vec<String>, Kind) {
-    let mut path = Vec::with_capacity(parts.len());
-    let mut at: Option<&Value> = None;
+    let mut path: Vec<String> = Vec::with_capacity(parts.len());
+    let mut at: Option<Value> = None;
     let mut in_map = false;
     for (i, part) in parts.iter().enumerate() {
-        let key = if in_map { (*part).to_owned() } else { part.to_ascii_lowercase() };
-        at = match (i, at) {
-            (0, _) => shape.get(&key),
-            (_, Some(Value::Dict(_, dict))) => dict.get(&key),
+        if in_map {
+            // The entry's name, as written; a section-valued entry resolves on below it.
+            path.push((*part).to_owned());
+            at = entry_shape(&path[..path.len() - 1]).map(Value::from);
+            in_map = at.is_none();
+            continue;
+        }
+        let key = part.to_ascii_lowercase();
+        at = match (i, &at) {
+            (0, _) => shape.get(&key).cloned(),
+            (_, Some(Value::Dict(_, dict))) => dict.get(&key).cloned(),
             _ => None,
         };
-        if let Some(Value::Dict(_, dict)) = at {
+        if let Some(Value::Dict(_, dict)) = &at {
             in_map |= dict.is_empty();
         }
         path.push(key);
     }
+    let at = at.as_ref();
     let kind = match at {
         Some(Value::Num(..)) => Kind::Number,
         Some(Value::Bool(..)) => Kind::Bool,
@@ -290,6 +310,18 @@ mod tests {
         assert_eq!(c.providers.webhook.secrets.get("OrderSms").map(String::as_str), Some("whsec_c2VjcmV0"));
     }
 
+    #[test]
+    fn a_tenant_entry_keeps_its_name_and_its_keys_are_case_insensitive() {
+        let c = load(&[
+            ("CONVMSG_PROVIDERS__WEBHOOK__TENANTS__acme__SECRET", "whsec_YWNtZQ=="),
+            ("CONVMSG_PROVIDERS__WEBHOOK__TENANTS__acme__SECRETS__OrderSms", "whsec_b3JkZXI="),
+        ])
+        .unwrap();
+        let acme = &c.providers.webhook.tenants["acme"];
+        assert_eq!(acme.secret.as_deref(), Some("whsec_YWNtZQ=="));
+        assert_eq!(acme.secrets.get("OrderSms").map(String::as_str), Some("whsec_b3JkZXI="));
+    }
+
     /// Every key the defaults have (so every key of `config/convmsg.example.toml`) can be
     /// set from the environment, and the value set is the value loaded.
     #[test]
@@ -318,6 +350,16 @@ mod tests {
             let (raw, expected) = match (dotted.as_str(), &default) {
                 ("log.format", _) => ("pretty".to_owned(), Value::from("pretty")),
                 ("telemetry.otlp_protocol", _) => ("http/protobuf".to_owned(), Value::from("http/protobuf")),
+                ("providers.webhook.tenants", _) => {
+                    let entry = Dict::from([
+                        ("secret".to_owned(), Value::from("whsec_dg==")),
+                        ("secrets".to_owned(), Value::from(Dict::new())),
+                    ]);
+                    ("{acme = { secret = \"whsec_dg==\" }}".to_owned(), Value::from(Dict::from([("acme".to_owned(), Value::from(entry))])))
+                }
+                ("providers.webhook.allowed_networks", _) => {
+                    ("[\"10.0.0.0/8\", \"192.168.1.0/24\"]".to_owned(), Value::from(vec!["10.0.0.0/8", "192.168.1.0/24"]))
+                }
                 (_, Value::Bool(_, b)) => ((!b).to_string(), Value::from(!b)),
                 (_, Value::Num(_, n)) => match n.to_f64() {
                     Some(float) => ((float + 0.25).to_string(), Value::from(float + 0.25)),
@@ -367,8 +409,9 @@ mod tests {
             let err = load(&[(name, raw)]).unwrap_err().to_string();
             assert!(err.contains(name) && err.contains(expected), "{name}={raw}: {err}");
         }
+        // The value itself is not quoted: configuration values may be secrets.
         let err = load(&[("CONVMSG_LOG__FORMAT", "xml")]).unwrap_err().to_string();
-        assert!(err.contains("CONVMSG_LOG__FORMAT") && err.contains("xml"), "{err}");
+        assert!(err.contains("CONVMSG_LOG__FORMAT") && err.contains("pretty") && !err.contains("xml"), "{err}");
     }
 
     #[test]

@@ -1,12 +1,13 @@
 //! Provisioning inputs — channels, messaging components, end users, subscriptions —
 //! as either door or the config file gives them, and their checks. No I/O here.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 
 use super::ids::{IdKind, RecordId};
 use super::model::*;
+use super::params::MAX_LIST_ITEMS;
 use super::send::refuse_control_characters;
-use super::violation::{ErrorKind, Violation, Violations};
+use super::violation::{ErrorKind, Violation, Violations, echo, quoted};
 
 /// API names: a letter, then letters, digits and underscores, at most 80 characters.
 fn check_api_name(field: &str, name: &str, v: &mut Violations) {
@@ -19,7 +20,10 @@ fn check_api_name(field: &str, name: &str, v: &mut Violations) {
         v.push(Violation::new(
             field,
             ErrorKind::InvalidInput,
-            format!("{name:?} must start with a letter and use only letters, digits and underscores (at most 80)"),
+            format!(
+                "{} must start with a letter and use only letters, digits and underscores (at most 80)",
+                quoted(name)
+            ),
         ));
     }
 }
@@ -29,9 +33,26 @@ fn check_optional_id(field: &str, raw: &Option<String>, kind: IdKind, v: &mut Vi
     match RecordId::parse(raw, kind) {
         Ok(id) => Some(id),
         Err(e) => {
-            v.push(Violation::new(field, ErrorKind::MalformedId, format!("{raw:?} is not a valid id: {e}")));
+            v.push(Violation::new(field, ErrorKind::MalformedId, format!("{} is not a valid id: {e}", quoted(raw))));
             None
         }
+    }
+}
+
+/// A webhook URL as text: absolute `https://` or `http://` with a host. Where it may
+/// point (https only, public addresses) is the provider's check at send time, against
+/// the operator's rules and the addresses the name resolves to then.
+fn check_webhook_url(url: &str, v: &mut Violations) {
+    let url = url.trim();
+    let lower = url.to_ascii_lowercase();
+    let rest = lower.strip_prefix("https://").or_else(|| lower.strip_prefix("http://"));
+    let host = rest.map(|r| r.split(['/', '?', '#']).next().unwrap_or_default());
+    if !host.is_some_and(|h| !h.is_empty() && !h.starts_with(':') && !h.contains('@')) {
+        v.push(Violation::new(
+            "channel.provider_options.url",
+            ErrorKind::InvalidInput,
+            format!("{} is not a webhook URL: give an absolute https:// URL with a host and no user info", quoted(url)),
+        ));
     }
 }
 
@@ -82,7 +103,7 @@ impl ChannelSpec {
             v.push(Violation::new(
                 "channel.provider",
                 ErrorKind::InvalidInput,
-                format!("unknown provider {provider:?}; expected one of {}", PROVIDERS.join(", ")),
+                format!("unknown provider {}; expected one of {}", quoted(&provider), PROVIDERS.join(", ")),
             ));
         }
         if !self.rate_limit_per_second.is_finite() || self.rate_limit_per_second < 0.0 {
@@ -96,6 +117,11 @@ impl ChannelSpec {
         refuse_control_characters("channel.messaging_platform_key", &self.messaging_platform_key, &mut v);
         for (key, value) in &self.provider_options {
             refuse_control_characters(&format!("channel.provider_options.{key}"), &format!("{key}{value}"), &mut v);
+        }
+        if provider == "webhook"
+            && let Some(url) = self.provider_options.get("url")
+        {
+            check_webhook_url(url, &mut v);
         }
         let master_label = if self.master_label.is_empty() { self.developer_name.clone() } else { self.master_label };
         v.into_result(())?;
@@ -156,23 +182,44 @@ pub fn merge_fields(layout: &str) -> Vec<&str> {
     out
 }
 
+/// Most parameters one messaging component declares.
+pub const MAX_PARAMETERS_PER_DEFINITION: usize = 100;
+
 impl DefinitionSpec {
+    /// Linear in the spec: the parameter count is bounded before any per-parameter work
+    /// and names are looked up in a hash set.
     pub fn check(self) -> Result<DefinitionUpsert, Vec<Violation>> {
+        if self.parameters.len() > MAX_PARAMETERS_PER_DEFINITION {
+            return Err(vec![Violation::new(
+                "message_definition.parameters",
+                ErrorKind::InvalidInput,
+                format!(
+                    "{} parameters declared; a messaging component declares at most {MAX_PARAMETERS_PER_DEFINITION}",
+                    self.parameters.len()
+                ),
+            )]);
+        }
         let mut v = Violations::default();
         let id = check_optional_id("message_definition.id", &self.id, IdKind::MessageDefinition, &mut v);
         check_api_name("message_definition.api_name", &self.api_name, &mut v);
-        let mut names: Vec<&str> = Vec::new();
+        let mut names: HashSet<&str> = HashSet::with_capacity(self.parameters.len());
         for (i, p) in self.parameters.iter().enumerate() {
             let field = format!("message_definition.parameters[{i}]");
             check_api_name(&format!("{field}.name"), &p.name, &mut v);
-            if names.contains(&p.name.as_str()) {
+            if !names.insert(&p.name) {
                 v.push(Violation::new(
                     format!("{field}.name"),
                     ErrorKind::InvalidInput,
-                    format!("parameter {} is declared twice", p.name),
+                    format!("parameter {} is declared twice", echo(&p.name)),
                 ));
             }
-            names.push(&p.name);
+            if p.is_list && p.max_list_items as usize > MAX_LIST_ITEMS {
+                v.push(Violation::new(
+                    format!("{field}.max_list_items"),
+                    ErrorKind::InvalidInput,
+                    format!("max_list_items is at most {MAX_LIST_ITEMS} (0 means {MAX_LIST_ITEMS})"),
+                ));
+            }
             if !p.is_list && p.max_list_items > 0 {
                 v.push(Violation::new(
                     format!("{field}.max_list_items"),
@@ -181,13 +228,24 @@ impl DefinitionSpec {
                 ));
             }
         }
-        if merge_fields(&self.text_layout).iter().any(|f| !names.contains(f)) {
-            let unknown: Vec<&str> =
-                merge_fields(&self.text_layout).into_iter().filter(|f| !names.contains(f)).collect();
+        let mut unknown: Vec<&str> = Vec::new();
+        let mut reported: HashSet<&str> = HashSet::new();
+        for field in merge_fields(&self.text_layout) {
+            if !names.contains(field) && reported.insert(field) {
+                unknown.push(field);
+            }
+        }
+        if !unknown.is_empty() {
+            const SHOWN: usize = 10;
+            let more = unknown.len().saturating_sub(SHOWN);
+            let mut list: Vec<String> = unknown.iter().take(SHOWN).map(|f| echo(f).into_owned()).collect();
+            if more > 0 {
+                list.push(format!("and {more} more"));
+            }
             v.push(Violation::new(
                 "message_definition.text_layout",
                 ErrorKind::InvalidInput,
-                format!("merge fields {} name no declared parameter", unknown.join(", ")),
+                format!("merge fields {} name no declared parameter", list.join(", ")),
             ));
         }
         if let Some(t) = &self.external_template {
@@ -199,7 +257,7 @@ impl DefinitionSpec {
                     v.push(Violation::new(
                         format!("message_definition.external_template.body_parameters[{i}]"),
                         ErrorKind::InvalidInput,
-                        format!("{name} is not a declared parameter"),
+                        format!("{} is not a declared parameter", echo(name)),
                     ));
                 }
             }
@@ -276,7 +334,7 @@ pub fn check_end_users(specs: Vec<EndUserSpec>) -> Result<Vec<EndUserUpsert>, Ve
                 v.push(Violation::new(
                     format!("{field}.messaging_channel_id"),
                     ErrorKind::MalformedId,
-                    format!("{:?} is not a valid id: {e}", s.channel_id),
+                    format!("{} is not a valid id: {e}", quoted(&s.channel_id)),
                 ));
                 None
             }
@@ -336,7 +394,7 @@ impl SubscriptionSpec {
                 v.push(Violation::new(
                     "communication_subscription.messaging_channel_id",
                     ErrorKind::MalformedId,
-                    format!("{:?} is not a valid channel id: {e}", self.channel_id),
+                    format!("{} is not a valid channel id: {e}", quoted(&self.channel_id)),
                 ));
                 None
             }
@@ -368,6 +426,57 @@ mod tests {
         let spec = DefinitionSpec { api_name: "N".into(), text_layout: "Hi {!Who}".into(), ..Default::default() };
         let v = spec.check().unwrap_err();
         assert_eq!(v[0].field, "message_definition.text_layout");
+    }
+
+    #[test]
+    fn a_component_declaring_more_than_100_parameters_is_refused_before_any_per_parameter_check() {
+        let parameter = |i: usize| MessageParameter {
+            name: format!("P{i}"),
+            label: String::new(),
+            value_type: ParameterValueType::Text,
+            is_required: false,
+            is_list: false,
+            max_list_items: 0,
+        };
+        let spec = |n: usize| DefinitionSpec {
+            api_name: "N".into(),
+            parameters: (0..n).map(parameter).collect(),
+            ..Default::default()
+        };
+        assert!(spec(MAX_PARAMETERS_PER_DEFINITION).check().is_ok());
+        let v = spec(50_000).check().unwrap_err();
+        assert_eq!(v.len(), 1);
+        assert_eq!(v[0].field, "message_definition.parameters");
+        assert!(v[0].message.contains("50000 parameters declared"), "{}", v[0].message);
+    }
+
+    #[test]
+    fn unknown_merge_fields_are_named_once_each_and_at_most_ten_of_them() {
+        let layout: String = (0..5_000).map(|i| format!("{{!F{}}}", i % 20)).collect();
+        let v = DefinitionSpec { api_name: "N".into(), text_layout: layout, ..Default::default() }.check().unwrap_err();
+        assert_eq!(v.len(), 1);
+        assert!(v[0].message.starts_with("merge fields F0, F1,"), "{}", v[0].message);
+        assert!(v[0].message.contains("and 10 more"), "{}", v[0].message);
+    }
+
+    #[test]
+    fn a_webhook_channel_needs_an_absolute_http_url_with_a_host() {
+        let channel = |url: &str| ChannelSpec {
+            developer_name: "hook".into(),
+            message_type: Some(MessageType::Custom),
+            provider: "webhook".into(),
+            provider_options: BTreeMap::from([("url".to_owned(), url.to_owned())]),
+            ..Default::default()
+        };
+        for good in ["https://hooks.example.com/x", "HTTPS://hooks.example.com", "http://10.0.0.1:8080/h?x=1"] {
+            assert!(channel(good).check().is_ok(), "{good}");
+        }
+        for bad in
+            ["file:///etc/passwd", "gopher://x/", "hooks.example.com/x", "https://", "https:///x", "https://u:p@h/"]
+        {
+            let v = channel(bad).check().unwrap_err();
+            assert_eq!(v[0].field, "channel.provider_options.url", "{bad}");
+        }
     }
 
     #[test]

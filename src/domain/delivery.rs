@@ -31,6 +31,9 @@ pub mod reason {
     pub const PROVIDER_AUTH_FAILED: &str = "ProviderAuthFailed";
     /// A Standard Webhooks endpoint answered 410 Gone: it asks not to be called again.
     pub const ENDPOINT_GONE: &str = "EndpointGone";
+    /// A webhook URL whose scheme or address the operator's rules refuse (not https, or
+    /// a loopback, private, link-local… address outside `providers.webhook.allowed_networks`).
+    pub const DESTINATION_NOT_ALLOWED: &str = "DestinationNotAllowed";
     /// Why a held message waits (`waiting_reason`, not a failure).
     pub const WAITING_SESSION_ACTIVE: &str = "SessionActive";
     pub const WAITING_SESSION_OPEN: &str = "SessionOpen";

@@ -3,12 +3,14 @@
 //! door (`RawParam`), are checked against the parameter's value type, and come out as
 //! `ParamValue`s whose canonical form is Salesforce's JSON (`{"name":…,"textValue":…}`).
 
+use std::collections::{HashMap, HashSet};
+
 use serde_json::{Map, Value, json};
 use time::{Date, OffsetDateTime, format_description::well_known::Rfc3339, macros::format_description};
 
 use super::ids::RecordId;
 use super::model::{MessageParameter, ParameterValueType};
-use super::violation::{ErrorKind, Violation, Violations};
+use super::violation::{ErrorKind, Violation, Violations, echo, quoted};
 
 /// The value keys of a parameter object, singular and list forms.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -233,16 +235,35 @@ fn param_field(index: usize, name: &str) -> String {
     if name.is_empty() {
         format!("messagingDefinitionInputParameters[{index}]")
     } else {
-        format!("messagingDefinitionInputParameters[{index}].{name}")
+        format!("messagingDefinitionInputParameters[{index}].{}", echo(name))
     }
 }
 
+/// Most items one list parameter takes (a component's `max_list_items` may lower it).
+pub const MAX_LIST_ITEMS: usize = 1000;
+
 /// Checks raw parameters against a component's declared parameters: every required one
 /// given, none unknown or repeated, exactly one value each, of the declared type.
+///
+/// Linear in the input: more parameters than the component declares (each may be given
+/// once) are refused with one violation before any per-parameter work, and names are
+/// looked up in hash sets, so a request of any size costs time in proportion to its size.
 pub fn check_params(declared: &[MessageParameter], raw: Vec<RawParam>) -> Result<Vec<ParamValue>, Vec<Violation>> {
+    if raw.len() > declared.len() {
+        return Err(vec![Violation::new(
+            "messagingDefinitionInputParameters",
+            ErrorKind::InvalidInput,
+            format!(
+                "{} parameters given; this messaging component declares {} and each may be given at most once",
+                raw.len(),
+                declared.len()
+            ),
+        )]);
+    }
+    let by_name: HashMap<&str, &MessageParameter> = declared.iter().map(|d| (d.name.as_str(), d)).collect();
     let mut violations = Violations::default();
     let mut checked: Vec<ParamValue> = Vec::with_capacity(raw.len());
-    let mut seen: Vec<String> = Vec::with_capacity(raw.len());
+    let mut seen: HashSet<String> = HashSet::with_capacity(raw.len());
     for (index, param) in raw.into_iter().enumerate() {
         let field = param_field(index, &param.name);
         if param.name.trim().is_empty() {
@@ -253,19 +274,19 @@ pub fn check_params(declared: &[MessageParameter], raw: Vec<RawParam>) -> Result
             violations.push(Violation::new(
                 field,
                 ErrorKind::InvalidInput,
-                format!("parameter {} is given more than once", param.name),
+                format!("parameter {} is given more than once", echo(&param.name)),
             ));
             continue;
         }
-        seen.push(param.name.clone());
-        let Some(decl) = declared.iter().find(|d| d.name == param.name) else {
+        seen.insert(param.name.clone());
+        let Some(decl) = by_name.get(param.name.as_str()).copied() else {
             let known: Vec<&str> = declared.iter().map(|d| d.name.as_str()).collect();
             violations.push(Violation::new(
                 field,
                 ErrorKind::InvalidInput,
                 format!(
                     "unknown parameter {}; this messaging component declares: {}",
-                    param.name,
+                    echo(&param.name),
                     if known.is_empty() { "no parameters".to_owned() } else { known.join(", ") }
                 ),
             ));
@@ -278,7 +299,7 @@ pub fn check_params(declared: &[MessageParameter], raw: Vec<RawParam>) -> Result
                 violations.push(Violation::new(
                     field,
                     ErrorKind::RequiredFieldMissing,
-                    format!("parameter {} has no value; give exactly one value key", param.name),
+                    format!("parameter {} has no value; give exactly one value key", echo(&param.name)),
                 ));
                 continue;
             }
@@ -287,7 +308,11 @@ pub fn check_params(declared: &[MessageParameter], raw: Vec<RawParam>) -> Result
                 violations.push(Violation::new(
                     field,
                     ErrorKind::InvalidInput,
-                    format!("parameter {} has several values ({}); give exactly one", param.name, keys.join(", ")),
+                    format!(
+                        "parameter {} has several values ({}); give exactly one",
+                        echo(&param.name),
+                        keys.join(", ")
+                    ),
                 ));
                 continue;
             }
@@ -325,13 +350,12 @@ fn check_value(decl: &MessageParameter, value: RawValue) -> Result<Vec<Scalar>, 
             value.key.json_key()
         ));
     }
-    if decl.is_list && decl.max_list_items > 0 && value.items.len() > decl.max_list_items as usize {
-        return Err(format!(
-            "parameter {} takes at most {} items, got {}",
-            decl.name,
-            decl.max_list_items,
-            value.items.len()
-        ));
+    let max_items = match decl.max_list_items as usize {
+        0 => MAX_LIST_ITEMS,
+        declared => declared.min(MAX_LIST_ITEMS),
+    };
+    if decl.is_list && value.items.len() > max_items {
+        return Err(format!("parameter {} takes at most {max_items} items, got {}", decl.name, value.items.len()));
     }
     value
         .items
@@ -354,19 +378,21 @@ fn check_item(value_type: ParameterValueType, item: RawItem) -> Result<Scalar, S
     match (value_type, item) {
         (T::Text | T::Url, RawItem::Str(s)) => Ok(Scalar::Text(s)),
         (T::RecordId | T::ImageId, RawItem::Str(s)) => {
-            RecordId::parse_any(&s).map(Scalar::RecordId).map_err(|e| format!("{s:?} is not a record id: {e}"))
+            RecordId::parse_any(&s).map(Scalar::RecordId).map_err(|e| format!("{} is not a record id: {e}", quoted(&s)))
         }
         (T::Date, RawItem::Str(s)) => {
-            parse_date(&s).map(Scalar::Date).ok_or_else(|| format!("{s:?} is not a date (YYYY-MM-DD)"))
+            parse_date(&s).map(Scalar::Date).ok_or_else(|| format!("{} is not a date (YYYY-MM-DD)", quoted(&s)))
         }
         (T::DateTime, RawItem::Str(s)) => parse_datetime(&s)
             .map(Scalar::DateTime)
-            .ok_or_else(|| format!("{s:?} is not an ISO 8601 date-time such as 2024-05-01T13:45:00.000Z")),
+            .ok_or_else(|| format!("{} is not an ISO 8601 date-time such as 2024-05-01T13:45:00.000Z", quoted(&s))),
+        // Years 0000–9999 only: what RFC 3339 (and so the stored and REST forms) can write.
         (T::DateTime, RawItem::Instant { seconds, nanos }) => OffsetDateTime::from_unix_timestamp(seconds)
             .ok()
             .and_then(|t| (0..1_000_000_000).contains(&nanos).then(|| t + time::Duration::nanoseconds(nanos as i64)))
+            .filter(|t| (0..=9999).contains(&t.year()))
             .map(Scalar::DateTime)
-            .ok_or_else(|| "timestamp out of range".to_owned()),
+            .ok_or_else(|| "timestamp out of range (years 0000 to 9999)".to_owned()),
         (T::Integer, RawItem::Number(n)) if n.is_finite() && n.fract() == 0.0 => Ok(Scalar::Number(n)),
         (T::Integer, RawItem::Number(n)) => Err(format!("{n} is not an integer")),
         (T::Double, RawItem::Number(n)) if n.is_finite() => Ok(Scalar::Number(n)),
@@ -599,6 +625,58 @@ mod tests {
         assert_eq!(v.len(), 2);
         assert_eq!(v[0].field, "messagingDefinitionInputParameters[1].CustomerName");
         assert_eq!(v[1].field, "messagingDefinitionInputParameters[2].name");
+    }
+
+    #[test]
+    fn more_parameters_than_declared_are_refused_at_once_with_one_violation() {
+        let raw: Vec<RawParam> =
+            (0..50_000).map(|i| one(&format!("P{i}"), ValueKey::Text, RawItem::Str("x".into()))).collect();
+        let v = only_violation(check_params(&declared(), raw));
+        assert_eq!((v.field.as_str(), v.kind), ("messagingDefinitionInputParameters", ErrorKind::InvalidInput));
+        assert!(v.message.contains("50000 parameters given") && v.message.contains("declares 8"), "{}", v.message);
+    }
+
+    #[test]
+    fn a_list_takes_at_most_max_list_items_items_even_when_the_component_sets_no_limit() {
+        let list = |n: usize| RawParam {
+            name: "Tags".into(),
+            values: vec![RawValue { key: ValueKey::TextList, items: vec![RawItem::Str("t".into()); n] }],
+        };
+        let name = || one("CustomerName", ValueKey::Text, RawItem::Str("Ada".into()));
+        assert!(check_params(&declared(), vec![name(), list(MAX_LIST_ITEMS)]).is_ok());
+        let v = only_violation(check_params(&declared(), vec![name(), list(MAX_LIST_ITEMS + 1)]));
+        assert_eq!(v.kind, ErrorKind::InvalidType);
+        assert!(v.message.contains("at most 1000 items"), "{}", v.message);
+    }
+
+    #[test]
+    fn a_timestamp_before_year_0_or_after_9999_is_refused_not_stored_unreadably() {
+        let at = |seconds: i64| {
+            let raw = vec![
+                one("CustomerName", ValueKey::Text, RawItem::Str("Ada".into())),
+                one("At", ValueKey::DateTime, RawItem::Instant { seconds, nanos: 0 }),
+            ];
+            check_params(&declared(), raw)
+        };
+        assert_eq!(only_violation(at(-62_167_219_201)).kind, ErrorKind::InvalidType, "1 s before 0000-01-01");
+        assert!(at(-62_167_219_200).is_ok(), "0000-01-01T00:00:00Z");
+        assert_eq!(only_violation(at(253_402_300_800)).kind, ErrorKind::InvalidType, "10000-01-01");
+    }
+
+    #[test]
+    fn every_double_reads_back_from_its_stored_form_exactly() {
+        // Found by the proto fuzz target: without serde_json's float_roundtrip this one
+        // read back as 12.50000000000182.
+        for n in [12.500000000001819, 0.1 + 0.2, f64::MAX, f64::MIN_POSITIVE, -1e-300] {
+            let raw = vec![
+                one("CustomerName", ValueKey::Text, RawItem::Str("Ada".into())),
+                one("Amount", ValueKey::Number, RawItem::Number(n)),
+            ];
+            let checked = check_params(&declared(), raw).unwrap();
+            let back = params_from_json(&params_to_json(&checked));
+            let amount = back.iter().find(|p| p.name == "Amount").unwrap();
+            assert_eq!(amount.items, vec![Scalar::Number(n)], "{n:e}");
+        }
     }
 
     #[test]

@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 use super::ids::{IdKind, RecordId};
 use super::model::{AllowedSessionStatus, ConsentType, RequestType};
 use super::params::{ParamValue, RawParam, params_to_json};
-use super::violation::{ErrorKind, Violation, Violations};
+use super::violation::{ErrorKind, Violation, Violations, echo, quoted};
 
 /// Recipients per request (spec §3).
 pub const MAX_RECIPIENTS: usize = 100;
@@ -90,7 +90,7 @@ impl SendInput {
                         v.push(Violation::new(
                             "communicationSubscriptionId",
                             ErrorKind::MalformedId,
-                            format!("{raw:?} is not a valid id: {e}"),
+                            format!("{} is not a valid id: {e}", quoted(&raw)),
                         ));
                         None
                     }
@@ -172,12 +172,16 @@ fn shape_recipients(raw: &[String], v: &mut Violations) -> Vec<RecordId> {
                     v.push(Violation::new(
                         field,
                         ErrorKind::InvalidInput,
-                        format!("{text} is a duplicate of messagingEndUserIds[{first}]"),
+                        format!("{} is a duplicate of messagingEndUserIds[{first}]", echo(text)),
                     ));
                 }
                 ids.push(id);
             }
-            Err(e) => v.push(Violation::new(field, ErrorKind::MalformedId, format!("{text:?} is not a valid id: {e}"))),
+            Err(e) => v.push(Violation::new(
+                field,
+                ErrorKind::MalformedId,
+                format!("{} is not a valid id: {e}", quoted(text)),
+            )),
         }
     }
     ids

@@ -1,7 +1,46 @@
 //! What is wrong with a caller's input: the field (Salesforce input names, with list
 //! indexes such as `messagingEndUserIds[3]`), the kind of mistake and a message.
 
+use std::borrow::Cow;
 use std::fmt;
+
+/// Most characters of a caller's value an error message repeats; a longer value is cut
+/// and the message says how long it was, so an answer never grows with the input.
+pub const MAX_ECHO_CHARS: usize = 64;
+
+/// A caller's text as an error message shows it: itself when short, else its first
+/// [`MAX_ECHO_CHARS`] characters, `…`, and its length.
+pub fn echo(text: &str) -> Cow<'_, str> {
+    match text.char_indices().nth(MAX_ECHO_CHARS) {
+        None => Cow::Borrowed(text),
+        Some((cut, _)) => Cow::Owned(format!("{}… ({} characters)", &text[..cut], text.chars().count())),
+    }
+}
+
+/// Longest field name and message a violation carries; longer ones are cut (they can
+/// only be that long by repeating what a caller sent).
+pub const MAX_FIELD_CHARS: usize = 200;
+pub const MAX_MESSAGE_CHARS: usize = 500;
+
+fn capped(text: String, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        None => text,
+        Some((cut, _)) => format!("{}… ({} characters in all)", &text[..cut], text.chars().count()),
+    }
+}
+
+/// A message cut at [`MAX_MESSAGE_CHARS`], saying so.
+pub fn echo_capped(message: String) -> String {
+    capped(message, MAX_MESSAGE_CHARS)
+}
+
+/// [`echo`] in quotes, control characters escaped (`{:?}` of a short value).
+pub fn quoted(text: &str) -> String {
+    match text.char_indices().nth(MAX_ECHO_CHARS) {
+        None => format!("{text:?}"),
+        Some((cut, _)) => format!("{:?}… ({} characters)", &text[..cut], text.chars().count()),
+    }
+}
 
 /// The kinds of error a caller can see. `crate::error` maps each to a gRPC code,
 /// a Salesforce error code and an HTTP status, in one table.
@@ -55,6 +94,8 @@ pub enum ErrorKind {
     InvalidReplicationDate,
     /// A replication window holding more ids than one answer may carry.
     ExceededIdLimit,
+    /// HTTP only (REST bridge): the body did not arrive within the configured time.
+    BodyTimeout,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -65,14 +106,38 @@ pub struct Violation {
 }
 
 impl Violation {
+    /// Field and message are cut at [`MAX_FIELD_CHARS`] / [`MAX_MESSAGE_CHARS`].
     pub fn new(field: impl Into<String>, kind: ErrorKind, message: impl Into<String>) -> Self {
-        Violation { field: field.into(), kind, message: message.into() }
+        Violation {
+            field: capped(field.into(), MAX_FIELD_CHARS),
+            kind,
+            message: capped(message.into(), MAX_MESSAGE_CHARS),
+        }
     }
 
     pub fn missing(field: impl Into<String>) -> Self {
-        let field = field.into();
+        let field = capped(field.into(), MAX_FIELD_CHARS);
         let message = format!("You must specify a value for the {field} parameter.");
         Violation { field, kind: ErrorKind::RequiredFieldMissing, message }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn short_values_are_echoed_whole_and_long_ones_cut_with_their_length() {
+        assert_eq!(echo("abc"), "abc");
+        assert_eq!(quoted("a\"b"), "\"a\\\"b\"");
+        let long = "x".repeat(10_000);
+        assert_eq!(echo(&long), format!("{}… (10000 characters)", "x".repeat(MAX_ECHO_CHARS)));
+        assert_eq!(quoted(&long), format!("\"{}\"… (10000 characters)", "x".repeat(MAX_ECHO_CHARS)));
+        let v = Violation::new("f".repeat(1_000), ErrorKind::InvalidInput, "m".repeat(100_000));
+        assert!(v.field.chars().count() < MAX_FIELD_CHARS + 40, "{}", v.field.len());
+        assert!(v.message.ends_with("… (100000 characters in all)"), "{}", &v.message[v.message.len() - 40..]);
+        let wide = "é".repeat(MAX_ECHO_CHARS + 1);
+        assert!(echo(&wide).ends_with("… (65 characters)"), "cut on a character boundary");
     }
 }
 

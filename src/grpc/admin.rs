@@ -4,12 +4,31 @@
 use tonic::{Request, Response, Status};
 
 use super::{convert, pb, principal};
+use crate::service::auth::Authenticator;
 use crate::service::{PageRequest, Service};
-use crate::store::Page;
+use crate::store::{Page, TokenRecord, TokenSource};
 
 #[derive(Clone)]
 pub struct MessagingAdminApi {
     pub service: Service,
+    /// Revocations take effect here at once.
+    pub auth: Authenticator,
+}
+
+fn token(t: TokenRecord) -> pb::Token {
+    pb::Token {
+        sha256: t.sha256,
+        label: t.label,
+        scopes: t.principal.scopes.iter().map(|s| s.as_str().to_owned()).collect(),
+        source: match t.source {
+            TokenSource::Config => pb::TokenSource::Config,
+            TokenSource::Bootstrap => pb::TokenSource::Bootstrap,
+            TokenSource::Generated => pb::TokenSource::Generated,
+        } as i32,
+        created_date: convert::timestamp(t.created_ms),
+        expiration_date: t.expires_ms.and_then(convert::timestamp),
+        revoked_date: t.revoked_ms.and_then(convert::timestamp),
+    }
 }
 
 fn next_token<T>(page: &Page<T>) -> String {
@@ -18,6 +37,24 @@ fn next_token<T>(page: &Page<T>) -> String {
 
 #[tonic::async_trait]
 impl pb::messaging_admin_server::MessagingAdmin for MessagingAdminApi {
+    async fn list_tokens(
+        &self,
+        request: Request<pb::ListTokensRequest>,
+    ) -> Result<Response<pb::ListTokensResponse>, Status> {
+        let p = principal(&request)?;
+        let tokens = crate::service::tokens::list(&self.service, &p).await?;
+        Ok(Response::new(pb::ListTokensResponse { tokens: tokens.into_iter().map(token).collect() }))
+    }
+
+    async fn revoke_token(
+        &self,
+        request: Request<pb::RevokeTokenRequest>,
+    ) -> Result<Response<pb::RevokeTokenResponse>, Status> {
+        let p = principal(&request)?;
+        let revoked = crate::service::tokens::revoke(&self.service, &self.auth, &p, &request.get_ref().sha256).await?;
+        Ok(Response::new(pb::RevokeTokenResponse { token: Some(token(revoked)) }))
+    }
+
     async fn upsert_channel(
         &self,
         request: Request<pb::UpsertChannelRequest>,

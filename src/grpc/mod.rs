@@ -12,6 +12,7 @@ use crate::service::auth::Authenticator;
 pub mod admin;
 pub mod convert;
 pub mod list;
+pub mod malformed;
 
 /// Code generated from `proto/convmsg/v1`.
 pub mod pb {

@@ -3,12 +3,14 @@
 //! to read `Retry-After`, and to classify transport failures. It must not decide what a
 //! provider's own error codes mean: each provider maps those itself.
 
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use http::HeaderMap;
 use http::header::RETRY_AFTER;
 
 use super::ProviderError;
+use super::guard::{Destinations, GuardedResolver};
 
 /// Most of a response body a provider reads; the rest is dropped. Provider answers are
 /// small JSON documents; this keeps a misbehaving endpoint from filling memory.
@@ -21,16 +23,25 @@ pub(crate) const USER_AGENT: &str = concat!("convmsg/", env!("CARGO_PKG_VERSION"
 /// are not followed: a provider API that redirects a POST is misconfigured, and
 /// following it would resend the message body to an address nobody configured.
 pub(crate) fn build_client(timeout: Duration) -> anyhow::Result<reqwest::Client> {
+    Ok(builder(timeout).build()?)
+}
+
+/// A client for tenant-controlled URLs: as `build_client`, but every name is resolved
+/// through the guard (refused addresses never reach the connector) and no proxy from
+/// the environment is used (it would connect on the guard's behalf).
+pub(crate) fn build_guarded_client(timeout: Duration, rules: Arc<Destinations>) -> anyhow::Result<reqwest::Client> {
+    Ok(builder(timeout).no_proxy().dns_resolver(Arc::new(GuardedResolver { rules })).build()?)
+}
+
+fn builder(timeout: Duration) -> reqwest::ClientBuilder {
     // reqwest is built with `rustls-no-provider`: it uses the process default crypto
     // provider. Install ring's unless something installed one first (then that one is used).
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let client = reqwest::Client::builder()
+    reqwest::Client::builder()
         .user_agent(USER_AGENT)
         .timeout(timeout)
         .connect_timeout(timeout)
         .redirect(reqwest::redirect::Policy::none())
-        .build()?;
-    Ok(client)
 }
 
 /// Records the outgoing request on the current span (`provider.send` declares the

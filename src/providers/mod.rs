@@ -11,6 +11,7 @@
 //! loudly rather than silently.
 
 pub mod config;
+pub mod guard;
 mod http;
 pub mod log;
 pub mod twilio;

@@ -6,6 +6,12 @@
 //! the message identifier is the `webhook-id`, stable across the dispatcher's retries, so
 //! receivers can deduplicate.
 //!
+//! Secrets are the tenant's: a channel is signed with its tenant's secret for that
+//! channel, else its tenant's default secret; a tenant with neither gets
+//! `ProviderMisconfigured`, never another tenant's key. The payload names its tenant
+//! (`data.tenant`), inside what is signed, so a receiver shared by several tenants can
+//! tell whose message it holds.
+//!
 //! Answers: 2xx → delivered (the provider id is the JSON `id` of the answer if there is
 //! one, else the message identifier); 408, 429, 5xx, timeouts and connection errors →
 //! transient (honouring `Retry-After`); 410 Gone → permanent `EndpointGone` (Standard
@@ -13,6 +19,7 @@
 //! from other refusals for an operator to act on); any other answer → `ProviderRejected`.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
@@ -27,8 +34,10 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::config::WebhookProviderConfig;
+use super::guard::{Destinations, refusal_in};
 use super::http::{
-    build_client, is_transient_status, read_body, record_request, record_status, retry_after, snippet, transport_error,
+    build_guarded_client, is_transient_status, read_body, record_request, record_status, retry_after, snippet,
+    transport_error,
 };
 use super::{Delivered, OutboundMessage, Provider, ProviderError, TemplateMessage, reason, required_option};
 
@@ -45,47 +54,83 @@ const LENIENT_BASE64: GeneralPurpose = GeneralPurpose::new(
 );
 
 pub struct WebhookProvider {
+    /// Resolves through the SSRF guard (`guard`), no proxy.
     client: reqwest::Client,
-    /// Decoded `providers.webhook.secret`, for channels without their own.
-    default_secret: Option<Vec<u8>>,
-    /// Decoded `providers.webhook.secrets`, by channel developer name.
-    secrets: BTreeMap<String, Vec<u8>>,
+    /// Where URLs may point (scheme, addresses).
+    destinations: Arc<Destinations>,
+    /// Decoded secrets by tenant.
+    tenants: BTreeMap<String, TenantKeys>,
+}
+
+/// One tenant's decoded signing keys.
+#[derive(Default)]
+struct TenantKeys {
+    /// For the tenant's channels without their own.
+    default: Option<Vec<u8>>,
+    /// By channel developer name.
+    channels: BTreeMap<String, Vec<u8>>,
 }
 
 impl std::fmt::Debug for WebhookProvider {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WebhookProvider")
-            .field("default_secret", &self.default_secret.as_ref().map(|_| "<redacted>"))
-            .field("channels_with_secrets", &self.secrets.keys().collect::<Vec<_>>())
-            .finish_non_exhaustive()
+        let tenants: BTreeMap<&str, Vec<&String>> =
+            self.tenants.iter().map(|(t, keys)| (t.as_str(), keys.channels.keys().collect())).collect();
+        f.debug_struct("WebhookProvider").field("channels_with_secrets", &tenants).finish_non_exhaustive()
     }
 }
 
 impl WebhookProvider {
-    /// Decodes every secret now: a malformed one fails at start, naming its setting.
+    /// Decodes every secret now: a malformed one fails at start, naming its setting, and
+    /// so does the old tenant-blind `providers.webhook.secrets` table.
     pub fn from_config(config: &WebhookProviderConfig) -> anyhow::Result<WebhookProvider> {
-        let default_secret =
-            config.secret.as_deref().map(|s| decode_secret(s, "providers.webhook.secret")).transpose()?;
-        let mut secrets = BTreeMap::new();
-        for (channel, secret) in &config.secrets {
-            secrets.insert(channel.clone(), decode_secret(secret, &format!("providers.webhook.secrets.{channel}"))?);
+        if let Some(channel) = config.secrets.keys().next() {
+            anyhow::bail!(
+                "providers.webhook.secrets.{channel} is no longer read: it matched channels by developer name across \
+                 tenants, so any tenant could name a channel {channel} and receive payloads signed with its secret. \
+                 Put it under the tenant that owns the channel: [providers.webhook.tenants.<tenant>.secrets] \
+                 {channel} = \"whsec_…\" (env: CONVMSG_PROVIDERS__WEBHOOK__TENANTS__<tenant>__SECRETS__<channel>)"
+            );
         }
-        let client = build_client(Duration::from_millis(config.timeout_ms))?;
-        Ok(WebhookProvider { client, default_secret, secrets })
+        let shorthand = WebhookProviderConfig::SHORTHAND_TENANT;
+        if config.secret.is_some() && config.tenants.get(shorthand).is_some_and(|t| t.secret.is_some()) {
+            anyhow::bail!(
+                "providers.webhook.secret and providers.webhook.tenants.{shorthand}.secret are both set; the first is \
+                 shorthand for the second: keep one"
+            );
+        }
+        let mut tenants: BTreeMap<String, TenantKeys> = BTreeMap::new();
+        if let Some(secret) = &config.secret {
+            tenants.entry(shorthand.to_owned()).or_default().default =
+                Some(decode_secret(secret, "providers.webhook.secret")?);
+        }
+        for (tenant, secrets) in &config.tenants {
+            let keys = tenants.entry(tenant.clone()).or_default();
+            if let Some(secret) = &secrets.secret {
+                keys.default = Some(decode_secret(secret, &format!("providers.webhook.tenants.{tenant}.secret"))?);
+            }
+            for (channel, secret) in &secrets.secrets {
+                let setting = format!("providers.webhook.tenants.{tenant}.secrets.{channel}");
+                keys.channels.insert(channel.clone(), decode_secret(secret, &setting)?);
+            }
+        }
+        let destinations = Arc::new(Destinations::new(config.allow_http, &config.allowed_networks)?);
+        let client = build_guarded_client(Duration::from_millis(config.timeout_ms), destinations.clone())?;
+        Ok(WebhookProvider { client, destinations, tenants })
     }
 
+    /// The key for the message's tenant and channel; never another tenant's.
     fn secret_for(&self, message: &OutboundMessage) -> Result<&[u8], ProviderError> {
-        self.secrets
-            .get(&message.channel_developer_name)
-            .or(self.default_secret.as_ref())
+        let (tenant, channel) = (&message.tenant, &message.channel_developer_name);
+        self.tenants
+            .get(tenant)
+            .and_then(|keys| keys.channels.get(channel).or(keys.default.as_ref()))
             .map(Vec::as_slice)
             .ok_or_else(|| {
                 ProviderError::permanent(
                     reason::PROVIDER_MISCONFIGURED,
                     format!(
-                        "no webhook signing secret for channel {}: set providers.webhook.secrets.{} or \
-                         providers.webhook.secret",
-                        message.channel_developer_name, message.channel_developer_name
+                        "no webhook signing secret for channel {channel} of tenant {tenant}: set \
+                         providers.webhook.tenants.{tenant}.secrets.{channel} or providers.webhook.tenants.{tenant}.secret"
                     ),
                 )
             })
@@ -129,6 +174,8 @@ struct Event<'a> {
 
 #[derive(Serialize)]
 struct EventData<'a> {
+    /// The tenant the message is for (signed with the rest).
+    tenant: &'a str,
     message_identifier: &'a str,
     request_id: &'a str,
     end_user_id: &'a str,
@@ -161,16 +208,13 @@ impl Provider for WebhookProvider {
 
     async fn send(&self, message: &OutboundMessage) -> Result<Delivered, ProviderError> {
         let url = required_option(NAME, message, "url")?;
-        let url =
-            reqwest::Url::parse(url).ok().filter(|u| matches!(u.scheme(), "http" | "https")).ok_or_else(|| {
-                ProviderError::permanent(
-                    reason::PROVIDER_MISCONFIGURED,
-                    format!(
-                        "channel {}: provider_options.url = {url:?} is not an http(s) URL",
-                        message.channel_developer_name
-                    ),
-                )
-            })?;
+        let url = reqwest::Url::parse(url).map_err(|e| {
+            ProviderError::permanent(
+                reason::PROVIDER_MISCONFIGURED,
+                format!("channel {}: provider_options.url is not a URL: {e}", message.channel_developer_name),
+            )
+        })?;
+        self.destinations.check_url(&url).map_err(|refused| refusal(message, &refused.0))?;
         let key = self.secret_for(message)?;
 
         let now = OffsetDateTime::now_utc();
@@ -179,6 +223,7 @@ impl Provider for WebhookProvider {
             kind: EVENT_TYPE,
             timestamp: now.format(&Rfc3339).unwrap_or_default(),
             data: EventData {
+                tenant: &message.tenant,
                 message_identifier: &message.message_identifier,
                 request_id: &message.request_id,
                 end_user_id: &message.end_user_id,
@@ -205,15 +250,19 @@ impl Provider for WebhookProvider {
         if let Some(traceparent) = &message.traceparent {
             request = request.header("traceparent", traceparent);
         }
-        let response = request.body(body).send().await.map_err(|e| transport_error(NAME, &e))?;
+        let response = request.body(body).send().await.map_err(|e| match refusal_in(&e) {
+            Some(refused) => refusal(message, &refused.0),
+            None => transport_error(NAME, &e),
+        })?;
 
         let status = response.status();
         record_status(status);
         let wait = retry_after(response.headers(), SystemTime::now());
         let answer = read_body(NAME, response).await?;
         if status.is_success() {
+            // The receiver's id is shown to the tenant: only a short, printable one is kept.
             let id = serde_json::from_slice::<serde_json::Value>(&answer).ok().and_then(|v| match v.get("id") {
-                Some(serde_json::Value::String(s)) if !s.is_empty() => Some(s.clone()),
+                Some(serde_json::Value::String(s)) if is_receiver_id(s) => Some(s.clone()),
                 Some(serde_json::Value::Number(n)) => Some(n.to_string()),
                 _ => None,
             });
@@ -230,6 +279,21 @@ impl Provider for WebhookProvider {
         }
         Err(ProviderError::permanent(reason::PROVIDER_REJECTED, detail))
     }
+}
+
+/// Longest receiver id kept as the provider message id.
+const MAX_RECEIVER_ID: usize = 255;
+
+fn is_receiver_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= MAX_RECEIVER_ID && !id.chars().any(char::is_control)
+}
+
+/// A destination the guard refused: permanent, naming the channel.
+fn refusal(message: &OutboundMessage, why: &str) -> ProviderError {
+    ProviderError::permanent(
+        reason::DESTINATION_NOT_ALLOWED,
+        format!("channel {}: provider_options.url: {why}", message.channel_developer_name),
+    )
 }
 
 #[cfg(test)]
@@ -255,8 +319,25 @@ mod tests {
     #[test]
     fn a_malformed_secret_in_config_fails_at_start() {
         let mut config = WebhookProviderConfig::default();
-        config.secrets.insert("byoc".into(), "plain-text".into());
+        config.tenants.entry("acme".into()).or_default().secrets.insert("byoc".into(), "plain-text".into());
         let err = WebhookProvider::from_config(&config).unwrap_err();
-        assert!(err.to_string().contains("providers.webhook.secrets.byoc"), "{err}");
+        assert!(err.to_string().contains("providers.webhook.tenants.acme.secrets.byoc"), "{err}");
+    }
+
+    #[test]
+    fn the_tenant_blind_secrets_table_is_refused_naming_what_to_write_instead() {
+        let mut config = WebhookProviderConfig::default();
+        config.secrets.insert("byoc".into(), "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw".into());
+        let err = WebhookProvider::from_config(&config).unwrap_err().to_string();
+        assert!(err.contains("providers.webhook.secrets.byoc"), "{err}");
+        assert!(err.contains("[providers.webhook.tenants.<tenant>.secrets]"), "{err}");
+    }
+
+    #[test]
+    fn the_shorthand_and_the_default_tenants_own_secret_together_are_ambiguous() {
+        let mut config = WebhookProviderConfig { secret: Some("whsec_YQ==".into()), ..Default::default() };
+        config.tenants.entry("default".into()).or_default().secret = Some("whsec_Yg==".into());
+        let err = WebhookProvider::from_config(&config).unwrap_err().to_string();
+        assert!(err.contains("providers.webhook.secret") && err.contains("tenants.default.secret"), "{err}");
     }
 }

@@ -157,8 +157,18 @@ impl BodyFormat {
 /// read the 413 instead of a connection reset in the middle of its upload.
 const DRAIN_AFTER_LIMIT: u64 = 8 * 1024 * 1024;
 
-/// Reads a request body of at most `limit` bytes; a larger one is 413 and is not kept.
-pub async fn read_body(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, RestError> {
+/// Reads a request body of at most `limit` bytes within `timeout`; a larger one is 413
+/// and is not kept, a slower one 408.
+pub async fn read_body(headers: &HeaderMap, body: Body, limit: usize, timeout: Duration) -> Result<Bytes, RestError> {
+    tokio::time::timeout(timeout, read_limited(headers, body, limit)).await.unwrap_or_else(|_| {
+        Err(RestError::request(
+            ErrorKind::BodyTimeout,
+            format!("The request body did not arrive within {} ms", timeout.as_millis()),
+        ))
+    })
+}
+
+async fn read_limited(headers: &HeaderMap, body: Body, limit: usize) -> Result<Bytes, RestError> {
     let too_large = || {
         RestError::request(
             ErrorKind::BodyTooLarge,
@@ -262,10 +272,18 @@ pub fn error_entries(error: &AppError) -> Vec<ErrorEntry> {
         fields: fields.into_iter().filter(|f| !f.is_empty()).collect(),
     };
     match error {
-        AppError::Invalid(violations) if !violations.is_empty() => violations
-            .iter()
-            .map(|Violation { field, kind, message }| entry(*kind, message.clone(), vec![field.clone()]))
-            .collect(),
+        AppError::Invalid(violations) if !violations.is_empty() => {
+            let (shown, omitted) = crate::error::listed(violations);
+            let mut entries: Vec<ErrorEntry> = shown
+                .iter()
+                .map(|Violation { field, kind, message }| entry(*kind, message.clone(), vec![field.clone()]))
+                .collect();
+            if omitted > 0 {
+                let kind = violations[shown.len()].kind;
+                entries.push(entry(kind, crate::error::omitted_note(shown.len(), omitted), Vec::new()));
+            }
+            entries
+        }
         AppError::Unauthenticated(_) => {
             vec![entry(ErrorKind::Unauthenticated, INVALID_SESSION_MESSAGE.into(), Vec::new())]
         }
@@ -321,6 +339,10 @@ impl RestError {
         }
         if kind == ErrorKind::Unauthenticated {
             reply = reply.with_header(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if matches!(kind, ErrorKind::BodyTimeout | ErrorKind::BodyTooLarge) {
+            // The rest of the body is not read: the connection cannot carry another request.
+            reply = reply.with_header(header::CONNECTION, HeaderValue::from_static("close"));
         }
         let retry_after = match &self.error {
             AppError::Overloaded { retry_after } => Some(*retry_after),

@@ -14,7 +14,7 @@ use crate::domain::model::{AllowedSessionStatus, ConsentType, Picklist, RequestT
 use crate::domain::params::{RawItem, RawParam, RawValue, ValueKey};
 use crate::domain::principal::{Principal, Scope};
 use crate::domain::send::SendInput;
-use crate::domain::violation::Violations;
+use crate::domain::violation::{Violations, echo, quoted};
 use crate::domain::{ErrorKind, Violation};
 use crate::error::AppError;
 use crate::store::Accepted;
@@ -40,20 +40,14 @@ pub async fn invoke(
     // A token that may not send is refused for the whole call, not input by input.
     principal.require(Scope::Send).map_err(AppError::from)?;
     let body_format = BodyFormat::of_content_type(headers)?;
-    let bytes = format::read_body(headers, body, state.config.body_limit_bytes).await?;
-    let document = match body_format {
-        BodyFormat::Json => serde_json::from_slice::<Value>(&bytes).map_err(|e| {
-            let message = if bytes.iter().all(u8::is_ascii_whitespace) {
-                "The request body is empty; send {\"inputs\":[…]}".to_owned()
-            } else {
-                format!("The request body is not valid JSON: {e}")
-            };
-            RestError::request(ErrorKind::JsonParse, message)
-        })?,
-        BodyFormat::Xml => xml::invoke_body_to_json(&bytes)
-            .map_err(|e| RestError::request(ErrorKind::XmlParse, format!("The request body is not valid XML: {e}")))?,
-    };
-    let inputs = inputs_of(document, body_format, state.config.max_inputs_per_call)?;
+    let bytes = format::read_body(
+        headers,
+        body,
+        state.config.body_limit_bytes,
+        std::time::Duration::from_millis(state.config.body_timeout_ms.max(1)),
+    )
+    .await?;
+    let inputs = parse_body(&bytes, body_format, state.config.max_inputs_per_call)?;
     let key = idempotency_key(headers)?;
     let trace = crate::telemetry::traceparent(headers.get("traceparent").and_then(|v| v.to_str().ok()));
 
@@ -79,6 +73,24 @@ pub async fn invoke(
     let results = outcomes.iter().map(result_node).collect();
     let status = if failed { StatusCode::BAD_REQUEST } else { StatusCode::OK };
     Ok(Reply::list("Results", "result", Node::List(results)).with_status(status))
+}
+
+/// A body (JSON, or XML read as the same JSON) → its input objects: pure, so the fuzz
+/// targets drive it directly.
+pub fn parse_body(bytes: &[u8], body_format: BodyFormat, max: usize) -> Result<Vec<Map<String, Value>>, RestError> {
+    let document = match body_format {
+        BodyFormat::Json => serde_json::from_slice::<Value>(bytes).map_err(|e| {
+            let message = if bytes.iter().all(u8::is_ascii_whitespace) {
+                "The request body is empty; send {\"inputs\":[…]}".to_owned()
+            } else {
+                format!("The request body is not valid JSON: {e}")
+            };
+            RestError::request(ErrorKind::JsonParse, message)
+        })?,
+        BodyFormat::Xml => xml::invoke_body_to_json(bytes)
+            .map_err(|e| RestError::request(ErrorKind::XmlParse, format!("The request body is not valid XML: {e}")))?,
+    };
+    inputs_of(document, body_format, max)
 }
 
 fn is_server_side(error: &AppError) -> bool {
@@ -135,7 +147,7 @@ fn inputs_of(document: Value, body_format: BodyFormat, max: usize) -> Result<Vec
         return Err(AppError::invalid(Violation::new(
             unknown.clone(),
             ErrorKind::InvalidInput,
-            format!("Unknown key {unknown:?} in the request body; the body has one key, inputs"),
+            format!("Unknown key {} in the request body; the body has one key, inputs", quoted(unknown)),
         ))
         .into());
     }
@@ -206,7 +218,7 @@ pub fn send_input(input: Map<String, Value>, idempotency_key: Option<String>) ->
             unknown => v.push(Violation::new(
                 unknown,
                 ErrorKind::InvalidInput,
-                format!("Unknown input {unknown:?}; {ACTION_NAME} takes {}", INPUT_KEYS.join(", ")),
+                format!("Unknown input {}; {ACTION_NAME} takes {}", quoted(unknown), INPUT_KEYS.join(", ")),
             )),
         }
     }
@@ -253,7 +265,7 @@ fn picklist<P: Picklist>(key: &str, value: Value, v: &mut Violations) -> Option<
     }
     let parsed = P::parse_api(raw);
     if parsed.is_none() {
-        v.push(Violation::new(key, ErrorKind::InvalidInput, format!("{raw:?} is not a valid value for {key}")));
+        v.push(Violation::new(key, ErrorKind::InvalidInput, format!("{} is not a valid value for {key}", quoted(raw))));
     }
     parsed
 }
@@ -319,9 +331,9 @@ fn parameter(field: &str, object: Map<String, Value>, v: &mut Violations) -> Raw
         let Some(value_key) = ValueKey::from_json_key(&key) else {
             let keys: Vec<&str> = ValueKey::ALL.iter().map(|k| k.json_key()).collect();
             v.push(Violation::new(
-                format!("{field}.{key}"),
+                format!("{field}.{}", echo(&key)),
                 ErrorKind::InvalidInput,
-                format!("Unknown key {key:?} in a parameter object; use name and one of {}", keys.join(", ")),
+                format!("Unknown key {} in a parameter object; use name and one of {}", quoted(&key), keys.join(", ")),
             ));
             continue;
         };

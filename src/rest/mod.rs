@@ -37,9 +37,10 @@ use crate::server::admission::AdmissionLayer;
 use crate::service::Service;
 use crate::service::auth::Authenticator;
 
+pub mod automatic;
 mod describe;
 pub mod format;
-mod invoke;
+pub mod invoke;
 pub mod locator;
 mod query;
 mod replication;

@@ -41,10 +41,6 @@ use crate::store::sqlite::{SqliteSettings, SqliteStore};
 use crate::telemetry::Telemetry;
 use crate::telemetry::server::ServerTelemetryLayer;
 
-/// How often the in-memory token table is refreshed from the store (tokens another
-/// replica generated become valid here within this time).
-const TOKEN_RELOAD_EVERY: Duration = Duration::from_secs(30);
-
 /// A `grpc.health.v1` service name for liveness probes: SERVING while the process runs,
 /// also while it drains (the readiness name `""` turns NOT_SERVING then), so a probe does
 /// not kill a pod that is shutting down on purpose.
@@ -71,6 +67,10 @@ pub struct App {
     clock: SharedClock,
     /// Set when the listener serves TLS (`[tls]`).
     tls: Option<Arc<rustls::ServerConfig>>,
+    /// How often the token table is reloaded (`auth.token_reload_interval_ms`).
+    token_reload_every: Duration,
+    /// Connection cap and timeouts (`[connections]`).
+    leash: crate::server::listener::Leash,
     /// How long the listener keeps accepting after health turned NOT_SERVING.
     stop_accepting_after: Duration,
     /// From the signal, how long sends and calls in flight may take to finish.
@@ -153,8 +153,8 @@ impl App {
         ));
         let generated_token = provision::tokens(&config, &service, clock.now_ms()).await.context("applying tokens")?;
         provision::records(&config, &service).await.context("applying the config's records")?;
-        let auth = Authenticator::default();
-        provision::reload_tokens(&service, &auth).await?;
+        let auth = Authenticator::new(clock.clone());
+        provision::reload_tokens(&service, &auth, clock.now_ms()).await?;
 
         let tls = match config.tls.files().map_err(anyhow::Error::msg)? {
             Some((cert, key)) => Some(crate::server::tls::server_config(cert, key)?),
@@ -188,6 +188,8 @@ impl App {
             retention: config.retention.clone(),
             clock,
             tls,
+            leash: crate::server::listener::Leash::from(&config.connections),
+            token_reload_every: Duration::from_millis(config.auth.token_reload_interval_ms.max(10)),
             stop_accepting_after,
             drain_period,
             telemetry,
@@ -237,8 +239,12 @@ impl App {
             "convmsg serving"
         );
 
-        let reload =
-            tokio::spawn(run_token_reload_until_stopped(self.service.clone(), self.auth.clone(), shutdown.clone()));
+        let reload = tokio::spawn(run_token_reload_until_stopped(
+            self.service.clone(),
+            self.auth.clone(),
+            self.token_reload_every,
+            shutdown.clone(),
+        ));
         let retention = tokio::spawn(run_retention_until_stopped(
             self.service.store().clone(),
             self.clock.clone(),
@@ -272,8 +278,15 @@ impl App {
             }
         });
         let deadline = cut.cancelled_owned();
-        crate::server::listener::serve_until_stopped(self.listener, self.router, self.tls, stop_accepting, deadline)
-            .await;
+        crate::server::listener::serve_until_stopped(
+            self.listener,
+            self.router,
+            self.tls,
+            self.leash,
+            stop_accepting,
+            deadline,
+        )
+        .await;
         timer.abort();
         shutdown.cancel();
         let _ = reload.await;
@@ -288,12 +301,20 @@ impl App {
     }
 }
 
-async fn run_token_reload_until_stopped(service: Service, auth: Authenticator, shutdown: CancellationToken) {
+/// Refreshes the in-memory token table from the store every `every` (`auth.
+/// token_reload_interval_ms`): tokens granted, removed or revoked by another replica
+/// take effect here within that time.
+async fn run_token_reload_until_stopped(
+    service: Service,
+    auth: Authenticator,
+    every: Duration,
+    shutdown: CancellationToken,
+) {
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(TOKEN_RELOAD_EVERY) => {
-                if let Err(e) = provision::reload_tokens(&service, &auth).await {
+            _ = tokio::time::sleep(every) => {
+                if let Err(e) = provision::reload_tokens(&service, &auth, service.clock().now_ms()).await {
                     tracing::warn!(error = format!("{e:#}"), "token reload failed; keeping the previous table");
                 }
             }
@@ -322,7 +343,7 @@ fn routes(
         Duration::from_millis(config.admission.retry_after_ms),
     );
     let bridge = rest::router(service.clone(), auth.clone(), config.rest.clone(), &admission);
-    let interceptor = grpc::auth_interceptor(auth);
+    let interceptor = grpc::auth_interceptor(auth.clone());
     // Reflection in both versions: v1, and v1alpha for the clients that still ask only
     // it (grpcio-reflection's descriptor database, grpcurl before 1.9, most GUI clients).
     let reflection_builder = || {
@@ -336,12 +357,14 @@ fn routes(
         ConversationMessagesApi { service: service.clone() },
         interceptor.clone(),
     );
-    let admin = MessagingAdminServer::with_interceptor(MessagingAdminApi { service }, interceptor.clone());
+    let admin = MessagingAdminServer::with_interceptor(MessagingAdminApi { service, auth }, interceptor.clone());
+    // Outside admission: tonic's answers to undecodable requests become INVALID_ARGUMENT.
+    let malformed = crate::grpc::malformed::MalformedLayer;
     let grpc = tonic::service::Routes::new(health_service)
-        .add_service(admission.layer(conversation))
-        .add_service(admission.layer(admin))
-        .add_service(admission.layer(InterceptedService::new(reflection, interceptor.clone())))
-        .add_service(admission.layer(InterceptedService::new(reflection_v1alpha, interceptor)));
+        .add_service(malformed.layer(admission.layer(conversation)))
+        .add_service(malformed.layer(admission.layer(admin)))
+        .add_service(malformed.layer(admission.layer(InterceptedService::new(reflection, interceptor.clone()))))
+        .add_service(malformed.layer(admission.layer(InterceptedService::new(reflection_v1alpha, interceptor))));
     let router = grpc.into_axum_router().merge(bridge).route("/healthz", get(|| async { "ok" })).route(
         "/readyz",
         get({

@@ -12,7 +12,8 @@ use crate::domain::admin::{ChannelSpec, DefinitionSpec, EndUserSpec};
 use crate::domain::model::*;
 use crate::domain::principal::{Principal, Scope, generate_token, hash_token, parse_scopes};
 use crate::service::Service;
-use crate::service::auth::Authenticator;
+use crate::service::auth::{Authenticator, Grant};
+use crate::store::{TokenGrant, TokenSource};
 
 pub const DEFAULT_TENANT: &str = "default";
 
@@ -28,10 +29,16 @@ fn pick_opt<T: Picklist>(what: &str, raw: &Option<String>, allowed: String) -> a
     raw.as_deref().map(|r| pick(what, r, allowed)).transpose()
 }
 
-/// Upserts configured tokens and the bootstrap token. If the store then holds no token
-/// at all, generates one for tenant `default` and returns it (to be shown once).
+/// Makes the token table the config's: grants `[[tenants.tokens]]` and the bootstrap
+/// token, and removes the tokens an earlier start granted that the config no longer
+/// lists — config tokens taken out of the file, a rotated bootstrap token, and the
+/// generated token once the config grants any. Tokens revoked through the API stay
+/// revoked even if the file still lists them (a warning names them). If the config
+/// grants nothing and no generated token is active, one is generated for tenant
+/// `default` and returned, to be shown once.
 pub async fn tokens(config: &Config, service: &Service, now_ms: i64) -> anyhow::Result<Option<String>> {
     let store = service.store();
+    let mut configured: Vec<String> = Vec::new();
     for (t, tenant) in config.tenants.iter().enumerate() {
         for (k, token) in tenant.tokens.iter().enumerate() {
             let what = format!("tenants[{t}].tokens[{k}]");
@@ -41,31 +48,115 @@ pub async fn tokens(config: &Config, service: &Service, now_ms: i64) -> anyhow::
             }
             let scopes =
                 parse_scopes(token.scopes.iter().map(String::as_str)).map_err(|e| anyhow!("{what}.scopes: {e}"))?;
-            let principal = Principal { tenant: tenant.name.clone(), scopes };
-            store.upsert_token(&hash, &principal, &token.label, now_ms).await.with_context(|| what.clone())?;
+            let expires_ms = token
+                .expires_at
+                .as_deref()
+                .map(|at| {
+                    crate::domain::params::parse_datetime(at.trim())
+                        .map(|t| (t.unix_timestamp_nanos() / 1_000_000) as i64)
+                        .ok_or_else(|| anyhow!("{what}.expires_at = {at:?} is not an RFC 3339 date-time"))
+                })
+                .transpose()?;
+            let grant = TokenGrant {
+                sha256: hash.clone(),
+                principal: Principal { tenant: tenant.name.clone(), scopes },
+                label: token.label.clone(),
+                source: TokenSource::Config,
+                expires_ms,
+            };
+            if !store.upsert_token(&grant, now_ms).await.with_context(|| what.clone())? {
+                tracing::warn!(token = what, "this token was revoked and stays revoked; remove it from the config");
+            }
+            configured.push(hash);
         }
     }
-    if let Some(token) = config.bootstrap_token.as_deref().filter(|t| !t.is_empty()) {
-        store.upsert_token(&hash_token(token), &admin_of(DEFAULT_TENANT), "bootstrap", now_ms).await?;
+    let bootstrap = config.bootstrap_token.as_deref().filter(|t| !t.is_empty()).map(hash_token);
+    if let Some(hash) = &bootstrap {
+        let grant = TokenGrant {
+            sha256: hash.clone(),
+            principal: admin_of(DEFAULT_TENANT),
+            label: "bootstrap".into(),
+            source: TokenSource::Bootstrap,
+            expires_ms: None,
+        };
+        if !store.upsert_token(&grant, now_ms).await? {
+            tracing::warn!("the bootstrap token was revoked and stays revoked; set a new one");
+        }
     }
-    if store.load_tokens().await?.is_empty() {
+    let mut removed = store.remove_tokens_except(TokenSource::Config, &configured).await?;
+    removed += store.remove_tokens_except(TokenSource::Bootstrap, bootstrap.as_slice()).await?;
+    let config_grants = !configured.is_empty() || bootstrap.is_some();
+    if config_grants {
+        removed += store.remove_tokens_except(TokenSource::Generated, &[]).await?;
+    }
+    if removed > 0 {
+        tracing::info!(removed, "tokens the config no longer grants were removed");
+    }
+    // With nothing granted by the config, an active token can only be a generated one.
+    if !config_grants && store.load_tokens(now_ms).await?.is_empty() {
         let token = generate_token();
-        store.upsert_token(&hash_token(&token), &admin_of(DEFAULT_TENANT), "generated bootstrap", now_ms).await?;
+        let grant = TokenGrant {
+            sha256: hash_token(&token),
+            principal: admin_of(DEFAULT_TENANT),
+            label: "generated bootstrap".into(),
+            source: TokenSource::Generated,
+            expires_ms: None,
+        };
+        store.upsert_token(&grant, now_ms).await?;
         return Ok(Some(token));
     }
     Ok(None)
 }
 
-/// Loads the token table into the authenticator.
-pub async fn reload_tokens(service: &Service, auth: &Authenticator) -> anyhow::Result<usize> {
-    let tokens: HashMap<String, Principal> = service.store().load_tokens().await?.into_iter().collect();
+/// Loads the active tokens into the authenticator.
+pub async fn reload_tokens(service: &Service, auth: &Authenticator, now_ms: i64) -> anyhow::Result<usize> {
+    let tokens: HashMap<String, Grant> = service
+        .store()
+        .load_tokens(now_ms)
+        .await?
+        .into_iter()
+        .map(|t| (t.sha256, Grant { principal: t.principal, expires_ms: t.expires_ms }))
+        .collect();
     let n = tokens.len();
     auth.replace(tokens);
     Ok(n)
 }
 
+/// Refuses a declared webhook channel that no secret of its own tenant signs for: it
+/// could only ever fail `ProviderMisconfigured`. Warns when the top-level webhook secret
+/// is set and other declared tenants have none (it signs for tenant `default` only).
+fn check_webhook_secrets(config: &Config) -> anyhow::Result<()> {
+    let webhook = &config.providers.webhook;
+    for (i, c) in config.channels.iter().enumerate().filter(|(_, c)| c.provider == "webhook") {
+        if webhook.secret_setting_for(&c.tenant, &c.developer_name).is_none() {
+            let (tenant, name) = (&c.tenant, &c.developer_name);
+            bail!(
+                "channels[{i}] ({name}) is a webhook channel of tenant {tenant} and no secret of that tenant signs for \
+                 it: set providers.webhook.tenants.{tenant}.secrets.{name} or providers.webhook.tenants.{tenant}.secret"
+            );
+        }
+    }
+    if webhook.secret.is_some() {
+        let unsigned: Vec<&str> = config
+            .tenants
+            .iter()
+            .map(|t| t.name.as_str())
+            .filter(|t| *t != DEFAULT_TENANT && !webhook.tenants.contains_key(*t))
+            .collect();
+        if !unsigned.is_empty() {
+            tracing::warn!(
+                tenants = unsigned.join(","),
+                "providers.webhook.secret signs for tenant default only; these tenants have no webhook secret, so \
+                 their webhook channels fail ProviderMisconfigured until providers.webhook.tenants.<tenant>.secret is set"
+            );
+        }
+    }
+    Ok(())
+}
+
 /// Upserts declared channels, components and end users, in that order.
 pub async fn records(config: &Config, service: &Service) -> anyhow::Result<()> {
+    check_webhook_secrets(config)?;
     for (i, c) in config.channels.iter().enumerate() {
         let what = format!("channels[{i}] ({})", c.developer_name);
         let spec = channel_spec(c).with_context(|| what.clone())?;
@@ -84,7 +175,7 @@ pub async fn records(config: &Config, service: &Service) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("{what}: channel {:?}", u.channel))?;
         let spec = end_user_spec(u, channel.id.to_string()).with_context(|| what.clone())?;
-        service.upsert_end_users(&principal, vec![spec]).await.with_context(|| what.clone())?;
+        service.declare_end_users(&principal, vec![spec]).await.with_context(|| what.clone())?;
     }
     Ok(())
 }

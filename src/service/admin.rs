@@ -1,19 +1,26 @@
 //! Provisioning (scope `admin`): channels, messaging components, end users, sessions,
 //! communication subscriptions and consents.
 
-use super::{PageRequest, Service, id_or_name, parse_id};
+use super::{PageRequest, Service, id_or_name, not_this_tenants, parse_id};
 use crate::domain::admin::*;
 use crate::domain::ids::IdKind;
 use crate::domain::model::*;
 use crate::domain::principal::{Principal, Scope};
-use crate::domain::{ErrorKind, Violation};
+use crate::domain::violation::quoted;
+use crate::domain::{ErrorKind, RecordId, Violation};
 use crate::error::AppError;
+use crate::store::Key;
 use crate::store::Page;
 
 impl Service {
     pub async fn upsert_channel(&self, principal: &Principal, spec: ChannelSpec) -> Result<(Channel, bool), AppError> {
         principal.require(Scope::Admin)?;
         let upsert = spec.check().map_err(AppError::Invalid)?;
+        if let Some(id) = &upsert.id
+            && self.store.get_channel(&principal.tenant, &Key::Id(id.clone())).await?.is_none()
+        {
+            return Err(AppError::invalid(not_this_tenants("channel.id", "channel", id)));
+        }
         Ok(self.store.upsert_channel(&principal.tenant, upsert, self.now()).await?)
     }
 
@@ -22,7 +29,7 @@ impl Service {
         self.store
             .get_channel(&principal.tenant, &id_or_name(key, IdKind::MessagingChannel))
             .await?
-            .ok_or_else(|| AppError::NotFound(format!("no channel {key:?}")))
+            .ok_or_else(|| AppError::NotFound(format!("no channel {}", quoted(key))))
     }
 
     pub async fn list_channels(&self, principal: &Principal, page: PageRequest) -> Result<Page<Channel>, AppError> {
@@ -38,6 +45,11 @@ impl Service {
     ) -> Result<(MessageDefinition, bool), AppError> {
         principal.require(Scope::Admin)?;
         let upsert = spec.check().map_err(AppError::Invalid)?;
+        if let Some(id) = &upsert.id
+            && self.store.get_definition(&principal.tenant, &Key::Id(id.clone())).await?.is_none()
+        {
+            return Err(AppError::invalid(not_this_tenants("message_definition.id", "messaging component", id)));
+        }
         let result = self.store.upsert_definition(&principal.tenant, upsert, self.now()).await?;
         self.lookups.forget_components();
         Ok(result)
@@ -48,7 +60,7 @@ impl Service {
         self.store
             .get_definition(&principal.tenant, &id_or_name(key, IdKind::MessageDefinition))
             .await?
-            .ok_or_else(|| AppError::NotFound(format!("no messaging component {key:?}")))
+            .ok_or_else(|| AppError::NotFound(format!("no messaging component {}", quoted(key))))
     }
 
     pub async fn list_definitions(
@@ -61,7 +73,33 @@ impl Service {
         Ok(self.store.list_definitions(&principal.tenant, after.as_ref(), size).await?)
     }
 
+    /// End users from the admin API: an id given addresses one of the tenant's end users.
     pub async fn upsert_end_users(
+        &self,
+        principal: &Principal,
+        specs: Vec<EndUserSpec>,
+    ) -> Result<Vec<EndUser>, AppError> {
+        principal.require(Scope::Admin)?;
+        let users = check_end_users(specs).map_err(AppError::Invalid)?;
+        let given: Vec<RecordId> = users.iter().filter_map(|u| u.id.clone()).collect();
+        if !given.is_empty() {
+            let own: std::collections::HashSet<RecordId> =
+                self.store.find_end_users(&principal.tenant, &given).await?.into_iter().map(|u| u.id).collect();
+            let unknown: Vec<Violation> = users
+                .iter()
+                .enumerate()
+                .filter_map(|(i, u)| u.id.as_ref().filter(|id| !own.contains(*id)).map(|id| (i, id)))
+                .map(|(i, id)| not_this_tenants(&format!("messaging_end_users[{i}].id"), "messaging end user", id))
+                .collect();
+            if !unknown.is_empty() {
+                return Err(AppError::Invalid(unknown));
+            }
+        }
+        Ok(self.store.upsert_end_users(&principal.tenant, users, self.now()).await?)
+    }
+
+    /// End users the config file declares: the operator may fix a new end user's id.
+    pub async fn declare_end_users(
         &self,
         principal: &Principal,
         specs: Vec<EndUserSpec>,
@@ -128,6 +166,15 @@ impl Service {
     ) -> Result<(Subscription, bool), AppError> {
         principal.require(Scope::Admin)?;
         let upsert = spec.check().map_err(AppError::Invalid)?;
+        if let Some(id) = &upsert.id
+            && self.store.get_subscription(&principal.tenant, id).await?.is_none()
+        {
+            return Err(AppError::invalid(not_this_tenants(
+                "communication_subscription.id",
+                "communication subscription",
+                id,
+            )));
+        }
         Ok(self.store.upsert_subscription(&principal.tenant, upsert, self.now()).await?)
     }
 

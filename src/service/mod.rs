@@ -12,6 +12,7 @@ pub mod events;
 mod reads;
 mod send;
 mod status;
+pub mod tokens;
 
 pub use reads::{Cursor, Deleted, QueryPage, Updated};
 
@@ -19,6 +20,7 @@ use std::sync::Arc;
 
 use crate::clock::SharedClock;
 use crate::domain::ids::IdKind;
+use crate::domain::violation::quoted;
 use crate::domain::{ErrorKind, RecordId, Violation};
 use crate::error::AppError;
 use crate::store::{Key, Store};
@@ -76,8 +78,27 @@ impl PageRequest {
 /// Parses a caller-given id, naming the field when it is malformed.
 pub fn parse_id(field: &str, raw: &str, kind: IdKind) -> Result<RecordId, AppError> {
     RecordId::parse(raw.trim(), kind).map_err(|e| {
-        AppError::invalid(Violation::new(field, ErrorKind::MalformedId, format!("{raw:?} is not a valid id: {e}")))
+        AppError::invalid(Violation::new(
+            field,
+            ErrorKind::MalformedId,
+            format!("{} is not a valid id: {e}", quoted(raw)),
+        ))
     })
+}
+
+/// Ids are one namespace across tenants, so an id given through the API may only address
+/// a record of the caller's tenant: new records get generated ids (fixed ones are the
+/// operator's, in the config file). The refusal is the same whether another tenant has
+/// the id or nobody does, so it reveals nothing and nothing can be claimed.
+fn not_this_tenants(field: &str, what: &str, id: &RecordId) -> Violation {
+    Violation::new(
+        field,
+        ErrorKind::InvalidIdField,
+        format!(
+            "no {what} {id} in this tenant: an id given here addresses an existing record; leave it empty to create \
+             one (its id is generated)"
+        ),
+    )
 }
 
 /// An id or a unique name: ids are recognised by their key prefix and shape.
@@ -99,6 +120,10 @@ impl Service {
 
     pub fn store(&self) -> &Arc<dyn Store> {
         &self.store
+    }
+
+    pub fn clock(&self) -> &SharedClock {
+        &self.clock
     }
 
     fn now(&self) -> i64 {

@@ -8,6 +8,7 @@ use crate::domain::model::*;
 use crate::domain::params::check_params;
 use crate::domain::principal::{Principal, Scope};
 use crate::domain::send::{NewSendRequest, SendInput};
+use crate::domain::violation::quoted;
 use crate::domain::{ErrorKind, RecordId, Violation};
 use crate::error::AppError;
 use crate::store::{AcceptOutcome, Accepted, Key};
@@ -34,7 +35,7 @@ impl Service {
                 violations.push(Violation::new(
                     "messageDefinitionName",
                     ErrorKind::InvalidInput,
-                    format!("no messaging component named {:?}", shaped.message_definition_name),
+                    format!("no messaging component named {}", quoted(&shaped.message_definition_name)),
                 ));
                 None
             }

@@ -12,7 +12,6 @@ use async_trait::async_trait;
 
 use crate::domain::admin::{ChannelUpsert, DefinitionUpsert, EndUserUpsert, SubscriptionUpsert};
 use crate::domain::model::*;
-use crate::domain::principal::Principal;
 use crate::domain::send::NewSendRequest;
 use crate::domain::{ErrorKind, RecordId, Violation};
 
@@ -23,9 +22,11 @@ mod rows;
 pub mod shared;
 pub mod sql;
 pub mod sqlite;
+pub mod tokens;
 pub mod writer;
 
 pub use reads::RequestReads;
+pub use tokens::{ActiveToken, TokenGrant, TokenRecord, TokenSource};
 
 /// Cloneable so that one failed group commit can be reported to every caller in it.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -155,13 +156,23 @@ pub enum Key {
     Name(String),
 }
 
-/// Reads over many requests (queries, replication) are the supertrait `RequestReads`,
-/// implemented in each backend's `reads.rs`.
+/// Reads over many requests (queries, replication) are the supertrait `RequestReads`
+/// (`reads`).
 #[async_trait]
 pub trait Store: RequestReads + Send + Sync + 'static {
-    // tokens
-    async fn upsert_token(&self, sha256: &str, principal: &Principal, label: &str, now_ms: i64) -> StoreResult<()>;
-    async fn load_tokens(&self) -> StoreResult<Vec<(String, Principal)>>;
+    // tokens (see `tokens`)
+    /// Grants a token — inserts it, or updates its tenant, scopes, label, source and
+    /// expiry — unless it was revoked; `false` when it stays revoked.
+    async fn upsert_token(&self, grant: &TokenGrant, now_ms: i64) -> StoreResult<bool>;
+    /// Tokens neither revoked nor expired at `now_ms`.
+    async fn load_tokens(&self, now_ms: i64) -> StoreResult<Vec<ActiveToken>>;
+    /// Every token of the tenant, revoked and expired ones included, oldest first.
+    async fn list_tokens(&self, tenant: &str) -> StoreResult<Vec<TokenRecord>>;
+    /// Marks one of the tenant's tokens revoked (a second revocation keeps the first
+    /// time); `None` when the tenant has no such token.
+    async fn revoke_token(&self, tenant: &str, sha256: &str, now_ms: i64) -> StoreResult<Option<TokenRecord>>;
+    /// Deletes the tokens granted by `source` whose hash is not in `keep`; how many.
+    async fn remove_tokens_except(&self, source: TokenSource, keep: &[String]) -> StoreResult<u64>;
 
     // channels
     async fn upsert_channel(&self, tenant: &str, c: ChannelUpsert, now_ms: i64) -> StoreResult<(Channel, bool)>;

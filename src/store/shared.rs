@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use super::health::{Health, PROBE_EVERY};
 use super::sql::Sql;
 use super::sql::delivery::{self, Finish, Outcome, Renewal, Start};
-use super::sql::{Conn, admin, queue, requests};
+use super::sql::{Conn, admin, queue, requests, tokens};
 use super::writer::Writer;
 use super::*;
 
@@ -154,12 +154,24 @@ macro_rules! through_writer {
 
 #[async_trait]
 impl<B: Backend> Store for SqlStore<B> {
-    async fn upsert_token(&self, sha256: &str, principal: &Principal, label: &str, now_ms: i64) -> StoreResult<()> {
-        write!(self, |c| admin::upsert_token(c, sha256, principal, label, now_ms))
+    async fn upsert_token(&self, grant: &TokenGrant, now_ms: i64) -> StoreResult<bool> {
+        write!(self, |c| tokens::upsert(c, grant, now_ms))
     }
 
-    async fn load_tokens(&self) -> StoreResult<Vec<(String, Principal)>> {
-        read!(self, |c| admin::load_tokens(c))
+    async fn load_tokens(&self, now_ms: i64) -> StoreResult<Vec<ActiveToken>> {
+        read!(self, |c| tokens::load_active(c, now_ms))
+    }
+
+    async fn list_tokens(&self, tenant: &str) -> StoreResult<Vec<TokenRecord>> {
+        read!(self, |c| tokens::list(c, tenant))
+    }
+
+    async fn revoke_token(&self, tenant: &str, sha256: &str, now_ms: i64) -> StoreResult<Option<TokenRecord>> {
+        write!(self, |c| tokens::revoke(c, tenant, sha256, now_ms))
+    }
+
+    async fn remove_tokens_except(&self, source: TokenSource, keep: &[String]) -> StoreResult<u64> {
+        write!(self, |c| tokens::remove_except(c, source, keep))
     }
 
     async fn upsert_channel(&self, tenant: &str, u: ChannelUpsert, now_ms: i64) -> StoreResult<(Channel, bool)> {

@@ -8,12 +8,18 @@
 //! `convmsg.tenant` for the service code to record. Probes, health, reflection and
 //! `/metrics` pass through untouched: they would drown the traces.
 //!
+//! Labels and span names come only from what the listener serves: a `convmsg.v1` path
+//! naming no method of the contract is `other`/`other`, an HTTP method outside the
+//! standard ones is `other`, and an unknown REST path is `/services/data/{unknown}`, so
+//! callers, authenticated or not, cannot grow `/metrics` by making names up.
+//!
 //! The gRPC status is read from the response headers, where tonic puts it for every
 //! error of a unary call (a trailers-only response); a response without one succeeded
 //! (`OK`). A status a streaming call ends with (in trailers) is not seen here.
 
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -55,16 +61,56 @@ pub struct ServerTelemetry<S> {
     metrics: Arc<Metrics>,
 }
 
+/// The label for anything the listener does not serve.
+pub const OTHER: &str = "other";
+
 /// What kind of call a request is.
 enum Call {
-    Grpc { service: String, method: String },
-    Rest { route: &'static str },
+    /// A method of the contract, or `other`/`other`.
+    Grpc {
+        service: &'static str,
+        method: &'static str,
+    },
+    Rest {
+        route: &'static str,
+    },
+}
+
+/// Every method of the `convmsg.v1` contract by service, read once from the descriptor
+/// set the build embeds (so new RPCs are known without a list to keep in step).
+static GRPC_METHODS: LazyLock<HashMap<String, HashSet<String>>> = LazyLock::new(|| {
+    use prost::Message;
+    let set = prost_types::FileDescriptorSet::decode(crate::grpc::pb::FILE_DESCRIPTOR_SET).unwrap_or_default();
+    let mut methods: HashMap<String, HashSet<String>> = HashMap::new();
+    for file in set.file {
+        for service in &file.service {
+            let names = methods.entry(format!("{}.{}", file.package(), service.name())).or_default();
+            names.extend(service.method.iter().map(|m| m.name().to_owned()));
+        }
+    }
+    methods
+});
+
+/// The contract's name for a gRPC method path's parts, or `other`/`other`.
+fn known_grpc(service: &str, method: &str) -> (&'static str, &'static str) {
+    let known: &'static HashMap<String, HashSet<String>> = &GRPC_METHODS;
+    known
+        .get_key_value(service)
+        .and_then(|(service, methods)| methods.get(method).map(|method| (service.as_str(), method.as_str())))
+        .unwrap_or((OTHER, OTHER))
+}
+
+/// The standard HTTP methods by name; anything else is `other`.
+pub fn method_label(method: &http::Method) -> &'static str {
+    const KNOWN: [&str; 9] = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT"];
+    KNOWN.into_iter().find(|known| *known == method.as_str()).unwrap_or(OTHER)
 }
 
 fn classify(path: &str) -> Option<Call> {
     if let Some(rest) = path.strip_prefix('/').filter(|_| path.starts_with(GRPC_PREFIX)) {
-        let (service, method) = rest.split_once('/')?;
-        return Some(Call::Grpc { service: service.to_owned(), method: method.to_owned() });
+        let (service, method) = rest.split_once('/').unwrap_or((rest, ""));
+        let (service, method) = known_grpc(service, method);
+        return Some(Call::Grpc { service, method });
     }
     if path == "/services/data" || path.starts_with("/services/data/") {
         let route = Resource::resolve(path).map_or("/services/data/{unknown}", |r| r.route_template());
@@ -138,10 +184,10 @@ where
             ),
             Call::Rest { route } => tracing::info_span!(
                 "http.server",
-                otel.name = %format!("{} {route}", request.method()),
+                otel.name = %format!("{} {route}", method_label(request.method())),
                 otel.kind = "server",
                 otel.status_code = Empty,
-                http.request.method = %request.method(),
+                http.request.method = method_label(request.method()),
                 http.route = %route,
                 url.path = %request.uri().path(),
                 http.response.status_code = Empty,
@@ -162,7 +208,7 @@ where
         if let Some(ConnectInfo(peer)) = request.extensions().get::<ConnectInfo<SocketAddr>>() {
             span.record("network.peer.address", peer.ip().to_string());
         }
-        let method = request.method().to_string();
+        let method = method_label(request.method());
         let started = Instant::now();
         let future = {
             let _entered = span.enter();
@@ -193,7 +239,7 @@ where
                         if status >= 500 {
                             span.record("otel.status_code", "ERROR");
                         }
-                        metrics.observe_http(&method, route, status, elapsed);
+                        metrics.observe_http(method, route, status, elapsed);
                     }
                 }
             }
@@ -221,6 +267,20 @@ mod tests {
             }
             _ => panic!("not REST"),
         }
+        for made_up in ["/convmsg.v1.Svc1/Method1", "/convmsg.v1.ConversationMessages/Nope", "/convmsg.v1.x"] {
+            match classify(made_up) {
+                Some(Call::Grpc { service, method }) => assert_eq!((service, method), (OTHER, OTHER), "{made_up}"),
+                _ => panic!("{made_up} is still a gRPC call"),
+            }
+        }
+        match classify("/convmsg.v1.MessagingAdmin/UpsertChannel") {
+            Some(Call::Grpc { service, method }) => {
+                assert_eq!((service, method), ("convmsg.v1.MessagingAdmin", "UpsertChannel"))
+            }
+            _ => panic!("not gRPC"),
+        }
+        assert_eq!(method_label(&http::Method::from_bytes(b"FROB").unwrap()), OTHER);
+        assert_eq!(method_label(&http::Method::PATCH), "PATCH");
         assert!(classify("/grpc.health.v1.Health/Check").is_none());
         assert!(classify("/healthz").is_none());
         assert!(classify("/metrics").is_none());

@@ -58,7 +58,12 @@ pub struct TestApp {
 }
 
 fn token_config(hash: String, scopes: &[&str]) -> TokenConfig {
-    TokenConfig { sha256: hash, scopes: scopes.iter().map(|s| s.to_string()).collect(), label: "test".into() }
+    TokenConfig {
+        sha256: hash,
+        scopes: scopes.iter().map(|s| s.to_string()).collect(),
+        label: "test".into(),
+        expires_at: None,
+    }
 }
 
 /// The server without its dispatcher: accepted requests stay `Pending`, for tests of
@@ -517,7 +522,8 @@ async fn run_server_process(mut command: tokio::process::Command, hostname: Opti
 }
 
 /// A config file for the real binary: `database_url`, a bootstrap `token`, a webhook
-/// channel `hooks` delivering to `hook`, a `Ping` component and `users` end users
+/// channel `hooks` delivering to `hook` (plain HTTP to loopback allowed, where the
+/// tests' receivers listen), a `Ping` component and `users` end users
 /// (platform keys `user-0`, `user-1`, …), plus the TOML sections in `extra`.
 pub fn write_webhook_config(
     dir: &std::path::Path,
@@ -541,6 +547,8 @@ bootstrap_token = "{token}"
 [providers.webhook]
 secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
 timeout_ms = 60000
+allow_http = true
+allowed_networks = ["127.0.0.0/8"]
 [[channels]]
 developer_name = "hooks"
 message_type = "Custom"

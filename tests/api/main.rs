@@ -20,6 +20,7 @@ mod replicas;
 mod rest;
 mod retention;
 mod salesforce_clients;
+mod security;
 mod settings;
 mod shutdown;
 mod telemetry;

@@ -102,7 +102,12 @@ const CHECKS: &[(&str, &str, &str)] = &[
         "the_webhook_secret_variables_sign_every_delivery_and_a_channel_entry_wins",
     ),
     (
-        "CONVMSG_PROVIDERS__WEBHOOK__SECRETS__<CHANNEL>",
+        "CONVMSG_PROVIDERS__WEBHOOK__TENANTS__<tenant>__SECRETS__<channel>",
+        "tests/api/settings/providers.rs",
+        "the_webhook_secret_variables_sign_every_delivery_and_a_channel_entry_wins",
+    ),
+    (
+        "CONVMSG_PROVIDERS__WEBHOOK__TENANTS__<tenant>__SECRET",
         "tests/api/settings/providers.rs",
         "the_webhook_secret_variables_sign_every_delivery_and_a_channel_entry_wins",
     ),

@@ -52,8 +52,16 @@ async fn receiver(secret: &'static str, reply: impl Fn(&Captured) -> Reply + Sen
     .await
 }
 
-fn webhook_at(base_url: &str) -> (std::sync::Arc<dyn Provider>, convmsg::providers::OutboundMessage) {
+/// Webhook settings that reach the fakes on loopback over plain HTTP.
+fn loopback_config() -> ProvidersConfig {
     let mut config = ProvidersConfig::default();
+    config.webhook.allow_http = true;
+    config.webhook.allowed_networks = vec!["127.0.0.0/8".into()];
+    config
+}
+
+fn webhook_at(base_url: &str) -> (std::sync::Arc<dyn Provider>, convmsg::providers::OutboundMessage) {
+    let mut config = loopback_config();
     config.webhook.secret = Some(SECRET.into());
     config.webhook.timeout_ms = TIMEOUT_MS;
     let mut message = message();
@@ -97,6 +105,7 @@ async fn a_webhook_delivery_is_a_signed_standard_webhooks_post_of_the_message() 
     assert_eq!(
         event["data"],
         serde_json::json!({
+            "tenant": "default",
             "message_identifier": message.message_identifier,
             "request_id": "1srxx0000000001AAA",
             "end_user_id": "0PAxx0000000001AAA",
@@ -129,9 +138,9 @@ async fn a_template_travels_in_the_webhook_payload_when_the_message_has_one() {
 #[tokio::test]
 async fn a_channel_own_secret_wins_over_the_default_secret() {
     let server = receiver(CHANNEL_SECRET, |_| Reply::text(200, "")).await;
-    let mut config = ProvidersConfig::default();
+    let mut config = loopback_config();
     config.webhook.secret = Some(SECRET.into());
-    config.webhook.secrets.insert("byoc".into(), CHANNEL_SECRET.into());
+    config.webhook.tenants.entry("default".into()).or_default().secrets.insert("byoc".into(), CHANNEL_SECRET.into());
     config.webhook.timeout_ms = TIMEOUT_MS;
     let webhook = provider(&config, "webhook");
     let mut message = message();
@@ -253,12 +262,12 @@ async fn a_channel_without_a_url_or_a_secret_is_misconfigured_and_nothing_is_sen
     let detail = assert_permanent(send(&*webhook, &message).await, reason::PROVIDER_MISCONFIGURED);
     assert!(detail.contains("provider_options.url"), "{detail}");
 
-    let mut config = ProvidersConfig::default();
+    let mut config = loopback_config();
     config.webhook.timeout_ms = TIMEOUT_MS;
     let unsigned = provider(&config, "webhook");
     let (_, message) = webhook_at(&server.base_url);
     let detail = assert_permanent(send(&*unsigned, &message).await, reason::PROVIDER_MISCONFIGURED);
-    assert!(detail.contains("providers.webhook.secret"), "{detail}");
+    assert!(detail.contains("providers.webhook.tenants.default.secret"), "{detail}");
 
     assert!(server.requests().is_empty());
 }

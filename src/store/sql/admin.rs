@@ -1,5 +1,5 @@
-//! Provisioning records, both backends: tokens, channels, messaging components, end
-//! users, sessions, subscriptions and consents. Writes run inside the caller's write
+//! Provisioning records, both backends: channels, messaging components, end users,
+//! sessions, subscriptions and consents (tokens: `tokens`). Writes run inside the caller's write
 //! transaction. On PostgreSQL two replicas may upsert the same declared record at the
 //! same moment (both start from one config): an advisory lock on the record's unique
 //! name makes the second wait for the first and update the record rather than meet the
@@ -9,7 +9,6 @@
 use super::delivery::wake_held_messages;
 use super::{Conn, Dialect, FromAnyRow, Sql};
 use crate::domain::ids::IdKind;
-use crate::domain::principal::{Principal, parse_scopes, scopes_to_string};
 use crate::domain::{ErrorKind, RecordId, Violation};
 use crate::store::rows::*;
 use crate::store::*;
@@ -17,43 +16,6 @@ use crate::store::*;
 const END_USER_SELECT: &str = "SELECT e.id, e.channel_id, e.platform_key, e.name, e.consent_status, e.created_ms, \
      e.updated_ms, c.message_type AS channel_message_type, c.consent_type AS channel_consent_type \
      FROM end_users e JOIN channels c ON c.id = e.channel_id";
-
-pub async fn upsert_token<C: Conn>(
-    conn: &mut C,
-    sha256: &str,
-    principal: &Principal,
-    label: &str,
-    now: i64,
-) -> StoreResult<()> {
-    let mut sql =
-        Sql::new(conn.dialect(), "INSERT INTO tokens (token_sha256, tenant, scopes, label, created_ms) VALUES (");
-    sql.bind(sha256)
-        .push(", ")
-        .bind(principal.tenant.as_str())
-        .push(", ")
-        .bind(scopes_to_string(&principal.scopes))
-        .push(", ")
-        .bind(label)
-        .push(", ")
-        .bind(now)
-        .push(
-            ") ON CONFLICT (token_sha256) DO UPDATE SET tenant = excluded.tenant, scopes = excluded.scopes, \
-             label = excluded.label",
-        );
-    conn.execute(sql).await?;
-    Ok(())
-}
-
-pub async fn load_tokens<C: Conn>(conn: &mut C) -> StoreResult<Vec<(String, Principal)>> {
-    let sql = Sql::new(conn.dialect(), "SELECT token_sha256, tenant, scopes FROM tokens");
-    let rows: Vec<(String, String, String)> = conn.fetch_all(sql).await?;
-    rows.into_iter()
-        .map(|(hash, tenant, scopes)| {
-            let scopes = parse_scopes([scopes.as_str()]).map_err(StoreError::Corrupt)?;
-            Ok((hash, Principal { tenant, scopes }))
-        })
-        .collect()
-}
 
 /// A table whose records are addressed by id or by a unique name.
 #[derive(Clone, Copy)]

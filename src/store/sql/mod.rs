@@ -23,6 +23,7 @@ pub mod delivery;
 pub mod queue;
 pub mod requests;
 pub mod soql;
+pub mod tokens;
 
 /// The two SQL dialects convmsg speaks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

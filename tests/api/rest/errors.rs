@@ -34,7 +34,12 @@ async fn a_token_without_the_needed_scope_is_403_insufficient_access() {
     let hash = hash_token(&send_only);
     let app = spawn_app_with(|c| {
         c.dispatch.enabled = false;
-        c.tenants[0].tokens.push(TokenConfig { sha256: hash, scopes: vec!["send".into()], label: "send only".into() })
+        c.tenants[0].tokens.push(TokenConfig {
+            sha256: hash,
+            scopes: vec!["send".into()],
+            label: "send only".into(),
+            expires_at: None,
+        })
     })
     .await;
     let fx = app.provision(1).await;

@@ -355,7 +355,12 @@ async fn queries_are_scoped_to_the_token_s_tenant_and_need_the_read_scope() {
     let hash = hash_token(&send_only);
     let app = spawn_app_with(|c| {
         c.dispatch.enabled = false;
-        c.tenants[0].tokens.push(TokenConfig { sha256: hash, scopes: vec!["send".into()], label: "send only".into() })
+        c.tenants[0].tokens.push(TokenConfig {
+            sha256: hash,
+            scopes: vec!["send".into()],
+            label: "send only".into(),
+            expires_at: None,
+        })
     })
     .await;
     let fx = app.provision(1).await;

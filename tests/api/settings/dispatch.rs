@@ -11,8 +11,9 @@ use super::process::{Serve, write_config};
 use super::receiver::Receiver;
 use crate::helpers::TestDatabase;
 
-/// The webhook secret the config files of these tests sign with.
-const SECRET: &str = "[providers.webhook]\nsecret = \"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"\n";
+/// The webhook secret the config files of these tests sign with, and leave to post to
+/// the loopback receiver (plain HTTP to 127.0.0.1 is refused by default).
+const SECRET: &str = "[providers.webhook]\nsecret = \"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"\nallow_http = true\nallowed_networks = [\"127.0.0.0/8\"]\n";
 
 #[tokio::test]
 async fn the_in_progress_limit_variable_sets_the_limit_seen_in_metrics_and_by_the_provider() {

@@ -55,18 +55,34 @@ async fn the_webhook_secret_variables_sign_every_delivery_and_a_channel_entry_wi
     let shared = "whsec_c2hhcmVkLXNlY3JldC1mcm9tLXRoZS1lbnZpcm9ubWVudA==";
     let per_channel = "whsec_Y2hhbm5lbC1zZWNyZXQtZnJvbS10aGUtZW52aXJvbm1lbnQ=";
 
-    let (server, _db) = send_through(dir.path(), &token, &[("CONVMSG_PROVIDERS__WEBHOOK__SECRET", shared)]).await;
+    // The receiver is plain HTTP on loopback, which webhook deliveries refuse by default.
+    let reach = [
+        ("CONVMSG_PROVIDERS__WEBHOOK__ALLOW_HTTP", "true"),
+        ("CONVMSG_PROVIDERS__WEBHOOK__ALLOWED_NETWORKS", "[\"127.0.0.0/8\"]"),
+    ];
+    let with = |more: &[(&'static str, &'static str)]| reach.iter().chain(more).copied().collect::<Vec<_>>();
+
+    let (server, _db) = send_through(dir.path(), &token, &with(&[("CONVMSG_PROVIDERS__WEBHOOK__SECRET", shared)])).await;
     server.stop().await;
     let first = receiver.seen().remove(0);
     assert!(signed_with(&first, shared), "signed with CONVMSG_PROVIDERS__WEBHOOK__SECRET: {first:?}");
 
-    // The channel's own entry (named as written: the channel is `hooks`) wins.
-    let variables =
-        [("CONVMSG_PROVIDERS__WEBHOOK__SECRET", shared), ("CONVMSG_PROVIDERS__WEBHOOK__SECRETS__hooks", per_channel)];
-    let (server, _db) = send_through(dir.path(), &token, &variables).await;
+    // The tenant's own default, named as the tenant is (the bootstrap token's tenant is `default`).
+    let tenant_default = with(&[("CONVMSG_PROVIDERS__WEBHOOK__TENANTS__default__SECRET", per_channel)]);
+    let (server, _db) = send_through(dir.path(), &token, &tenant_default).await;
     server.stop().await;
     let second = receiver.seen().remove(1);
-    assert!(signed_with(&second, per_channel) && !signed_with(&second, shared), "{second:?}");
+    assert!(signed_with(&second, per_channel), "{second:?}");
+
+    // The channel's own entry (named as written: the channel is `hooks`) wins over the tenant's default.
+    let variables = with(&[
+        ("CONVMSG_PROVIDERS__WEBHOOK__TENANTS__default__SECRET", shared),
+        ("CONVMSG_PROVIDERS__WEBHOOK__TENANTS__default__SECRETS__hooks", per_channel),
+    ]);
+    let (server, _db) = send_through(dir.path(), &token, &variables).await;
+    server.stop().await;
+    let third = receiver.seen().remove(2);
+    assert!(signed_with(&third, per_channel) && !signed_with(&third, shared), "{third:?}");
 }
 
 #[tokio::test]
