@@ -12,11 +12,17 @@ use crate::helpers::*;
 /// Runs `tests/python/<script>` against `app` and returns its standard output, after
 /// checking it exited 0 and printed `<label>: N passed, 0 failed`.
 async fn run_python(app: &TestApp, script: &str, label: &str) -> String {
+    run_python_with(app, script, label, &[]).await
+}
+
+/// `run_python` with further arguments after `--server` and `--token`.
+async fn run_python_with(app: &TestApp, script: &str, label: &str, extra: &[&str]) -> String {
     let python = std::env::var("CONVMSG_TEST_PYTHON").unwrap_or_else(|_| "python3".into());
     let path = format!("{}/tests/python/{script}", env!("CARGO_MANIFEST_DIR"));
     let run = tokio::process::Command::new(&python)
         .arg(&path)
         .args(["--server", &app.addr.to_string(), "--token", &app.token])
+        .args(extra)
         .kill_on_drop(true)
         .output();
     let output = tokio::time::timeout(Duration::from_secs(120), run)
@@ -49,7 +55,6 @@ async fn python_reflection_v1alpha_discovers_the_service_and_calls_it_with_disco
 }
 
 /// The README's end user id and component, so that its snippet runs unchanged.
-const README_END_USER: &str = "0PAxx0000000001GAA";
 
 #[tokio::test]
 async fn the_readme_python_snippet_sends_a_request_and_watches_it_to_completed() {
@@ -93,10 +98,10 @@ async fn the_readme_python_snippet_sends_a_request_and_watches_it_to_completed()
         })
         .await
         .unwrap();
-    admin
+    // The snippet's example id stands for one the server generated: the test hands it this one.
+    let end_user = admin
         .upsert_messaging_end_users(pb::UpsertMessagingEndUsersRequest {
             messaging_end_users: vec![pb::MessagingEndUser {
-                id: README_END_USER.into(),
                 messaging_channel_id: channel.id,
                 messaging_platform_key: "+15550100001".into(),
                 messaging_consent_status: pb::ConsentStatus::ExplicitlyOptedIn as i32,
@@ -104,9 +109,13 @@ async fn the_readme_python_snippet_sends_a_request_and_watches_it_to_completed()
             }],
         })
         .await
-        .unwrap();
+        .unwrap()
+        .into_inner()
+        .messaging_end_users
+        .remove(0)
+        .id;
 
-    let stdout = run_python(&app, "readme_test.py", "python readme").await;
+    let stdout = run_python_with(&app, "readme_test.py", "python readme", &["--end-user", &end_user]).await;
     // The snippet prints `request_status success_message_count` per update; the stream
     // ends after Completed (3) with the one message sent.
     let updates: Vec<&str> = stdout.lines().filter(|l| !l.starts_with("python readme:")).collect();
