@@ -16,16 +16,26 @@
 //! The gRPC status is read from the response headers, where tonic puts it for every
 //! error of a unary call (a trailers-only response); a response without one succeeded
 //! (`OK`). A status a streaming call ends with (in trailers) is not seen here.
+//!
+//! A call whose client went away is the client's doing, not a server error: when reading
+//! the request body failed (the stream was reset or the connection closed) or the call was
+//! dropped before it answered, it is counted as gRPC `CANCELLED`, or for REST as status
+//! 499 ("client closed request", as nginx logs it), whatever the handler made of the
+//! truncated body.
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, LazyLock};
 use std::task::{Context, Poll};
 use std::time::Instant;
 
+use axum::body::{Body, Bytes};
 use axum::extract::ConnectInfo;
 use futures_util::future::BoxFuture;
 use http::{Request, Response};
+use http_body::{Frame, SizeHint};
 use tower::{Layer, Service};
 use tracing::Instrument;
 use tracing::field::Empty;
@@ -143,17 +153,85 @@ pub fn grpc_code_name(code: i32) -> &'static str {
     usize::try_from(code).ok().and_then(|i| NAMES.get(i)).copied().unwrap_or("UNKNOWN")
 }
 
+/// gRPC `CANCELLED`: what a call whose client went away is counted as.
+const CANCELLED: i32 = 1;
+
+/// The REST status a call whose client went away is counted as (nginx's 499).
+const CLIENT_CLOSED: u16 = 499;
+
+/// The request body, noting whether reading it failed: the client reset the stream or
+/// closed the connection before sending all of it.
+struct WatchedBody {
+    inner: Body,
+    failed: Arc<AtomicBool>,
+}
+
+impl http_body::Body for WatchedBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Err(_))) = &polled {
+            self.failed.store(true, Ordering::Relaxed);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Counts a call once: when it answers, or — dropped first, its client gone — as cancelled.
+struct Outcome {
+    metrics: Arc<Metrics>,
+    call: Call,
+    method: &'static str,
+    started: Instant,
+    counted: bool,
+}
+
+impl Outcome {
+    /// Counts nothing, now or when dropped.
+    fn disarm(&mut self) {
+        self.counted = true;
+    }
+
+    fn count(&mut self, grpc_code: i32, http_status: u16) {
+        self.disarm();
+        let elapsed = self.started.elapsed();
+        match &self.call {
+            Call::Grpc { service, method } => {
+                self.metrics.observe_rpc(service, method, grpc_code_name(grpc_code), elapsed)
+            }
+            Call::Rest { route } => self.metrics.observe_http(self.method, route, http_status, elapsed),
+        }
+    }
+}
+
+impl Drop for Outcome {
+    fn drop(&mut self) {
+        if !self.counted {
+            self.count(CANCELLED, CLIENT_CLOSED);
+        }
+    }
+}
+
 /// The gRPC codes that are server errors in the OpenTelemetry RPC conventions.
 fn grpc_server_error(code: i32) -> bool {
     matches!(code, 2 | 4 | 12 | 13 | 14 | 15)
 }
 
-impl<S, B, R> Service<Request<B>> for ServerTelemetry<S>
+impl<S, R> Service<Request<Body>> for ServerTelemetry<S>
 where
-    S: Service<Request<B>, Response = Response<R>> + Send + 'static,
+    S: Service<Request<Body>, Response = Response<R>> + Send + 'static,
     S::Future: Send + 'static,
     S::Error: Send + 'static,
-    B: Send + 'static,
 {
     type Response = Response<R>;
     type Error = S::Error;
@@ -163,7 +241,7 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, request: Request<B>) -> Self::Future {
+    fn call(&mut self, request: Request<Body>) -> Self::Future {
         let Some(call) = classify(request.uri().path()) else {
             return Box::pin(self.inner.call(request));
         };
@@ -209,39 +287,48 @@ where
             span.record("network.peer.address", peer.ip().to_string());
         }
         let method = method_label(request.method());
-        let started = Instant::now();
+        let failed = Arc::new(AtomicBool::new(false));
+        let request = request.map(|inner| Body::new(WatchedBody { inner, failed: failed.clone() }));
+        let mut outcome =
+            Outcome { metrics: self.metrics.clone(), call, method, started: Instant::now(), counted: false };
         let future = {
             let _entered = span.enter();
             self.inner.call(request)
         };
-        let metrics = self.metrics.clone();
         Box::pin(async move {
             let result = future.instrument(span.clone()).await;
-            let elapsed = started.elapsed();
             if let Ok(response) = &result {
-                match &call {
-                    Call::Grpc { service, method } => {
-                        let code = response
-                            .headers()
-                            .get("grpc-status")
-                            .and_then(|v| v.to_str().ok())
-                            .and_then(|v| v.parse::<i32>().ok())
-                            .unwrap_or(if response.status().is_success() { 0 } else { 2 });
-                        span.record("rpc.grpc.status_code", code);
-                        if grpc_server_error(code) {
-                            span.record("otel.status_code", "ERROR");
-                        }
-                        metrics.observe_rpc(service, method, grpc_code_name(code), elapsed);
+                let grpc = matches!(outcome.call, Call::Grpc { .. });
+                if failed.load(Ordering::Relaxed) {
+                    if grpc {
+                        span.record("rpc.grpc.status_code", CANCELLED);
+                    } else {
+                        span.record("http.response.status_code", CLIENT_CLOSED);
                     }
-                    Call::Rest { route } => {
-                        let status = response.status().as_u16();
-                        span.record("http.response.status_code", status);
-                        if status >= 500 {
-                            span.record("otel.status_code", "ERROR");
-                        }
-                        metrics.observe_http(method, route, status, elapsed);
+                    outcome.count(CANCELLED, CLIENT_CLOSED);
+                } else if grpc {
+                    let code = response
+                        .headers()
+                        .get("grpc-status")
+                        .and_then(|v| v.to_str().ok())
+                        .and_then(|v| v.parse::<i32>().ok())
+                        .unwrap_or(if response.status().is_success() { 0 } else { 2 });
+                    span.record("rpc.grpc.status_code", code);
+                    if grpc_server_error(code) {
+                        span.record("otel.status_code", "ERROR");
                     }
+                    outcome.count(code, 0);
+                } else {
+                    let status = response.status().as_u16();
+                    span.record("http.response.status_code", status);
+                    if status >= 500 {
+                        span.record("otel.status_code", "ERROR");
+                    }
+                    outcome.count(0, status);
                 }
+            } else {
+                // The inner service failed without answering: not counted before either.
+                outcome.disarm();
             }
             result
         })
