@@ -222,17 +222,7 @@ impl From<AppError> for tonic::Status {
     }
 }
 
-/// `a: b: c` from an error and its sources.
-pub fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        cur = s.source();
-    }
-    out
-}
+pub use crate::telemetry::error_chain;
 
 #[cfg(test)]
 mod tests {

@@ -10,7 +10,7 @@ pub mod demo;
 /// `0.1.0 (1a2b3c4)`: the package version and the git revision it was built from
 /// (`build.rs` bakes it in; `unknown` when built outside a git checkout without
 /// `CONVMSG_GIT_REVISION`).
-pub const VERSION: &str = concat!(env!("CARGO_PKG_VERSION"), " (", env!("CONVMSG_GIT_REVISION"), ")");
+pub use crate::server::VERSION;
 
 #[derive(Debug, Parser)]
 #[command(

@@ -33,7 +33,6 @@ use http::{HeaderMap, Method, header};
 
 use crate::config::RestConfig;
 use crate::domain::principal::Principal;
-use crate::server::admission::AdmissionLayer;
 use crate::service::Service;
 use crate::service::auth::Authenticator;
 
@@ -65,16 +64,15 @@ pub struct RestState {
     pub config: RestConfig,
 }
 
-/// The bridge's routes, behind `admission` (the same global limit as gRPC). No
-/// fallback: the listener's fallback is `fallback` below, set by `app`.
-pub fn router(service: Service, auth: Authenticator, config: RestConfig, admission: &AdmissionLayer) -> Router {
+/// The bridge's routes. No fallback (the listener's is `fallback` below) and no layers:
+/// `server::app` puts admission and telemetry around them with gRPC's.
+pub fn router(service: Service, auth: Authenticator, config: RestConfig) -> Router {
     let state = Arc::new(RestState { service, auth, config });
     Router::new()
         .route("/services/data", any(dispatch))
         .route("/services/data/", any(dispatch))
         .route("/services/data/{*path}", any(dispatch))
         .with_state(state)
-        .layer(admission.clone())
 }
 
 /// The answer for a path nothing serves: gRPC UNIMPLEMENTED to gRPC callers, Salesforce's

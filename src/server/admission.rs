@@ -20,13 +20,14 @@ use std::time::Duration;
 
 use axum::response::{IntoResponse, Response};
 use futures_util::future::BoxFuture;
-use http::{HeaderValue, Request, StatusCode, header};
+use http::{HeaderValue, Request, header};
 use tokio::sync::Semaphore;
 use tonic::server::NamedService;
 use tower::{BoxError, Layer, Service, ServiceExt};
 
 use crate::domain::ErrorKind;
-use crate::error::{AppError, codes};
+use crate::error::AppError;
+use crate::rest::format::{Format, RestError};
 
 /// Shared settings; cloning shares the semaphore.
 #[derive(Clone)]
@@ -98,68 +99,74 @@ where
     }
 
     fn call(&mut self, request: Request<ReqB>) -> Self::Future {
-        let grpc = is_grpc(&request);
+        let door = door(&request);
         let limits = self.limits.clone();
         let svc = self.inner.clone();
         Box::pin(async move {
             let retry_after = limits.retry_after;
             let Ok(Ok(slot)) = tokio::time::timeout(limits.queue_timeout, limits.slots.clone().acquire_owned()).await
             else {
-                return Ok(refusal(Refused::Overloaded, grpc, retry_after));
+                return Ok(refusal(Refused::Overloaded, door, retry_after));
             };
             let answer = tokio::time::timeout(limits.timeout, svc.oneshot(request)).await;
             drop(slot);
             match answer {
                 Ok(Ok(response)) => Ok(response.into_response()),
-                Ok(Err(e)) => Ok(refusal(Refused::Failed(e.into()), grpc, retry_after)),
-                Err(_) => Ok(refusal(Refused::TimedOut, grpc, retry_after)),
+                Ok(Err(e)) => Ok(refusal(Refused::Failed(e.into()), door, retry_after)),
+                Err(_) => Ok(refusal(Refused::TimedOut, door, retry_after)),
             }
         })
     }
 }
 
-fn is_grpc<B>(request: &Request<B>) -> bool {
-    request
+/// Which door a call came through, and so how its refusal is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Door {
+    Grpc,
+    Rest(Format),
+}
+
+fn door<B>(request: &Request<B>) -> Door {
+    let grpc = request
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.starts_with("application/grpc"))
+        .is_some_and(|ct| ct.starts_with("application/grpc"));
+    if grpc { Door::Grpc } else { Door::Rest(Format::of_accept(request.headers())) }
 }
 
-/// The answer for a call the stack refused or cut short.
-fn refusal(refused: Refused, grpc: bool, retry_after: Duration) -> Response {
-    let (kind, message) = match refused {
-        Refused::Overloaded => {
-            let overloaded = AppError::Overloaded { retry_after };
-            if grpc {
-                return overloaded.into_status().into_http::<axum::body::Body>();
-            }
-            (overloaded.kind(), overloaded.public_message())
-        }
+/// The answer for a call the stack refused or cut short: through the one error table,
+/// rendered as each door renders its own errors (gRPC status; Salesforce JSON or XML as
+/// the caller's `Accept` asks).
+fn refusal(refused: Refused, door: Door, retry_after: Duration) -> Response {
+    let error = match refused {
+        Refused::Overloaded => AppError::Overloaded { retry_after },
         Refused::TimedOut => {
             tracing::warn!("call exceeded the server's time limit");
-            if grpc {
+            if door == Door::Grpc {
                 return tonic::Status::deadline_exceeded("the call exceeded the server's time limit")
                     .into_http::<axum::body::Body>();
             }
             // Not an overload: the call itself took too long (e.g. waiting on the database).
-            (ErrorKind::Unavailable, "the call took longer than the server allows; retry later".to_owned())
+            AppError::Request {
+                kind: ErrorKind::Unavailable,
+                message: "the call took longer than the server allows; retry later".to_owned(),
+            }
         }
         Refused::Failed(error) => {
             let bug = AppError::Internal(anyhow::anyhow!("admission stack: {error}"));
-            if grpc {
-                return bug.into_status().into_http::<axum::body::Body>();
-            }
             bug.log();
-            (bug.kind(), bug.public_message())
+            bug
         }
     };
-    let codes = codes(kind);
-    let body = serde_json::json!([{ "message": message, "errorCode": codes.salesforce }]);
-    let mut response =
-        (StatusCode::from_u16(codes.http).unwrap_or(StatusCode::SERVICE_UNAVAILABLE), axum::Json(body)).into_response();
-    if let Ok(v) = HeaderValue::from_str(&retry_after.as_secs().max(1).to_string()) {
-        response.headers_mut().insert(header::RETRY_AFTER, v);
+    match door {
+        Door::Grpc => error.into_status().into_http::<axum::body::Body>(),
+        Door::Rest(format) => {
+            let mut response = RestError::from(error).render(format);
+            if !response.headers().contains_key(header::RETRY_AFTER) {
+                response.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(retry_after.as_secs().max(1)));
+            }
+            response
+        }
     }
-    response
 }

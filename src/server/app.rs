@@ -30,6 +30,7 @@ use crate::metrics::Metrics;
 use crate::providers::{Provider, Providers};
 use crate::rest;
 use crate::server::admission::AdmissionLayer;
+use crate::server::observe::ServerTelemetryLayer;
 use crate::server::provision;
 use crate::server::retention::run_retention_until_stopped;
 use crate::service::Service;
@@ -39,7 +40,6 @@ use crate::store::Store;
 use crate::store::postgres::{PgSettings, PgStore};
 use crate::store::sqlite::{SqliteSettings, SqliteStore};
 use crate::telemetry::Telemetry;
-use crate::telemetry::server::ServerTelemetryLayer;
 
 /// A `grpc.health.v1` service name for liveness probes: SERVING while the process runs,
 /// also while it drains (the readiness name `""` turns NOT_SERVING then), so a probe does
@@ -235,7 +235,7 @@ impl App {
         tracing::info!(
             listen = %self.local_addr(),
             tls = self.tls.is_some(),
-            version = crate::cli::VERSION,
+            version = crate::server::VERSION,
             "convmsg serving"
         );
 
@@ -342,7 +342,7 @@ fn routes(
         Duration::from_millis(config.admission.request_timeout_ms),
         Duration::from_millis(config.admission.retry_after_ms),
     );
-    let bridge = rest::router(service.clone(), auth.clone(), config.rest.clone(), &admission);
+    let bridge = rest::router(service.clone(), auth.clone(), config.rest.clone()).layer(admission.clone());
     let interceptor = grpc::auth_interceptor(auth.clone());
     // Reflection in both versions: v1, and v1alpha for the clients that still ask only
     // it (grpcio-reflection's descriptor database, grpcurl before 1.9, most GUI clients).

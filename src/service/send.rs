@@ -113,7 +113,7 @@ impl Service {
         };
         let outcome = self.store.accept(tenant, request, self.now()).await?;
         if let AcceptOutcome::Created(a) | AcceptOutcome::Replayed(a) = &outcome {
-            // The server span (telemetry::server) declares the field.
+            // The server span (server::observe) declares the field.
             tracing::Span::current().record("convmsg.request_id", a.request_id.as_str());
         }
         match outcome {

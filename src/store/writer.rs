@@ -153,7 +153,7 @@ async fn run_until_closed<C: Conn + 'static>(
             match connect().await {
                 Ok(fresh) => conn = Some(fresh),
                 Err(e) => {
-                    tracing::warn!(error = %crate::error::error_chain(&e), "the database writer cannot reconnect")
+                    tracing::warn!(error = %crate::telemetry::error_chain(&e), "the database writer cannot reconnect")
                 }
             }
         }
@@ -343,7 +343,7 @@ async fn commit<C: Conn>(conn: &mut C, ops: Vec<Op<C>>, shard: i64) -> bool {
                 refuse(ops, &e);
                 return true;
             }
-            tracing::warn!(error = %crate::error::error_chain(&e), writes = ops.len(), "a batched write failed; writing one by one");
+            tracing::warn!(error = %crate::telemetry::error_chain(&e), writes = ops.len(), "a batched write failed; writing one by one");
             let mut healthy = true;
             for op in ops {
                 if healthy {

@@ -8,7 +8,7 @@
 //!   are exported over OTLP (gRPC or HTTP/protobuf) only when an endpoint is configured,
 //!   through a bounded queue that drops (and counts) rather than waits (`export`).
 //! - Context: W3C `traceparent`/`tracestate` and `baggage` are read from incoming
-//!   headers (`server` builds the server spans); the accept span's context is stored with
+//!   headers (`server::observe` builds the server spans); the accept span's context is stored with
 //!   a send request and restored by the dispatcher, so one trace runs from the caller to
 //!   the provider call.
 //!
@@ -38,10 +38,22 @@ use tracing_subscriber::registry::LookupSpan;
 use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::{EnvFilter, Layer};
 
-use crate::config::{LogConfig, LogFormat, OtlpProtocol, TelemetryConfig};
-
+pub mod config;
 mod export;
-pub mod server;
+
+use config::{LogConfig, LogFormat, OtlpProtocol, TelemetryConfig};
+
+/// `a: b: c` from an error and its sources: how every layer logs an error in full.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        cur = s.source();
+    }
+    out
+}
 
 /// The default `service.name` when neither `OTEL_SERVICE_NAME` nor
 /// `OTEL_RESOURCE_ATTRIBUTES` names one.

@@ -208,6 +208,18 @@ async fn a_call_past_the_servers_time_limit_is_503_server_unavailable_with_retry
     assert_eq!(answer.json()[0]["errorCode"], "SERVER_UNAVAILABLE");
     assert!(answer.json()[0]["message"].as_str().unwrap().contains("took longer than the server allows"));
     assert_eq!(answer.header("retry-after"), "1");
+    // The refusal is written as the caller asked, like every other error of the bridge.
+    let client = http(&app);
+    let request = client
+        .authed(Method::POST, ACTION)
+        .header("accept", "application/xml")
+        .json(&json!({ "inputs": [input(&fx)] }));
+    let answer = client.send(request).await;
+    assert_eq!(answer.status, 503, "{}", answer.body);
+    let root = answer.xml();
+    assert_eq!(root.name, "Errors", "{}", answer.body);
+    assert!(answer.body.contains("<errorCode>SERVER_UNAVAILABLE</errorCode>"), "{}", answer.body);
+    assert_eq!(answer.header("retry-after"), "1");
     blocker.release().await;
     app.stop().await;
 }

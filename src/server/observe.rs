@@ -275,7 +275,7 @@ where
                 convmsg.tenant = Empty,
             ),
         };
-        super::set_parent(&span, super::extract(request.headers()));
+        crate::telemetry::set_parent(&span, crate::telemetry::extract(request.headers()));
         let host = request.uri().host().map(str::to_owned).or_else(|| {
             let host = request.headers().get(http::header::HOST)?.to_str().ok()?;
             Some(host.rsplit_once(':').map_or(host, |(h, _)| h).to_owned())
