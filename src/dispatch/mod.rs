@@ -34,7 +34,7 @@ use crate::domain::params::{ParamValue, params_from_json};
 use crate::metrics::Metrics;
 use crate::providers::{OutboundMessage, ProviderError, Providers, TemplateMessage};
 use crate::service::events::Events;
-use crate::store::{Claim, MessageOutcome, Store, StoreError, Work, WorkItem};
+use crate::store::{Claim, MessageOutcome, Started, Store, StoreError, Work, WorkItem};
 
 pub mod policy;
 
@@ -460,8 +460,12 @@ impl Dispatcher {
         if !self.may_send(&work.request_id, &work.lease, now) {
             return Ok(false);
         }
-        if !self.store.start_message(&work.lease, &work.request_id, &item.identifier, now).await? {
-            return Ok(false);
+        // The fence before the provider call: the lease still holds and the message is
+        // still to send (a cancel on any replica makes it final first).
+        match self.store.start_message(&work.lease, &work.request_id, &item.identifier, now).await? {
+            Started::Sending => {}
+            Started::LeaseLost => return Ok(false),
+            Started::Final => return Ok(true),
         }
         self.events.request_changed(&work.request_id);
         let attempts = item.attempts + 1;

@@ -10,6 +10,7 @@ pub mod params;
 pub mod principal;
 pub mod query;
 pub mod replication;
+pub mod schedule;
 pub mod send;
 pub mod soql;
 pub mod violation;

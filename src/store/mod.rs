@@ -252,8 +252,15 @@ pub trait Store: RequestReads + Send + Sync + 'static {
     /// write; whether each was, in order (false: expired, or taken by another claim).
     async fn renew_leases(&self, leases: &[(String, RecordId)], now_ms: i64, until_ms: i64) -> StoreResult<Vec<bool>>;
     /// Marks a message InProgress and counts the attempt (group-committed with other
-    /// writes); false when the lease was lost.
-    async fn start_message(&self, owner: &str, request: &RecordId, identifier: &str, now_ms: i64) -> StoreResult<bool>;
+    /// writes), unless the lease was lost or the message is final (cancelled): the
+    /// dispatcher calls the provider only after `Started::Sending`.
+    async fn start_message(
+        &self,
+        owner: &str,
+        request: &RecordId,
+        identifier: &str,
+        now_ms: i64,
+    ) -> StoreResult<Started>;
     /// Records what happened to a message; false when the lease was lost.
     async fn record_outcome(
         &self,
@@ -287,6 +294,33 @@ pub trait Store: RequestReads + Send + Sync + 'static {
     /// Records a checked request in one transaction. Concurrent calls may share a commit.
     async fn accept(&self, tenant: &str, request: NewSendRequest, now_ms: i64) -> StoreResult<AcceptOutcome>;
     async fn get_request(&self, tenant: &str, id: &RecordId) -> StoreResult<Option<RequestRecord>>;
+
+    // delivery control (see `sql::control`)
+    /// Cancels the request's messages not in flight (Failed, reason `Canceled`) and
+    /// completes it when none is in flight; idempotent.
+    async fn cancel_request(&self, tenant: &str, id: &RecordId, now_ms: i64) -> StoreResult<CancelOutcome>;
+}
+
+/// What starting a message's send came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Started {
+    /// Recorded: the provider may be called.
+    Sending,
+    /// The claim's lease is gone (another replica owns the request, or it completed).
+    LeaseLost,
+    /// The message is already final (cancelled): nothing to send.
+    Final,
+}
+
+/// What cancelling a request came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CancelOutcome {
+    /// The tenant has no such request.
+    NotFound,
+    /// It had completed before any cancel: nothing changed.
+    AlreadyCompleted,
+    /// Cancelled now, or by an earlier cancel.
+    Canceled,
 }
 
 /// A request claimed for delivery.

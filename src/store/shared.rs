@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use super::health::{Health, PROBE_EVERY};
 use super::sql::Sql;
 use super::sql::delivery::{self, Finish, Outcome, Renewal, Start};
-use super::sql::{Conn, admin, queue, requests, tokens};
+use super::sql::{Conn, admin, control, queue, requests, tokens};
 use super::writer::Writer;
 use super::*;
 
@@ -290,7 +290,13 @@ impl<B: Backend> Store for SqlStore<B> {
         through_writer!(self, self.backend.delivery_writer().renew(renewal))
     }
 
-    async fn start_message(&self, owner: &str, request: &RecordId, identifier: &str, now_ms: i64) -> StoreResult<bool> {
+    async fn start_message(
+        &self,
+        owner: &str,
+        request: &RecordId,
+        identifier: &str,
+        now_ms: i64,
+    ) -> StoreResult<Started> {
         let start =
             Start { lease: owner.to_owned(), request: request.clone(), identifier: identifier.to_owned(), now_ms };
         through_writer!(self, self.backend.delivery_writer().start_message(start))
@@ -347,5 +353,10 @@ impl<B: Backend> Store for SqlStore<B> {
 
     async fn get_request(&self, tenant: &str, id: &RecordId) -> StoreResult<Option<RequestRecord>> {
         read!(self, |c| requests::get_request(c, tenant, id))
+    }
+
+    async fn cancel_request(&self, tenant: &str, id: &RecordId, now_ms: i64) -> StoreResult<CancelOutcome> {
+        let shard = self.backend.shard();
+        write!(self, |c| control::cancel_request(c, tenant, id, now_ms, shard))
     }
 }

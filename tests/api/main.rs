@@ -9,6 +9,7 @@ mod helpers;
 mod accept;
 mod availability;
 mod cli;
+mod control;
 mod crash;
 mod delivery;
 mod disk_full;

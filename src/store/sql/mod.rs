@@ -18,6 +18,7 @@ use crate::store::StoreResult;
 
 pub mod accept;
 pub mod admin;
+pub mod control;
 pub mod counts;
 pub mod delivery;
 pub mod queue;
