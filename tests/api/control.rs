@@ -299,3 +299,37 @@ async fn a_message_in_flight_when_cancelled_finishes_and_nothing_more_is_sent() 
     assert_eq!(fake.sent().len(), 1, "a message was sent after the cancel");
     app.stop().await;
 }
+
+#[tokio::test]
+async fn a_cancel_answered_by_one_replica_stops_the_sends_of_another_after_its_message_in_flight() {
+    // Two servers on one PostgreSQL database (whatever the suite's backend): `sender`
+    // delivers, `front` only accepts and cancels.
+    let db = TestDatabase::postgres().await;
+    let url = db.url.clone();
+    let fake = FakeProvider::holding(test_clock());
+    let provider: Arc<dyn convmsg::providers::Provider> = Arc::new(fake.clone());
+    let sender = spawn_app_on(
+        db,
+        |c| {
+            c.dispatch.poll_interval_ms = 20;
+            c.dispatch.per_request_concurrency = 1;
+        },
+        vec![provider],
+    )
+    .await;
+    // Started second, its tokens are the database's from now on.
+    let front = spawn_app_on(TestDatabase::at(&url), |c| c.dispatch.enabled = false, Vec::new()).await;
+    let fx = front.provision_custom(&front.token.clone(), 3, |c| c.provider = "webhook".into()).await;
+    let id = send(&front, fx.request()).await;
+    wait_for_sent(&fake, 1).await;
+
+    let canceled = cancel_as(&front, &front.token, &id).await.unwrap();
+    assert_eq!((canceled.in_progress_message_count, canceled.failed_message_count), (1, 2));
+    fake.release_all();
+    let done = wait_until_completed(&front, &id).await;
+    assert_eq!((done.success_message_count, done.failed_message_count), (1, 2));
+    assert_eq!(done.messages.iter().filter(|m| m.reason == "Canceled").count(), 2, "{:?}", reasons(&done));
+    assert_eq!(fake.sent().len(), 1, "the other replica sent after the cancel was answered");
+    front.stop().await;
+    sender.stop().await;
+}
