@@ -19,3 +19,7 @@ CREATE TABLE queue_lanes (
     transactional_streak BIGINT NOT NULL
 );
 INSERT INTO queue_lanes (id, transactional_streak) VALUES (0, 0);
+
+-- Redrive (RetryFailedMessages by channel and time window): the messages that failed
+-- for a transient reason, by tenant and failure time; no other message enters it.
+CREATE INDEX messages_redrivable ON messages (tenant, updated_ms) WHERE status = 'Failed' AND reason = 'RetriesExhausted';

@@ -299,6 +299,37 @@ pub trait Store: RequestReads + Send + Sync + 'static {
     /// Cancels the request's messages not in flight (Failed, reason `Canceled`) and
     /// completes it when none is in flight; idempotent.
     async fn cancel_request(&self, tenant: &str, id: &RecordId, now_ms: i64) -> StoreResult<CancelOutcome>;
+    /// Queues again up to `limit` messages that failed for a transient reason (see
+    /// `sql::control::redrive`); `None` when the scope's request is not the tenant's.
+    async fn redrive(
+        &self,
+        tenant: &str,
+        scope: &RedriveScope,
+        now_ms: i64,
+        limit: u32,
+    ) -> StoreResult<Option<Redriven>>;
+}
+
+/// Which failed messages a redrive takes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedriveScope {
+    Request(RecordId),
+    /// The channel's messages that failed in `[from_ms, before_ms)`.
+    Channel {
+        channel: RecordId,
+        from_ms: i64,
+        before_ms: i64,
+    },
+}
+
+/// What a redrive did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Redriven {
+    pub messages: u64,
+    /// Their requests, each once, in id order.
+    pub requests: Vec<RecordId>,
+    /// More messages matched than the limit.
+    pub has_more: bool,
 }
 
 /// What starting a message's send came to.

@@ -359,4 +359,15 @@ impl<B: Backend> Store for SqlStore<B> {
         let shard = self.backend.shard();
         write!(self, |c| control::cancel_request(c, tenant, id, now_ms, shard))
     }
+
+    async fn redrive(
+        &self,
+        tenant: &str,
+        scope: &RedriveScope,
+        now_ms: i64,
+        limit: u32,
+    ) -> StoreResult<Option<Redriven>> {
+        let shard = self.backend.shard();
+        write!(self, |c| control::redrive(c, tenant, scope, now_ms, limit, shard))
+    }
 }

@@ -12,9 +12,9 @@ use tonic::Code;
 use crate::fake_provider::*;
 use crate::helpers::*;
 
-const HOUR_MS: i64 = 3_600_000;
+pub(crate) const HOUR_MS: i64 = 3_600_000;
 
-async fn spawn_with_fake(
+pub(crate) async fn spawn_with_fake(
     fake: &FakeProvider,
     looping: bool,
     adjust: impl FnOnce(&mut convmsg::config::Config),
@@ -33,23 +33,23 @@ async fn spawn_with_fake(
     app
 }
 
-fn test_clock() -> convmsg::clock::ManualClock {
+pub(crate) fn test_clock() -> convmsg::clock::ManualClock {
     convmsg::clock::ManualClock::new(1_767_225_600_000)
 }
 
-async fn fake_fixture(app: &TestApp, n: usize) -> Fixture {
+pub(crate) async fn fake_fixture(app: &TestApp, n: usize) -> Fixture {
     app.provision_custom(&app.token.clone(), n, |c| c.provider = "webhook".into()).await
 }
 
-fn at(ms: i64) -> Option<prost_types::Timestamp> {
+pub(crate) fn at(ms: i64) -> Option<prost_types::Timestamp> {
     Some(prost_types::Timestamp { seconds: ms.div_euclid(1000), nanos: (ms.rem_euclid(1000) * 1_000_000) as i32 })
 }
 
-async fn send(app: &TestApp, request: pb::SendConversationMessagesRequest) -> String {
+pub(crate) async fn send(app: &TestApp, request: pb::SendConversationMessagesRequest) -> String {
     app.conv().await.send_conversation_messages(request).await.unwrap().into_inner().request_id
 }
 
-async fn record(app: &TestApp, id: &str) -> pb::ConvMessageSendRequest {
+pub(crate) async fn record(app: &TestApp, id: &str) -> pb::ConvMessageSendRequest {
     app.conv()
         .await
         .get_request_status(pb::GetRequestStatusRequest { request_id: id.into() })
@@ -60,7 +60,11 @@ async fn record(app: &TestApp, id: &str) -> pb::ConvMessageSendRequest {
         .unwrap()
 }
 
-async fn cancel_as(app: &TestApp, token: &str, id: &str) -> Result<pb::ConvMessageSendRequest, tonic::Status> {
+pub(crate) async fn cancel_as(
+    app: &TestApp,
+    token: &str,
+    id: &str,
+) -> Result<pb::ConvMessageSendRequest, tonic::Status> {
     app.conv_as(Some(token))
         .await
         .cancel_request(pb::CancelRequestRequest { request_id: id.into() })
@@ -68,7 +72,7 @@ async fn cancel_as(app: &TestApp, token: &str, id: &str) -> Result<pb::ConvMessa
         .map(|r| r.into_inner().request.unwrap())
 }
 
-async fn wait_until_completed(app: &TestApp, id: &str) -> pb::ConvMessageSendRequest {
+pub(crate) async fn wait_until_completed(app: &TestApp, id: &str) -> pb::ConvMessageSendRequest {
     let mut stream = app
         .conv()
         .await
@@ -90,7 +94,7 @@ async fn wait_until_completed(app: &TestApp, id: &str) -> pb::ConvMessageSendReq
 }
 
 /// Waits (bounded) until the provider has seen `n` messages.
-async fn wait_for_sent(fake: &FakeProvider, n: usize) {
+pub(crate) async fn wait_for_sent(fake: &FakeProvider, n: usize) {
     tokio::time::timeout(Duration::from_secs(30), async {
         while fake.sent().len() < n {
             tokio::time::sleep(Duration::from_millis(5)).await;
@@ -101,7 +105,7 @@ async fn wait_for_sent(fake: &FakeProvider, n: usize) {
 }
 
 /// The order in which the provider first saw each request.
-fn first_seen_order(fake: &FakeProvider) -> Vec<String> {
+pub(crate) fn first_seen_order(fake: &FakeProvider) -> Vec<String> {
     let mut order: Vec<String> = Vec::new();
     for (_, m) in fake.sent() {
         if !order.contains(&m.request_id) {
@@ -111,7 +115,7 @@ fn first_seen_order(fake: &FakeProvider) -> Vec<String> {
     order
 }
 
-fn reasons(r: &pb::ConvMessageSendRequest) -> Vec<(i32, String)> {
+pub(crate) fn reasons(r: &pb::ConvMessageSendRequest) -> Vec<(i32, String)> {
     r.messages.iter().map(|m| (m.status, m.reason.clone())).collect()
 }
 
