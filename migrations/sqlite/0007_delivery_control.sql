@@ -22,3 +22,12 @@ INSERT INTO queue_lanes (id, transactional_streak) VALUES (0, 0);
 -- Redrive (RetryFailedMessages by channel and time window): the messages that failed
 -- for a transient reason, by tenant and failure time; no other message enters it.
 CREATE INDEX messages_redrivable ON messages (tenant, updated_ms) WHERE status = 'Failed' AND reason = 'RetriesExhausted';
+
+-- Per-channel rate limits shared by every replica (domain/rates.rs, store/sql/rates.rs):
+-- each channel's theoretical arrival time (GCRA), updated under its row lock when a
+-- replica takes send slots. SQLite serves one process, which keeps the same state in
+-- memory; the table exists on both so that the schemas agree.
+CREATE TABLE channel_slots (
+    channel_id TEXT PRIMARY KEY,
+    tat_ms     REAL
+);

@@ -299,6 +299,20 @@ pub trait Store: RequestReads + Send + Sync + 'static {
     /// Cancels the request's messages not in flight (Failed, reason `Canceled`) and
     /// completes it when none is in flight; idempotent.
     async fn cancel_request(&self, tenant: &str, id: &RecordId, now_ms: i64) -> StoreResult<CancelOutcome>;
+    /// Grants up to `want` send slots of the channel within `horizon_ms` (the rule of
+    /// `domain::rates`), from state every replica shares; `None` when the store serves a
+    /// single process (SQLite), whose dispatcher keeps that state in memory.
+    async fn reserve_send_slots(
+        &self,
+        channel: &RecordId,
+        rate: f64,
+        want: u32,
+        now_ms: i64,
+        horizon_ms: i64,
+    ) -> StoreResult<Option<crate::domain::rates::SlotGrant>>;
+    /// Holds every replica's slots of the channel until `until_ms` (a no-op where the
+    /// limit is in process).
+    async fn pause_channel(&self, channel: &RecordId, until_ms: i64) -> StoreResult<()>;
     /// Queues again up to `limit` messages that failed for a transient reason (see
     /// `sql::control::redrive`); `None` when the scope's request is not the tenant's.
     async fn redrive(

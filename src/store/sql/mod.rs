@@ -22,6 +22,7 @@ pub mod control;
 pub mod counts;
 pub mod delivery;
 pub mod queue;
+pub mod rates;
 pub mod requests;
 pub mod soql;
 pub mod tokens;
