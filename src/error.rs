@@ -31,6 +31,7 @@ pub fn codes(kind: ErrorKind) -> Codes {
         ErrorKind::Unauthenticated => (Code::Unauthenticated, "INVALID_SESSION_ID", 401),
         ErrorKind::PermissionDenied => (Code::PermissionDenied, "INSUFFICIENT_ACCESS", 403),
         ErrorKind::NotFound => (Code::NotFound, "NOT_FOUND", 404),
+        ErrorKind::FailedPrecondition => (Code::FailedPrecondition, "INVALID_OPERATION", 409),
         ErrorKind::Overloaded => (Code::ResourceExhausted, "REQUEST_LIMIT_EXCEEDED", 503),
         ErrorKind::Unavailable => (Code::Unavailable, "SERVER_UNAVAILABLE", 503),
         ErrorKind::Internal => (Code::Internal, "UNKNOWN_EXCEPTION", 500),
@@ -95,6 +96,9 @@ pub enum AppError {
     PermissionDenied(&'static str),
     #[error("{0}")]
     NotFound(String),
+    /// The record's state does not allow the operation.
+    #[error("{0}")]
+    FailedPrecondition(String),
     #[error("the server is at capacity; retry after {} s", .retry_after.as_secs().max(1))]
     Overloaded { retry_after: Duration },
     #[error("the database is unavailable; retry later")]
@@ -129,6 +133,7 @@ impl AppError {
             AppError::Unauthenticated(_) => ErrorKind::Unauthenticated,
             AppError::PermissionDenied(_) => ErrorKind::PermissionDenied,
             AppError::NotFound(_) => ErrorKind::NotFound,
+            AppError::FailedPrecondition(_) => ErrorKind::FailedPrecondition,
             AppError::Overloaded { .. } => ErrorKind::Overloaded,
             AppError::Unavailable(_) => ErrorKind::Unavailable,
             AppError::Internal(_) => ErrorKind::Internal,

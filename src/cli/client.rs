@@ -132,6 +132,8 @@ pub async fn send(args: SendArgs) -> anyhow::Result<()> {
         )?,
         messaging_end_user_ids: args.to.iter().map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect(),
         idempotency_key: args.idempotency_key.clone().unwrap_or_default(),
+        priority: pb::Priority::Unspecified as i32,
+        send_at: None,
     };
     let (channel, bearer) = connect(&args.client).await?;
     let mut client = ConversationMessagesClient::with_interceptor(channel, bearer);

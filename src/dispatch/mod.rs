@@ -34,7 +34,7 @@ use crate::domain::params::{ParamValue, params_from_json};
 use crate::metrics::Metrics;
 use crate::providers::{OutboundMessage, ProviderError, Providers, TemplateMessage};
 use crate::service::events::Events;
-use crate::store::{Claim, MessageOutcome, Store, StoreError, Work, WorkItem};
+use crate::store::{Claim, MessageOutcome, Started, Store, StoreError, Work, WorkItem};
 
 pub mod policy;
 
@@ -42,7 +42,8 @@ pub mod policy;
 /// (doubling up to 8× for a claim's retries).
 const CLAIM_ERROR_PAUSE: Duration = Duration::from_millis(250);
 
-use policy::{RetryPolicy, TokenBucket};
+use crate::domain::rates::{SlotGrant, grant_slots, pause_slots};
+use policy::RetryPolicy;
 
 /// How the dispatcher behaves; see `[dispatch]` in the config.
 #[derive(Debug, Clone)]
@@ -68,8 +69,12 @@ pub struct Dispatcher {
     owner: String,
     /// Claims made so far: numbers the lease ids.
     claims: std::sync::atomic::AtomicU64,
-    /// Per-channel token buckets (rate limits hold per replica).
-    buckets: Mutex<HashMap<RecordId, TokenBucket>>,
+    /// Per-channel rate-limit state (`domain::rates`) where the store serves this
+    /// process alone (SQLite); on PostgreSQL it is one row per channel, shared.
+    slots: Mutex<HashMap<RecordId, f64>>,
+    /// Channels a provider asked to wait (429 + `Retry-After`), until when: sends of
+    /// this process holding earlier slots wait too.
+    paused: Mutex<HashMap<RecordId, i64>>,
     /// The leases this process holds, by request (one claim call's requests share a
     /// lease id): renewed together by one task, and checked before every send.
     leases: Mutex<HashMap<RecordId, Held>>,
@@ -106,7 +111,8 @@ impl Dispatcher {
             settings,
             owner,
             claims: std::sync::atomic::AtomicU64::new(0),
-            buckets: Mutex::new(HashMap::new()),
+            slots: Mutex::new(HashMap::new()),
+            paused: Mutex::new(HashMap::new()),
             leases: Mutex::new(HashMap::new()),
             stopping: CancellationToken::new(),
             metrics,
@@ -285,7 +291,16 @@ impl Dispatcher {
         async {
             let work = self.store.load_work(claim, self.clock.now_ms()).await?;
             let params = params_from_json(&work.parameters_json);
-            let sends: Vec<_> = work.items.iter().map(|item| self.deliver(&work, &params, item)).collect();
+            let now = self.clock.now_ms();
+            let decisions: Vec<Gate> = work.items.iter().map(|item| self.decide(&work, item, now)).collect();
+            let times = self.plan_send_times(&work, &decisions, now).await?;
+            let sends: Vec<_> = work
+                .items
+                .iter()
+                .zip(decisions)
+                .zip(times)
+                .map(|((item, decision), time)| self.deliver(&work, &params, item, decision, time))
+                .collect();
             let lost = futures_util::stream::iter(sends)
                 .buffer_unordered(self.settings.per_request_concurrency.max(1))
                 .fold(false, |lost, r| async move {
@@ -365,13 +380,9 @@ impl Dispatcher {
             .is_some_and(|h| h.lease == lease && !h.lost.is_cancelled() && now + margin < h.valid_until_ms)
     }
 
-    /// Gates, renders and sends one message, and records the outcome. `Ok(false)` when
-    /// the lease was lost (another replica owns the request now).
-    async fn deliver(&self, work: &Work, params: &[ParamValue], item: &WorkItem) -> Result<bool, StoreError> {
-        if self.stopping.is_cancelled() {
-            return Ok(true); // shutting down: the message stays due for whoever resumes
-        }
-        let now = self.clock.now_ms();
+    /// The gate's decision for one message (channel, consent, session), in a
+    /// `dispatch.gate` span.
+    fn decide(&self, work: &Work, item: &WorkItem, now: i64) -> Gate {
         let gate_span = tracing::info_span!(
             "dispatch.gate",
             otel.name = "dispatch.gate",
@@ -401,22 +412,114 @@ impl Dispatcher {
                 Gate::Wait { .. } => "wait",
             },
         );
-        drop(gate_span);
+        decision
+    }
+
+    /// When each message the gate lets through may be sent: at once, or at a slot of its
+    /// channel's rate limit — taken for all of a channel's messages of this claim at once
+    /// (one round trip on PostgreSQL, where every replica shares the channel's state) —
+    /// or, when no slot is free within the horizon, back in the queue until one is near.
+    async fn plan_send_times(&self, work: &Work, decisions: &[Gate], now: i64) -> Result<Vec<SendTime>, StoreError> {
+        let mut times = vec![SendTime::Now; work.items.len()];
+        let mut by_channel: Vec<(&RecordId, f64, Vec<usize>)> = Vec::new();
+        for (i, (item, decision)) in work.items.iter().zip(decisions).enumerate() {
+            let rate = item.channel.rate_limit_per_second;
+            if *decision != Gate::Send || rate <= 0.0 || !rate.is_finite() {
+                continue;
+            }
+            match by_channel.iter_mut().find(|(c, ..)| **c == item.channel.id) {
+                Some((.., members)) => members.push(i),
+                None => by_channel.push((&item.channel.id, rate, vec![i])),
+            }
+        }
+        let horizon = (self.settings.lease_ms / 3).max(100);
+        for (channel, rate, members) in by_channel {
+            let want = u32::try_from(members.len()).unwrap_or(u32::MAX);
+            let grant = match self.store.reserve_send_slots(channel, rate, want, now, horizon).await? {
+                Some(grant) => grant,
+                None => self.grant_in_process(channel, rate, want, now, horizon),
+            };
+            for (k, i) in members.into_iter().enumerate() {
+                let k = k as u32;
+                times[i] = if k < grant.granted {
+                    SendTime::At(grant.send_at(k, now))
+                } else {
+                    SendTime::Later(grant.retry_at_ms)
+                };
+            }
+        }
+        Ok(times)
+    }
+
+    fn grant_in_process(&self, channel: &RecordId, rate: f64, want: u32, now: i64, horizon: i64) -> SlotGrant {
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        let grant = grant_slots(slots.get(channel).copied(), now, rate, want, horizon);
+        slots.insert(channel.clone(), grant.tat);
+        grant
+    }
+
+    /// A provider asked the channel to wait until `until_ms`: no slot starts before then
+    /// — in this process at once, on every replica for the slots they take next.
+    async fn pause_channel(&self, channel: &RecordId, until_ms: i64) {
+        {
+            let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+            let tat = pause_slots(slots.get(channel).copied(), until_ms);
+            slots.insert(channel.clone(), tat);
+        }
+        {
+            let mut paused = self.paused.lock().unwrap_or_else(|p| p.into_inner());
+            let until = paused.entry(channel.clone()).or_insert(until_ms);
+            *until = (*until).max(until_ms);
+        }
+        if let Err(e) = self.store.pause_channel(channel, until_ms).await {
+            tracing::warn!(error = %crate::error::error_chain(&e), "pausing the channel for the other replicas failed");
+        }
+    }
+
+    fn paused_until(&self, channel: &RecordId) -> Option<i64> {
+        self.paused.lock().unwrap_or_else(|p| p.into_inner()).get(channel).copied()
+    }
+
+    /// Renders and sends one message the gate decided on, and records the outcome.
+    /// `Ok(false)` when the lease was lost (another replica owns the request now).
+    async fn deliver(
+        &self,
+        work: &Work,
+        params: &[ParamValue],
+        item: &WorkItem,
+        decision: Gate,
+        time: SendTime,
+    ) -> Result<bool, StoreError> {
+        if self.stopping.is_cancelled() {
+            return Ok(true); // shutting down: the message stays due for whoever resumes
+        }
         let outcome = match decision {
             Gate::Fail(why) => MessageOutcome::Failed { reason: why.into() },
             Gate::Wait { reason, since_ms, recheck_at_ms } => {
                 MessageOutcome::Wait { reason: reason.into(), since_ms, recheck_at_ms, loaded_at_ms: work.loaded_at_ms }
             }
-            Gate::Send => match tracing::info_span!(
-                "dispatch.render",
-                otel.name = "dispatch.render",
-                messaging.message.id = %item.identifier
-            )
-            .in_scope(|| self.prepare(work, params, item))
-            {
-                Err(why) => MessageOutcome::Failed { reason: why.into() },
-                Ok(message) => return self.send(work, item, message).await,
-            },
+            Gate::Send => {
+                if let SendTime::Later(at_ms) = time {
+                    // Back to the queue until the channel's slots near: no attempt counted.
+                    let outcome = MessageOutcome::Retry { at_ms, error: RATE_LIMITED.into() };
+                    let kept = self
+                        .store
+                        .record_outcome(&work.lease, &work.request_id, &item.identifier, &outcome, self.clock.now_ms())
+                        .await?;
+                    self.metrics.count_message("rate_limited", "none");
+                    return Ok(kept);
+                }
+                match tracing::info_span!(
+                    "dispatch.render",
+                    otel.name = "dispatch.render",
+                    messaging.message.id = %item.identifier
+                )
+                .in_scope(|| self.prepare(work, params, item))
+                {
+                    Err(why) => MessageOutcome::Failed { reason: why.into() },
+                    Ok(message) => return self.send(work, item, message, time).await,
+                }
+            }
         };
         self.record(work, item, outcome).await
     }
@@ -446,22 +549,42 @@ impl Dispatcher {
         })
     }
 
-    async fn send(&self, work: &Work, item: &WorkItem, mut message: OutboundMessage) -> Result<bool, StoreError> {
+    async fn send(
+        &self,
+        work: &Work,
+        item: &WorkItem,
+        mut message: OutboundMessage,
+        time: SendTime,
+    ) -> Result<bool, StoreError> {
         let Some(provider) = self.providers.get(&item.channel.provider) else {
             let outcome = MessageOutcome::Failed { reason: reason::PROVIDER_MISCONFIGURED.into() };
             return self.record(work, item, outcome).await;
         };
-        let send_at = self.reserve_rate(&item.channel.id, item.channel.rate_limit_per_second);
-        tokio::select! {
-            _ = self.clock.sleep_until(send_at) => {}
-            _ = self.stopping.cancelled() => return Ok(true), // not started: stays due
+        let mut send_at = match time {
+            SendTime::At(at) => at,
+            SendTime::Now | SendTime::Later(_) => self.clock.now_ms(),
+        };
+        loop {
+            tokio::select! {
+                _ = self.clock.sleep_until(send_at) => {}
+                _ = self.stopping.cancelled() => return Ok(true), // not started: stays due
+            }
+            // A provider paused the channel meanwhile: wait for the pause too.
+            match self.paused_until(&item.channel.id) {
+                Some(until) if until > self.clock.now_ms() => send_at = until,
+                _ => break,
+            }
         }
         let now = self.clock.now_ms();
         if !self.may_send(&work.request_id, &work.lease, now) {
             return Ok(false);
         }
-        if !self.store.start_message(&work.lease, &work.request_id, &item.identifier, now).await? {
-            return Ok(false);
+        // The fence before the provider call: the lease still holds and the message is
+        // still to send (a cancel on any replica makes it final first).
+        match self.store.start_message(&work.lease, &work.request_id, &item.identifier, now).await? {
+            Started::Sending => {}
+            Started::LeaseLost => return Ok(false),
+            Started::Final => return Ok(true),
         }
         self.events.request_changed(&work.request_id);
         let attempts = item.attempts + 1;
@@ -508,6 +631,11 @@ impl Dispatcher {
                 MessageOutcome::Failed { reason }
             }
             Err(ProviderError::Transient { detail, retry_after }) => {
+                if let Some(wait) = retry_after {
+                    // The provider asked for a pause: the whole channel takes it.
+                    let until = self.clock.now_ms() + wait.as_millis().min(policy::MAX_RETRY_AFTER_MS as u128) as i64;
+                    self.pause_channel(&item.channel.id, until).await;
+                }
                 let unit: f64 = rand::rng().random();
                 match self.settings.retry.next_delay_ms(attempts, retry_after, unit) {
                     Some(delay) => MessageOutcome::Retry { at_ms: self.clock.now_ms() + delay as i64, error: detail },
@@ -540,19 +668,20 @@ impl Dispatcher {
         }
         Ok(kept)
     }
+}
 
-    fn reserve_rate(&self, channel: &RecordId, rate: f64) -> i64 {
-        let now = self.clock.now_ms();
-        if rate <= 0.0 {
-            return now;
-        }
-        let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
-        let bucket = buckets.entry(channel.clone()).or_insert_with(|| TokenBucket::new(rate, now));
-        if bucket.rate() != rate {
-            *bucket = TokenBucket::new(rate, now);
-        }
-        bucket.reserve(now)
-    }
+/// The `last_error` of a message sent back to the queue by its channel's rate limit.
+const RATE_LIMITED: &str = "waiting for the channel's rate limit";
+
+/// When a message the gate lets through may be sent.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SendTime {
+    /// The channel has no rate limit.
+    Now,
+    /// At its slot of the channel's rate limit.
+    At(i64),
+    /// No slot within the horizon: back to the queue, due at this time.
+    Later(i64),
 }
 
 /// A lease this process holds.

@@ -1,5 +1,5 @@
-//! Pure delivery policies: the retry schedule with jitter and `Retry-After`, and a
-//! token bucket per channel. Time comes in as milliseconds; nothing here sleeps.
+//! Pure delivery policies: the retry schedule with jitter and `Retry-After` (a channel's
+//! send slots are `domain::rates`). Time comes in as milliseconds; nothing here sleeps.
 
 use std::time::Duration;
 
@@ -33,38 +33,6 @@ impl RetryPolicy {
     }
 }
 
-/// A token bucket that hands out send times: up to one second's worth of messages at
-/// once, then `rate` per second.
-#[derive(Debug, Clone)]
-pub struct TokenBucket {
-    rate_per_sec: f64,
-    tokens: f64,
-    last_ms: i64,
-}
-
-impl TokenBucket {
-    pub fn new(rate_per_sec: f64, now_ms: i64) -> Self {
-        TokenBucket { rate_per_sec, tokens: Self::burst(rate_per_sec), last_ms: now_ms }
-    }
-
-    fn burst(rate: f64) -> f64 {
-        rate.max(1.0)
-    }
-
-    pub fn rate(&self) -> f64 {
-        self.rate_per_sec
-    }
-
-    /// Reserves one send and returns when it may happen (`now_ms` or later).
-    pub fn reserve(&mut self, now_ms: i64) -> i64 {
-        let elapsed = (now_ms - self.last_ms).max(0) as f64;
-        self.tokens = (self.tokens + elapsed * self.rate_per_sec / 1000.0).min(Self::burst(self.rate_per_sec));
-        self.last_ms = now_ms.max(self.last_ms);
-        self.tokens -= 1.0;
-        if self.tokens >= 0.0 { now_ms } else { now_ms + (-self.tokens * 1000.0 / self.rate_per_sec).ceil() as i64 }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -90,28 +58,5 @@ mod tests {
         assert_eq!(p.next_delay_ms(1, Some(Duration::from_secs(10)), 0.5), Some(10_000));
         assert_eq!(p.next_delay_ms(2, Some(Duration::from_secs(1)), 0.5), Some(5_000));
         assert_eq!(p.next_delay_ms(1, Some(Duration::from_secs(86_400)), 0.5), Some(MAX_RETRY_AFTER_MS));
-    }
-
-    #[test]
-    fn a_bucket_allows_a_seconds_burst_then_spaces_sends_at_the_rate() {
-        let mut b = TokenBucket::new(2.0, 0);
-        assert_eq!(b.reserve(0), 0);
-        assert_eq!(b.reserve(0), 0);
-        assert_eq!(b.reserve(0), 500);
-        assert_eq!(b.reserve(0), 1_000);
-        // After a quiet second the bucket has refilled by two.
-        let mut b = TokenBucket::new(2.0, 0);
-        b.reserve(0);
-        b.reserve(0);
-        assert_eq!(b.reserve(1_000), 1_000);
-        assert_eq!(b.reserve(1_000), 1_000);
-        assert_eq!(b.reserve(1_000), 1_500);
-    }
-
-    #[test]
-    fn a_slow_rate_below_one_per_second_still_sends_the_first_at_once() {
-        let mut b = TokenBucket::new(0.5, 0);
-        assert_eq!(b.reserve(0), 0);
-        assert_eq!(b.reserve(0), 2_000);
     }
 }

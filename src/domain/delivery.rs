@@ -34,6 +34,8 @@ pub mod reason {
     /// A webhook URL whose scheme or address the operator's rules refuse (not https, or
     /// a loopback, private, link-local… address outside `providers.webhook.allowed_networks`).
     pub const DESTINATION_NOT_ALLOWED: &str = "DestinationNotAllowed";
+    /// `CancelRequest` ended the message before it was sent.
+    pub const CANCELED: &str = "Canceled";
     /// Why a held message waits (`waiting_reason`, not a failure).
     pub const WAITING_SESSION_ACTIVE: &str = "SessionActive";
     pub const WAITING_SESSION_OPEN: &str = "SessionOpen";

@@ -64,6 +64,21 @@ picklist!(
     /// `allowedSessionStatus` / `AllowExistingSessionStatus`.
     AllowedSessionStatus { Any => "Any", NonActive => "NonActive", Closed => "Closed" }
 );
+picklist!(
+    /// Which lane of the queue a request waits in (beyond Salesforce; see `schedule`).
+    Priority { Transactional => "Transactional", Bulk => "Bulk" }
+);
+
+impl Priority {
+    /// The stored lane number: lower lanes are claimed first.
+    pub fn lane(self) -> i64 {
+        match self {
+            Priority::Transactional => 0,
+            Priority::Bulk => 1,
+        }
+    }
+}
+
 picklist!(RequestStatus { Pending => "Pending", InProgress => "InProgress", Completed => "Completed" });
 picklist!(MessageState {
     Pending => "Pending",
@@ -294,6 +309,11 @@ pub struct RequestRecord {
     pub created_ms: i64,
     pub updated_ms: i64,
     pub completed_ms: Option<i64>,
+    pub priority: Priority,
+    /// When it was scheduled for (`send_at`), if it was.
+    pub send_at_ms: Option<i64>,
+    /// When `CancelRequest` was acknowledged, if it was.
+    pub canceled_ms: Option<i64>,
 }
 
 impl RequestRecord {

@@ -7,7 +7,7 @@
 use sha2::{Digest, Sha256};
 
 use super::ids::{IdKind, RecordId};
-use super::model::{AllowedSessionStatus, ConsentType, RequestType};
+use super::model::{AllowedSessionStatus, ConsentType, Priority, RequestType};
 use super::params::{ParamValue, RawParam, params_to_json};
 use super::violation::{ErrorKind, Violation, Violations, echo, quoted};
 
@@ -32,6 +32,11 @@ pub struct SendInput {
     pub allowed_session_status: Option<AllowedSessionStatus>,
     pub end_user_ids: Vec<String>,
     pub idempotency_key: Option<String>,
+    /// `None` = not given: Transactional.
+    pub priority: Option<Priority>,
+    /// When to send (ms since the epoch); `None` = at once. Checked against the clock in
+    /// `service` (`schedule::check_send_at`).
+    pub send_at_ms: Option<i64>,
 }
 
 /// A `SendInput` whose shape is right: ids parsed, defaults applied.
@@ -46,6 +51,8 @@ pub struct ShapedSend {
     pub allowed_session_status: AllowedSessionStatus,
     pub end_user_ids: Vec<RecordId>,
     pub idempotency_key: Option<String>,
+    pub priority: Priority,
+    pub send_at_ms: Option<i64>,
 }
 
 impl SendInput {
@@ -131,6 +138,8 @@ impl SendInput {
             allowed_session_status: self.allowed_session_status.unwrap_or(AllowedSessionStatus::Any),
             end_user_ids,
             idempotency_key,
+            priority: self.priority.unwrap_or(Priority::Transactional),
+            send_at_ms: self.send_at_ms,
         })
     }
 }
@@ -203,6 +212,9 @@ pub struct NewSendRequest {
     pub idempotency_key: Option<String>,
     /// W3C trace context of the caller, carried to the dispatcher.
     pub trace_context: Option<String>,
+    pub priority: Priority,
+    /// When it becomes due, if later than its accept (checked: at most 35 days ahead).
+    pub send_at_ms: Option<i64>,
 }
 
 impl NewSendRequest {
@@ -226,7 +238,11 @@ impl NewSendRequest {
             self.allowed_session_status.as_str(),
             &recipients.join(","),
         ];
-        for part in parts {
+        // Beyond Salesforce's inputs, only what differs from the defaults counts, so the
+        // fingerprints of requests stored before these inputs existed stay the same.
+        let priority = (self.priority != Priority::Transactional).then(|| format!("priority={}", self.priority));
+        let send_at = self.send_at_ms.map(|at| format!("sendAt={at}"));
+        for part in parts.into_iter().chain(priority.as_deref()).chain(send_at.as_deref()) {
             h.update((part.len() as u64).to_le_bytes());
             h.update(part.as_bytes());
         }

@@ -64,6 +64,9 @@ pub enum ErrorKind {
     PermissionDenied,
     /// Unknown record, or another tenant's.
     NotFound,
+    /// The record is in a state that does not allow the operation (cancelling a request
+    /// that completed).
+    FailedPrecondition,
     /// Admission refused the call; retry later.
     Overloaded,
     /// The database cannot be reached.

@@ -5,7 +5,7 @@ use tonic::{Request, Response, Status};
 
 use super::{convert, pb, principal};
 use crate::service::auth::Authenticator;
-use crate::service::{PageRequest, Service};
+use crate::service::{PageRequest, RedriveSelector, Service};
 use crate::store::{Page, TokenRecord, TokenSource};
 
 #[derive(Clone)]
@@ -53,6 +53,33 @@ impl pb::messaging_admin_server::MessagingAdmin for MessagingAdminApi {
         let p = principal(&request)?;
         let revoked = crate::service::tokens::revoke(&self.service, &self.auth, &p, &request.get_ref().sha256).await?;
         Ok(Response::new(pb::RevokeTokenResponse { token: Some(token(revoked)) }))
+    }
+
+    async fn retry_failed_messages(
+        &self,
+        request: Request<pb::RetryFailedMessagesRequest>,
+    ) -> Result<Response<pb::RetryFailedMessagesResponse>, Status> {
+        use pb::retry_failed_messages_request::Selector;
+        let p = principal(&request)?;
+        let millis = |t: Option<prost_types::Timestamp>| {
+            t.map(|t| {
+                t.seconds.saturating_mul(1000).saturating_add(i64::from(t.nanos.clamp(0, 999_999_999) / 1_000_000))
+            })
+        };
+        let selector = request.into_inner().selector.map(|s| match s {
+            Selector::RequestId(id) => RedriveSelector::Request(id),
+            Selector::ChannelWindow(w) => RedriveSelector::Channel {
+                channel: w.channel,
+                from_ms: millis(w.failed_from),
+                before_ms: millis(w.failed_before),
+            },
+        });
+        let done = self.service.retry_failed_messages(&p, selector).await?;
+        Ok(Response::new(pb::RetryFailedMessagesResponse {
+            messages_requeued: u32::try_from(done.messages).unwrap_or(u32::MAX),
+            request_ids: done.requests.into_iter().map(|id| id.into_string()).collect(),
+            has_more: done.has_more,
+        }))
     }
 
     async fn upsert_channel(

@@ -37,7 +37,7 @@ fn finish<T>(violations: Vec<Violation>, value: T) -> Result<T, AppError> {
 }
 
 pub fn send_input(req: pb::SendConversationMessagesRequest) -> Result<SendInput, AppError> {
-    use pb::{AllowedSessionStatus as A, ChannelConsentType as C, RequestType as R};
+    use pb::{AllowedSessionStatus as A, ChannelConsentType as C, Priority as P, RequestType as R};
     let mut v = Vec::new();
     let request_type = enum_field(
         "requestType",
@@ -70,6 +70,26 @@ pub fn send_input(req: pb::SendConversationMessagesRequest) -> Result<SendInput,
         },
         &mut v,
     );
+    let priority = enum_field(
+        "priority",
+        req.priority,
+        |p: P| match p {
+            P::Unspecified => None,
+            P::Transactional => Some(Priority::Transactional),
+            P::Bulk => Some(Priority::Bulk),
+        },
+        &mut v,
+    );
+    let send_at_ms = match req.send_at {
+        None => None,
+        Some(t) if (0..1_000_000_000).contains(&t.nanos) => {
+            Some(t.seconds.saturating_mul(1000).saturating_add(i64::from(t.nanos / 1_000_000)))
+        }
+        Some(_) => {
+            v.push(Violation::new("sendAt", ErrorKind::InvalidInput, "sendAt has nanos outside 0..1e9"));
+            None
+        }
+    };
     let input = SendInput {
         message_definition_name: req.message_definition_name,
         parameters: req.messaging_definition_input_parameters.into_iter().map(raw_param).collect(),
@@ -80,6 +100,8 @@ pub fn send_input(req: pb::SendConversationMessagesRequest) -> Result<SendInput,
         allowed_session_status,
         end_user_ids: req.messaging_end_user_ids,
         idempotency_key: Some(req.idempotency_key).filter(|s| !s.is_empty()),
+        priority,
+        send_at_ms,
     };
     finish(v, input)
 }
@@ -202,6 +224,12 @@ pub fn request_record(r: RequestRecord) -> pb::ConvMessageSendRequest {
         created_date: timestamp(r.created_ms),
         last_modified_date: timestamp(r.updated_ms),
         completed_date: r.completed_ms.and_then(timestamp),
+        priority: match r.priority {
+            Priority::Transactional => pb::Priority::Transactional,
+            Priority::Bulk => pb::Priority::Bulk,
+        } as i32,
+        send_at: r.send_at_ms.and_then(timestamp),
+        canceled_date: r.canceled_ms.and_then(timestamp),
         messages: r
             .messages
             .into_iter()

@@ -97,6 +97,15 @@ impl pb::conversation_messages_server::ConversationMessages for ConversationMess
         Ok(Response::new(pb::GetRequestStatusResponse { request: Some(convert::request_record(record)) }))
     }
 
+    async fn cancel_request(
+        &self,
+        request: Request<pb::CancelRequestRequest>,
+    ) -> Result<Response<pb::CancelRequestResponse>, Status> {
+        let principal = principal(&request)?;
+        let record = self.service.cancel_request(&principal, &request.get_ref().request_id).await?;
+        Ok(Response::new(pb::CancelRequestResponse { request: Some(convert::request_record(record)) }))
+    }
+
     async fn list_requests(
         &self,
         request: Request<pb::ListRequestsRequest>,

@@ -10,7 +10,7 @@ use serde_json::{Map, Value};
 
 use super::format::{self, BodyFormat, Node, Reply, RestError};
 use super::{ACTION_NAME, RestState, xml};
-use crate::domain::model::{AllowedSessionStatus, ConsentType, Picklist, RequestType};
+use crate::domain::model::{AllowedSessionStatus, ConsentType, Picklist, Priority, RequestType};
 use crate::domain::params::{RawItem, RawParam, RawValue, ValueKey};
 use crate::domain::principal::{Principal, Scope};
 use crate::domain::send::SendInput;
@@ -49,6 +49,7 @@ pub async fn invoke(
     .await?;
     let inputs = parse_body(&bytes, body_format, state.config.max_inputs_per_call)?;
     let key = idempotency_key(headers)?;
+    let (priority, send_at_ms) = delivery_headers(headers)?;
     let trace = crate::telemetry::traceparent(headers.get("traceparent").and_then(|v| v.to_str().ok()));
 
     let count = inputs.len();
@@ -57,7 +58,10 @@ pub async fn invoke(
     for (index, input) in inputs.into_iter().enumerate() {
         let key = key.as_ref().map(|k| if count == 1 { k.clone() } else { format!("{k}:{index}") });
         let outcome = match send_input(input, key) {
-            Ok(input) => state.service.send(principal, input, trace.clone()).await,
+            Ok(input) => {
+                let input = SendInput { priority, send_at_ms, ..input };
+                state.service.send(principal, input, trace.clone()).await
+            }
             Err(violations) => Err(AppError::Invalid(violations)),
         };
         outcomes.push(outcome);
@@ -196,6 +200,57 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, RestError> {
         ))
     })?;
     Ok(Some(key.trim().to_owned()).filter(|k| !k.is_empty()))
+}
+
+/// The header that picks the queue lane for every input of the call (Salesforce's action
+/// has no such input): `transactional` (the default) or `bulk`, in any case.
+pub const PRIORITY_HEADER: &str = "x-convmsg-priority";
+/// The header that schedules every input of the call: an RFC 3339 instant.
+pub const SEND_AT_HEADER: &str = "x-convmsg-send-at";
+
+/// The `X-Convmsg-Priority` and `X-Convmsg-Send-At` headers, each refused naming the
+/// header when it does not parse (the send-at window is checked by the service, as for
+/// gRPC, and named `sendAt`).
+fn delivery_headers(headers: &HeaderMap) -> Result<(Option<Priority>, Option<i64>), RestError> {
+    let header_text = |name: &str, field: &str| -> Result<Option<String>, RestError> {
+        let Some(value) = headers.get(name) else { return Ok(None) };
+        let text = value.to_str().map_err(|_| {
+            AppError::invalid(Violation::new(
+                field,
+                ErrorKind::InvalidInput,
+                format!("the {field} header must be visible ASCII"),
+            ))
+        })?;
+        Ok(Some(text.trim().to_owned()).filter(|t| !t.is_empty()))
+    };
+    let priority = match header_text(PRIORITY_HEADER, "X-Convmsg-Priority")? {
+        None => None,
+        Some(t) if t.eq_ignore_ascii_case("transactional") => Some(Priority::Transactional),
+        Some(t) if t.eq_ignore_ascii_case("bulk") => Some(Priority::Bulk),
+        Some(t) => {
+            return Err(AppError::invalid(Violation::new(
+                "X-Convmsg-Priority",
+                ErrorKind::InvalidInput,
+                format!("X-Convmsg-Priority {} is not one of transactional, bulk", quoted(&t)),
+            ))
+            .into());
+        }
+    };
+    let send_at_ms = match header_text(SEND_AT_HEADER, "X-Convmsg-Send-At")? {
+        None => None,
+        Some(t) => match time::OffsetDateTime::parse(&t, &time::format_description::well_known::Rfc3339) {
+            Ok(at) => Some((at.unix_timestamp_nanos() / 1_000_000) as i64),
+            Err(_) => {
+                return Err(AppError::invalid(Violation::new(
+                    "X-Convmsg-Send-At",
+                    ErrorKind::InvalidType,
+                    format!("X-Convmsg-Send-At {} is not an RFC 3339 instant (2026-01-01T09:30:00Z)", quoted(&t)),
+                ))
+                .into());
+            }
+        },
+    };
+    Ok((priority, send_at_ms))
 }
 
 /// One input object → `SendInput`. Keys are Salesforce's; an unknown key, or a value of

@@ -262,6 +262,9 @@ mod tests {
             created_ms: 1_762_178_712_000,
             updated_ms: 1_762_178_720_123,
             completed_ms: Some(1_762_178_720_123),
+            priority: crate::domain::model::Priority::Transactional,
+            send_at_ms: None,
+            canceled_ms: None,
         }
     }
 

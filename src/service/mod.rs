@@ -6,6 +6,8 @@
 //! table), `cache` (the accept path's lookups), `events` (in-process change signals).
 
 mod admin;
+mod control;
+pub use control::{REDRIVE_LIMIT, RedriveSelector};
 pub mod auth;
 pub mod cache;
 pub mod events;

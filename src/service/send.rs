@@ -94,6 +94,14 @@ impl Service {
             ));
         }
 
+        let send_at_ms = match crate::domain::schedule::check_send_at(shaped.send_at_ms, self.now()) {
+            Ok(due) => due,
+            Err(v) => {
+                violations.push(v);
+                None
+            }
+        };
+
         let Some(definition) = definition.filter(|_| violations.is_empty()) else {
             return Err(AppError::Invalid(violations));
         };
@@ -110,6 +118,8 @@ impl Service {
             recipients,
             idempotency_key: shaped.idempotency_key,
             trace_context: crate::telemetry::stored_context_of(&tracing::Span::current()).or(trace_context),
+            priority: shaped.priority,
+            send_at_ms,
         };
         let outcome = self.store.accept(tenant, request, self.now()).await?;
         if let AcceptOutcome::Created(a) | AcceptOutcome::Replayed(a) = &outcome {

@@ -12,7 +12,7 @@ use crate::domain::ids::IdKind;
 use crate::domain::model::*;
 use crate::domain::principal::{Principal, Scope};
 use crate::error::AppError;
-use crate::store::Store;
+use crate::store::{CancelOutcome, Store};
 
 /// How often a status stream re-reads the record when no in-process change arrives
 /// (changes made by other replicas reach it this way).
@@ -23,6 +23,30 @@ impl Service {
     pub async fn get_request(&self, principal: &Principal, raw_id: &str) -> Result<RequestRecord, AppError> {
         principal.require(Scope::Read)?;
         let id = parse_id("requestId", raw_id, IdKind::SendRequest)?;
+        self.store
+            .get_request(&principal.tenant, &id)
+            .await?
+            .ok_or_else(|| AppError::NotFound(format!("no ConvMessageSendRequest {id}")))
+    }
+
+    /// Cancels the request's messages not yet in flight (see `store::sql::control`) and
+    /// returns the record as the cancel left it. Needs the `send` scope (whoever may send
+    /// may take it back); a request that completed without a cancel is
+    /// FAILED_PRECONDITION.
+    pub async fn cancel_request(&self, principal: &Principal, raw_id: &str) -> Result<RequestRecord, AppError> {
+        principal.require(Scope::Send)?;
+        let id = parse_id("requestId", raw_id, IdKind::SendRequest)?;
+        match self.store.cancel_request(&principal.tenant, &id, self.now()).await? {
+            CancelOutcome::NotFound => return Err(AppError::NotFound(format!("no ConvMessageSendRequest {id}"))),
+            CancelOutcome::AlreadyCompleted => {
+                return Err(AppError::FailedPrecondition(format!(
+                    "ConvMessageSendRequest {id} is already Completed; there is nothing left to cancel"
+                )));
+            }
+            CancelOutcome::Canceled => {}
+        }
+        tracing::info!(request_id = %id, "request cancelled");
+        self.events.request_changed(&id);
         self.store
             .get_request(&principal.tenant, &id)
             .await?

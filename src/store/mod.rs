@@ -252,8 +252,15 @@ pub trait Store: RequestReads + Send + Sync + 'static {
     /// write; whether each was, in order (false: expired, or taken by another claim).
     async fn renew_leases(&self, leases: &[(String, RecordId)], now_ms: i64, until_ms: i64) -> StoreResult<Vec<bool>>;
     /// Marks a message InProgress and counts the attempt (group-committed with other
-    /// writes); false when the lease was lost.
-    async fn start_message(&self, owner: &str, request: &RecordId, identifier: &str, now_ms: i64) -> StoreResult<bool>;
+    /// writes), unless the lease was lost or the message is final (cancelled): the
+    /// dispatcher calls the provider only after `Started::Sending`.
+    async fn start_message(
+        &self,
+        owner: &str,
+        request: &RecordId,
+        identifier: &str,
+        now_ms: i64,
+    ) -> StoreResult<Started>;
     /// Records what happened to a message; false when the lease was lost.
     async fn record_outcome(
         &self,
@@ -287,6 +294,78 @@ pub trait Store: RequestReads + Send + Sync + 'static {
     /// Records a checked request in one transaction. Concurrent calls may share a commit.
     async fn accept(&self, tenant: &str, request: NewSendRequest, now_ms: i64) -> StoreResult<AcceptOutcome>;
     async fn get_request(&self, tenant: &str, id: &RecordId) -> StoreResult<Option<RequestRecord>>;
+
+    // delivery control (see `sql::control`)
+    /// Cancels the request's messages not in flight (Failed, reason `Canceled`) and
+    /// completes it when none is in flight; idempotent.
+    async fn cancel_request(&self, tenant: &str, id: &RecordId, now_ms: i64) -> StoreResult<CancelOutcome>;
+    /// Grants up to `want` send slots of the channel within `horizon_ms` (the rule of
+    /// `domain::rates`), from state every replica shares; `None` when the store serves a
+    /// single process (SQLite), whose dispatcher keeps that state in memory.
+    async fn reserve_send_slots(
+        &self,
+        channel: &RecordId,
+        rate: f64,
+        want: u32,
+        now_ms: i64,
+        horizon_ms: i64,
+    ) -> StoreResult<Option<crate::domain::rates::SlotGrant>>;
+    /// Holds every replica's slots of the channel until `until_ms` (a no-op where the
+    /// limit is in process).
+    async fn pause_channel(&self, channel: &RecordId, until_ms: i64) -> StoreResult<()>;
+    /// Queues again up to `limit` messages that failed for a transient reason (see
+    /// `sql::control::redrive`); `None` when the scope's request is not the tenant's.
+    async fn redrive(
+        &self,
+        tenant: &str,
+        scope: &RedriveScope,
+        now_ms: i64,
+        limit: u32,
+    ) -> StoreResult<Option<Redriven>>;
+}
+
+/// Which failed messages a redrive takes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RedriveScope {
+    Request(RecordId),
+    /// The channel's messages that failed in `[from_ms, before_ms)`.
+    Channel {
+        channel: RecordId,
+        from_ms: i64,
+        before_ms: i64,
+    },
+}
+
+/// What a redrive did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Redriven {
+    pub messages: u64,
+    /// Their requests, each once, in id order.
+    pub requests: Vec<RecordId>,
+    /// More messages matched than the limit.
+    pub has_more: bool,
+}
+
+/// What starting a message's send came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Started {
+    /// Recorded: the provider may be called.
+    Sending,
+    /// The claim's lease is gone (another replica owns the request, or it completed).
+    LeaseLost,
+    /// The message is already final (cancelled): nothing to send.
+    Final,
+}
+
+/// What cancelling a request came to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CancelOutcome {
+    /// The tenant has no such request.
+    NotFound,
+    /// It had completed before any cancel: nothing changed.
+    AlreadyCompleted,
+    /// Cancelled now, or by an earlier cancel.
+    Canceled,
 }
 
 /// A request claimed for delivery.

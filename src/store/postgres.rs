@@ -126,6 +126,10 @@ impl Backend for PgBackend {
         Ok(tx.commit().await?)
     }
 
+    async fn begin_dispatch_write(&self) -> StoreResult<Self::Write> {
+        Ok(self.dispatch_pool.begin().await?)
+    }
+
     async fn claim(
         &self,
         lease: &str,
@@ -153,6 +157,10 @@ impl Backend for PgBackend {
 
     fn shard(&self) -> i64 {
         self.shard + 2
+    }
+
+    fn shares_rate_limits(&self) -> bool {
+        true
     }
 
     async fn probe(&self) -> StoreResult<()> {

@@ -183,6 +183,9 @@ pub struct RequestRow {
     accepted_ms: i64,
     updated_ms: i64,
     completed_ms: Option<i64>,
+    lane: i64,
+    send_at_ms: Option<i64>,
+    canceled_ms: Option<i64>,
 }
 
 impl RequestRow {
@@ -202,6 +205,9 @@ impl RequestRow {
             created_ms: self.accepted_ms,
             updated_ms: self.updated_ms,
             completed_ms: self.completed_ms,
+            priority: if self.lane == Priority::Bulk.lane() { Priority::Bulk } else { Priority::Transactional },
+            send_at_ms: self.send_at_ms,
+            canceled_ms: self.canceled_ms,
         })
     }
 }

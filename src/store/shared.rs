@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use super::health::{Health, PROBE_EVERY};
 use super::sql::Sql;
 use super::sql::delivery::{self, Finish, Outcome, Renewal, Start};
-use super::sql::{Conn, admin, queue, requests, tokens};
+use super::sql::{Conn, admin, control, queue, rates, requests, tokens};
 use super::writer::Writer;
 use super::*;
 
@@ -32,6 +32,11 @@ pub trait Backend: Send + Sync + 'static {
     /// Begins a write transaction (SQLite: on the single writer's connection).
     async fn begin_write(&self) -> StoreResult<Self::Write>;
     async fn commit(&self, tx: Self::Write) -> StoreResult<()>;
+    /// Begins a short write transaction of the dispatcher's own (its rate-limit slots),
+    /// off the doors' pool where the backend has one.
+    async fn begin_dispatch_write(&self) -> StoreResult<Self::Write> {
+        self.begin_write().await
+    }
     /// Claims under the backend's claim lock (see `sql::delivery::claim`).
     async fn claim(
         &self,
@@ -45,6 +50,11 @@ pub trait Backend: Send + Sync + 'static {
     fn accept_writer(&self) -> &Writer<Self::Conn>;
     /// The group-commit writer for the dispatcher's writes.
     fn delivery_writer(&self) -> &Writer<Self::Conn>;
+    /// Whether several processes share this database, so per-channel rate limits are
+    /// kept in it (PostgreSQL) rather than in the process (SQLite).
+    fn shares_rate_limits(&self) -> bool {
+        false
+    }
     /// The queue-count rows that writes outside the writers (purge, release) update.
     fn shard(&self) -> i64;
     fn pool_stats(&self) -> PoolStats;
@@ -290,7 +300,13 @@ impl<B: Backend> Store for SqlStore<B> {
         through_writer!(self, self.backend.delivery_writer().renew(renewal))
     }
 
-    async fn start_message(&self, owner: &str, request: &RecordId, identifier: &str, now_ms: i64) -> StoreResult<bool> {
+    async fn start_message(
+        &self,
+        owner: &str,
+        request: &RecordId,
+        identifier: &str,
+        now_ms: i64,
+    ) -> StoreResult<Started> {
         let start =
             Start { lease: owner.to_owned(), request: request.clone(), identifier: identifier.to_owned(), now_ms };
         through_writer!(self, self.backend.delivery_writer().start_message(start))
@@ -347,5 +363,49 @@ impl<B: Backend> Store for SqlStore<B> {
 
     async fn get_request(&self, tenant: &str, id: &RecordId) -> StoreResult<Option<RequestRecord>> {
         read!(self, |c| requests::get_request(c, tenant, id))
+    }
+
+    async fn cancel_request(&self, tenant: &str, id: &RecordId, now_ms: i64) -> StoreResult<CancelOutcome> {
+        let shard = self.backend.shard();
+        write!(self, |c| control::cancel_request(c, tenant, id, now_ms, shard))
+    }
+
+    async fn reserve_send_slots(
+        &self,
+        channel: &RecordId,
+        rate: f64,
+        want: u32,
+        now_ms: i64,
+        horizon_ms: i64,
+    ) -> StoreResult<Option<crate::domain::rates::SlotGrant>> {
+        if !self.backend.shares_rate_limits() {
+            return Ok(None);
+        }
+        self.health.check()?;
+        let mut tx = self.seen(self.backend.begin_dispatch_write().await)?;
+        let grant = self.seen(rates::reserve(&mut *tx, channel, rate, want, now_ms, horizon_ms).await)?;
+        self.seen(self.backend.commit(tx).await)?;
+        Ok(Some(grant))
+    }
+
+    async fn pause_channel(&self, channel: &RecordId, until_ms: i64) -> StoreResult<()> {
+        if !self.backend.shares_rate_limits() {
+            return Ok(());
+        }
+        self.health.check()?;
+        let mut tx = self.seen(self.backend.begin_dispatch_write().await)?;
+        self.seen(rates::pause(&mut *tx, channel, until_ms).await)?;
+        self.seen(self.backend.commit(tx).await)
+    }
+
+    async fn redrive(
+        &self,
+        tenant: &str,
+        scope: &RedriveScope,
+        now_ms: i64,
+        limit: u32,
+    ) -> StoreResult<Option<Redriven>> {
+        let shard = self.backend.shard();
+        write!(self, |c| control::redrive(c, tenant, scope, now_ms, limit, shard))
     }
 }

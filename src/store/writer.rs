@@ -27,7 +27,7 @@ use super::sql::accept::{self, AcceptItem};
 use super::sql::delivery::{self, DeliveryWrites, Finish, Outcome, Renewal, Start};
 use crate::domain::model::RequestStatus;
 use crate::domain::send::NewSendRequest;
-use crate::store::{AcceptOutcome, StoreError, StoreResult};
+use crate::store::{AcceptOutcome, Started, StoreError, StoreResult};
 
 /// Opens a fresh connection for the writer.
 pub type Connect<C> = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = StoreResult<C>> + Send>> + Send + Sync>;
@@ -42,7 +42,7 @@ pub enum Op<C> {
         now_ms: i64,
         reply: Reply<AcceptOutcome>,
     },
-    Start(Start, Reply<bool>),
+    Start(Start, Reply<Started>),
     Outcome(Outcome, Reply<bool>),
     Renew(Renewal, Reply<Vec<bool>>),
     Finish(Finish, Reply<Option<RequestStatus>>),
@@ -88,7 +88,7 @@ impl<C: Conn + 'static> Writer<C> {
         self.ask(|reply| Op::Accept { tenant: tenant.to_owned(), request: Box::new(request), now_ms, reply }).await
     }
 
-    pub async fn start_message(&self, start: Start) -> StoreResult<bool> {
+    pub async fn start_message(&self, start: Start) -> StoreResult<Started> {
         self.ask(|reply| Op::Start(start, reply)).await
     }
 
@@ -201,7 +201,7 @@ async fn run_until_closed<C: Conn + 'static>(
 /// The writes of one batch, split by kind.
 struct Batch<C> {
     accepts: Vec<(String, Box<NewSendRequest>, i64, Reply<AcceptOutcome>)>,
-    starts: Vec<(Start, Reply<bool>)>,
+    starts: Vec<(Start, Reply<Started>)>,
     outcomes: Vec<(Outcome, Reply<bool>)>,
     renewals: Vec<(Renewal, Reply<Vec<bool>>)>,
     finishes: Vec<(Finish, Reply<Option<RequestStatus>>)>,

@@ -50,6 +50,13 @@ impl FakeProvider {
         }
     }
 
+    /// Lets `n` held sends (or later ones) through.
+    pub fn release(&self, n: usize) {
+        if let Some(gate) = &self.gate {
+            gate.add_permits(n);
+        }
+    }
+
     pub fn script(&self, recipient: &str, answers: Vec<Result<Delivered, ProviderError>>) {
         self.state.lock().unwrap().script.insert(recipient.to_owned(), answers.into());
     }

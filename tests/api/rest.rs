@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 
 pub use crate::helpers::*;
 
+mod control;
 mod describe;
 mod errors;
 mod invoke;

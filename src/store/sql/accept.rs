@@ -312,15 +312,17 @@ async fn insert_requests<C: Conn>(
         .text("allowed_session_status", col(&|r| r.allowed_session_status.as_str().to_owned()))
         .text("parameters", col(&|r| r.parameters_json()))
         .opt_text("trace_context", new.iter().map(|(_, item, _)| item.request.trace_context.clone()).collect())
-        .int("accepted_ms", new.iter().map(|(_, item, _)| item.now_ms).collect());
+        .int("accepted_ms", new.iter().map(|(_, item, _)| item.now_ms).collect())
+        .int("lane", new.iter().map(|(_, item, _)| item.request.priority.lane()).collect())
+        .opt_int("send_at_ms", new.iter().map(|(_, item, _)| item.request.send_at_ms).collect());
     let mut sql = Sql::new(
         conn.dialect(),
         "INSERT INTO send_requests (id, tenant, name, definition_name, definition_id, request_type, \
          enforce_consent, consent_type, subscription_id, allowed_session_status, status, parameters, \
-         trace_context, accepted_ms, updated_ms, due_ms, waiting) \
+         trace_context, accepted_ms, updated_ms, due_ms, waiting, lane, send_at_ms) \
          SELECT id, tenant, name, definition_name, definition_id, request_type, enforce_consent, consent_type, \
          subscription_id, allowed_session_status, 'Pending', parameters, trace_context, accepted_ms, accepted_ms, \
-         accepted_ms, FALSE FROM ",
+         COALESCE(send_at_ms, accepted_ms), send_at_ms IS NOT NULL, lane, send_at_ms FROM ",
     );
     sql.rows(rows).push(" AS v");
     conn.execute(sql).await?;

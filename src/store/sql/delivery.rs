@@ -6,12 +6,19 @@
 //! only while that lease holds (`locked_by` = lease, `locked_until_ms` in the future),
 //! checked on rows locked for the transaction, so a replica that lost its lease can no
 //! longer change the request. No transaction is held across a provider call.
+//!
+//! Cancelling (`control`) locks the same request row, so a start is either before the
+//! cancel (the message is in flight and finishes) or after it (the message is final and
+//! the start is refused, `Started::Final`): nothing is sent after a cancel is answered.
+//! An in-flight message of a cancelled request that would be retried or held fails
+//! `Canceled` instead.
 
 use std::collections::{HashMap, HashSet};
 
 use super::counts::{self, Deltas};
 use super::{Conn, Rows, Sql};
 use crate::domain::RecordId;
+use crate::domain::delivery::reason;
 use crate::store::*;
 
 /// A message's send begins (it is `InProgress`, one more attempt).
@@ -61,8 +68,8 @@ pub struct DeliveryWrites<'a> {
 /// What each write came to, in the order given.
 #[derive(Debug, Default)]
 pub struct DeliveryResults {
-    /// Whether each start was recorded (false: the lease was lost).
-    pub starts: Vec<bool>,
+    /// What each start came to.
+    pub starts: Vec<Started>,
     /// Whether each outcome was recorded (false: the lease was lost).
     pub outcomes: Vec<bool>,
     /// For each renewal, whether each lease was extended.
@@ -71,18 +78,25 @@ pub struct DeliveryResults {
     pub finishes: Vec<Option<RequestStatus>>,
 }
 
+/// A lease held on a request: lease id, valid until, and whether the request was cancelled.
+type HeldLease = (String, i64, bool);
+
 /// The leases held at this moment on the requests a batch writes to, their rows locked
-/// until the transaction ends (PostgreSQL), so no takeover slips in before the writes.
-async fn held_leases<C: Conn>(conn: &mut C, requests: Vec<String>) -> StoreResult<HashMap<String, (String, i64)>> {
+/// until the transaction ends (PostgreSQL), so no takeover — and no cancel — slips in
+/// before the writes.
+async fn held_leases<C: Conn>(conn: &mut C, requests: Vec<String>) -> StoreResult<HashMap<String, HeldLease>> {
     if requests.is_empty() {
         return Ok(HashMap::new());
     }
     let d = conn.dialect();
-    let mut sql =
-        Sql::new(d, "SELECT id, locked_by, locked_until_ms FROM send_requests WHERE status = 'InProgress' AND ");
+    let mut sql = Sql::new(
+        d,
+        "SELECT id, locked_by, locked_until_ms, canceled_ms FROM send_requests WHERE status = 'InProgress' AND ",
+    );
     sql.in_list("id", requests).push(" ORDER BY id").push(d.for_update());
-    let rows: Vec<(String, Option<String>, Option<i64>)> = conn.fetch_all(sql).await?;
-    Ok(rows.into_iter().filter_map(|(id, by, until)| Some((id, (by?, until?)))).collect())
+    type Row = (String, Option<String>, Option<i64>, Option<i64>);
+    let rows: Vec<Row> = conn.fetch_all(sql).await?;
+    Ok(rows.into_iter().filter_map(|(id, by, until, canceled)| Some((id, (by?, until?, canceled.is_some())))).collect())
 }
 
 /// Applies a batch of the dispatcher's writes in the caller's transaction: starts, then
@@ -102,16 +116,18 @@ pub async fn apply<C: Conn>(conn: &mut C, writes: &DeliveryWrites<'_>, shard: i6
     requests.sort();
     let held = held_leases(conn, requests).await?;
     let holds = |lease: &str, request: &RecordId, now: i64| {
-        held.get(request.as_str()).is_some_and(|(by, until)| by == lease && *until > now)
+        held.get(request.as_str()).is_some_and(|(by, until, _)| by == lease && *until > now)
     };
+    let canceled = |request: &RecordId| held.get(request.as_str()).is_some_and(|(.., c)| *c);
     let mut touched: HashMap<String, i64> = HashMap::new();
     let mut touch = |request: &RecordId, now: i64| {
         let t = touched.entry(request.as_str().to_owned()).or_insert(now);
         *t = (*t).max(now);
     };
 
-    let started: Vec<bool> = writes.starts.iter().map(|s| holds(&s.lease, &s.request, s.now_ms)).collect();
-    let starts: Vec<&&Start> = writes.starts.iter().zip(&started).filter(|(_, k)| **k).map(|(s, _)| s).collect();
+    let fenced: Vec<bool> = writes.starts.iter().map(|s| holds(&s.lease, &s.request, s.now_ms)).collect();
+    let starts: Vec<&&Start> = writes.starts.iter().zip(&fenced).filter(|(_, k)| **k).map(|(s, _)| s).collect();
+    let mut sending: HashSet<String> = HashSet::new();
     if !starts.is_empty() {
         let rows = Rows::new()
             .text("identifier", starts.iter().map(|s| s.identifier.clone()).collect())
@@ -122,15 +138,46 @@ pub async fn apply<C: Conn>(conn: &mut C, writes: &DeliveryWrites<'_>, shard: i6
             "UPDATE messages AS m SET status = 'InProgress', attempts = m.attempts + 1, waiting_reason = NULL, \
              waiting_since_ms = NULL, sent_by = v.lease, updated_ms = v.now_ms FROM ",
         );
-        sql.rows(rows).push(" AS v WHERE m.identifier = v.identifier");
+        // A final message (cancelled) is not started again. Its request row is locked
+        // (`held_leases`), so no cancel changes it between this read and the update.
+        let mut open = Sql::new(d, "SELECT identifier FROM messages WHERE status IN ('Pending', 'InProgress') AND ");
+        open.in_list("identifier", starts.iter().map(|s| s.identifier.clone()).collect());
+        sending = conn.fetch_all::<(String,)>(open).await?.into_iter().map(|(i,)| i).collect();
+        sql.rows(rows).push(" AS v WHERE m.identifier = v.identifier AND m.status IN ('Pending', 'InProgress')");
         conn.execute(sql).await?;
         for s in &starts {
             touch(&s.request, s.now_ms);
         }
     }
+    let started: Vec<Started> = writes
+        .starts
+        .iter()
+        .zip(&fenced)
+        .map(|(s, held)| match (*held, sending.contains(&s.identifier)) {
+            (false, _) => Started::LeaseLost,
+            (true, true) => Started::Sending,
+            (true, false) => Started::Final,
+        })
+        .collect();
 
     let kept: Vec<bool> = writes.outcomes.iter().map(|o| holds(&o.lease, &o.request, o.now_ms)).collect();
-    let outcomes: Vec<&&Outcome> = writes.outcomes.iter().zip(&kept).filter(|(_, k)| **k).map(|(o, _)| o).collect();
+    // A cancelled request's messages end now: what would be retried or held fails.
+    let cancelled: Vec<Outcome> = writes
+        .outcomes
+        .iter()
+        .zip(&kept)
+        .filter(|(o, k)| **k && canceled(&o.request))
+        .filter(|(o, _)| matches!(o.outcome, MessageOutcome::Retry { .. } | MessageOutcome::Wait { .. }))
+        .map(|(o, _)| Outcome { outcome: MessageOutcome::Failed { reason: reason::CANCELED.into() }, ..(*o).clone() })
+        .collect();
+    let outcomes: Vec<&Outcome> = writes
+        .outcomes
+        .iter()
+        .zip(&kept)
+        .filter(|(_, k)| **k)
+        .map(|(o, _)| cancelled.iter().find(|c| c.identifier == o.identifier).unwrap_or(o))
+        .collect();
+    let outcomes: Vec<&&Outcome> = outcomes.iter().collect();
     if !outcomes.is_empty() {
         record_outcomes(conn, &outcomes).await?;
         for o in &outcomes {

@@ -18,9 +18,11 @@ use crate::store::StoreResult;
 
 pub mod accept;
 pub mod admin;
+pub mod control;
 pub mod counts;
 pub mod delivery;
 pub mod queue;
+pub mod rates;
 pub mod requests;
 pub mod soql;
 pub mod tokens;

@@ -5,12 +5,17 @@
 //! kept in accept order by a partial index) or delayed until `due_ms` (a retry, a
 //! session wait). A claim first moves the delayed requests that have come due to the
 //! ready queue — touching only those, through an index on `due_ms` — so however many
-//! requests wait, a claim reads only what it takes. Claims take the oldest accepted
-//! first (FIFO by original accept time, then insertion order).
+//! requests wait, a claim reads only what it takes. The ready queue has one range per
+//! priority lane (the index is keyed by lane, then accept order); expired leases are
+//! taken over first, then the lane policy (`domain::schedule::split_room`) shares the
+//! free slots between the lanes, FIFO within each (original accept time, then insertion
+//! order).
 
 use super::counts::{self, Deltas};
 use super::{Conn, Dialect, Sql};
 use crate::domain::RecordId;
+use crate::domain::model::Priority;
+use crate::domain::schedule::split_room;
 use crate::store::rows::{DefinitionRow, parse_pick};
 use crate::store::*;
 
@@ -19,7 +24,6 @@ struct ClaimRow {
     id: String,
     tenant: String,
     accepted_ms: i64,
-    seq: i64,
     /// Was `InProgress` (under an expired lease) before this claim.
     takeover: bool,
     trace_context: Option<String>,
@@ -60,24 +64,44 @@ pub async fn claim<C: Conn>(
     let seq = d.seq();
     let mut expired = Sql::new(
         d,
-        &format!(
-            "SELECT id, tenant, accepted_ms, {seq} AS seq, TRUE AS takeover, trace_context FROM send_requests \
-             WHERE status = 'InProgress' AND locked_until_ms <= "
-        ),
+        "SELECT id, tenant, accepted_ms, TRUE AS takeover, trace_context FROM send_requests \
+             WHERE status = 'InProgress' AND locked_until_ms <= ",
     );
     expired.bind(now).push(&format!(" ORDER BY accepted_ms, {seq} LIMIT ")).bind(room).push(skip_locked);
-    let mut ready = Sql::new(
-        d,
-        &format!(
-            "SELECT id, tenant, accepted_ms, {seq} AS seq, FALSE AS takeover, trace_context FROM send_requests \
-             WHERE status = 'Pending' AND waiting = FALSE ORDER BY accepted_ms, {seq} LIMIT "
-        ),
-    );
-    ready.bind(room).push(skip_locked);
     let mut picked: Vec<ClaimRow> = conn.fetch_all(expired).await?;
-    picked.extend(conn.fetch_all::<ClaimRow>(ready).await?);
-    picked.sort_by_key(|c| (c.accepted_ms, c.seq));
-    picked.truncate(room as usize);
+    // Takeovers first (they were claimed before); the rest of the room is shared between
+    // the lanes by the lane policy (`domain::schedule`), each lane read from the head of
+    // its range of the ready index, FIFO.
+    let left = room - picked.len() as i64;
+    if left > 0 {
+        let lane = |priority: Priority| {
+            let mut ready = Sql::new(
+                d,
+                "SELECT id, tenant, accepted_ms, FALSE AS takeover, trace_context FROM send_requests \
+                     WHERE status = 'Pending' AND waiting = FALSE AND lane = ",
+            );
+            ready
+                .bind(priority.lane())
+                .push(&format!(" ORDER BY accepted_ms, {seq} LIMIT "))
+                .bind(left)
+                .push(skip_locked);
+            ready
+        };
+        let mut transactional: Vec<ClaimRow> = conn.fetch_all(lane(Priority::Transactional)).await?;
+        let mut bulk: Vec<ClaimRow> = conn.fetch_all(lane(Priority::Bulk)).await?;
+        let streak_sql = Sql::new(d, "SELECT transactional_streak FROM queue_lanes WHERE id = 0");
+        let streak: i64 = conn.fetch_optional::<(i64,)>(streak_sql).await?.map(|(n,)| n).unwrap_or(0);
+        let split = split_room(left as usize, transactional.len(), bulk.len(), streak);
+        transactional.truncate(split.transactional);
+        bulk.truncate(split.bulk);
+        picked.extend(transactional);
+        picked.extend(bulk);
+        if split.streak != streak {
+            let mut keep = Sql::new(d, "UPDATE queue_lanes SET transactional_streak = ");
+            keep.bind(split.streak).push(" WHERE id = 0");
+            conn.execute(keep).await?;
+        }
+    }
     if picked.is_empty() {
         return Ok(Vec::new());
     }
