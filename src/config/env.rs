@@ -355,11 +355,15 @@ mod tests {
                         ("secret".to_owned(), Value::from("whsec_dg==")),
                         ("secrets".to_owned(), Value::from(Dict::new())),
                     ]);
-                    ("{acme = { secret = \"whsec_dg==\" }}".to_owned(), Value::from(Dict::from([("acme".to_owned(), Value::from(entry))])))
+                    (
+                        "{acme = { secret = \"whsec_dg==\" }}".to_owned(),
+                        Value::from(Dict::from([("acme".to_owned(), Value::from(entry))])),
+                    )
                 }
-                ("providers.webhook.allowed_networks", _) => {
-                    ("[\"10.0.0.0/8\", \"192.168.1.0/24\"]".to_owned(), Value::from(vec!["10.0.0.0/8", "192.168.1.0/24"]))
-                }
+                ("providers.webhook.allowed_networks", _) => (
+                    "[\"10.0.0.0/8\", \"192.168.1.0/24\"]".to_owned(),
+                    Value::from(vec!["10.0.0.0/8", "192.168.1.0/24"]),
+                ),
                 (_, Value::Bool(_, b)) => ((!b).to_string(), Value::from(!b)),
                 (_, Value::Num(_, n)) => match n.to_f64() {
                     Some(float) => ((float + 0.25).to_string(), Value::from(float + 0.25)),

@@ -9,6 +9,7 @@ pub mod model;
 pub mod params;
 pub mod principal;
 pub mod query;
+pub mod receipt;
 pub mod replication;
 pub mod send;
 pub mod soql;

@@ -26,6 +26,7 @@ pub mod tokens;
 pub mod writer;
 
 pub use reads::RequestReads;
+pub use sql::receipts::{MessageKey, Receipt, ReceiptOutcome};
 pub use tokens::{ActiveToken, TokenGrant, TokenRecord, TokenSource};
 
 /// Cloneable so that one failed group commit can be reported to every caller in it.
@@ -276,6 +277,11 @@ pub trait Store: RequestReads + Send + Sync + 'static {
     fn pool_stats(&self) -> PoolStats;
     /// False while the database is known down (calls then fail at once; `/readyz` 503).
     fn is_available(&self) -> bool;
+
+    // receipts
+    /// Records providers' delivery receipts through the delivery writer (group-committed);
+    /// an outcome per receipt, in order. Duplicates and late reports change nothing.
+    async fn record_receipts(&self, receipts: Vec<Receipt>) -> StoreResult<Vec<ReceiptOutcome>>;
 
     // retention
     /// Deletes up to `limit` requests that completed before `before_ms`, with their

@@ -336,6 +336,13 @@ impl<B: Backend> Store for SqlStore<B> {
         !self.health.is_down()
     }
 
+    async fn record_receipts(&self, receipts: Vec<Receipt>) -> StoreResult<Vec<ReceiptOutcome>> {
+        if receipts.is_empty() {
+            return Ok(Vec::new());
+        }
+        through_writer!(self, self.backend.delivery_writer().record_receipts(receipts))
+    }
+
     async fn purge_completed(&self, before_ms: i64, limit: u32) -> StoreResult<u64> {
         let shard = self.backend.shard();
         write!(self, |c| requests::purge_completed(c, before_ms, limit, shard))

@@ -232,7 +232,10 @@ async fn record_outcomes<C: Conn>(conn: &mut C, outcomes: &[&&Outcome]) -> Store
          ELSE v.next_attempt_ms END, \
          waiting_since_ms = CASE WHEN v.keep_since THEN m.waiting_since_ms ELSE v.waiting_since_ms END, \
          provider_message_id = CASE WHEN v.set_pmid THEN v.provider_message_id ELSE m.provider_message_id END, \
-         last_error = CASE WHEN v.set_error THEN v.last_error ELSE m.last_error END, updated_ms = v.now_ms FROM ",
+         last_error = CASE WHEN v.set_error THEN v.last_error ELSE m.last_error END, updated_ms = v.now_ms, \
+         delivery_state = CASE WHEN v.status = 'Success' THEN COALESCE(m.delivery_state, 'Sent') \
+         ELSE m.delivery_state END, \
+         sent_ms = CASE WHEN v.status = 'Success' THEN COALESCE(m.sent_ms, v.now_ms) ELSE m.sent_ms END FROM ",
     );
     sql.rows(rows).push(" AS v WHERE m.identifier = v.identifier");
     conn.execute(sql).await?;

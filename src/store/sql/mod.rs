@@ -21,6 +21,7 @@ pub mod admin;
 pub mod counts;
 pub mod delivery;
 pub mod queue;
+pub mod receipts;
 pub mod requests;
 pub mod soql;
 pub mod tokens;

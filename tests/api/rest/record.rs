@@ -68,6 +68,10 @@ async fn the_record_shows_every_field_of_the_salesforce_object() {
         "SuccessMeuPlatformKeys": null,
         "FailedMeuPlatformKeys": null,
         "FailedMessageErrorReasons": null,
+        "DeliveredMessageIdentifiers": null,
+        "ReadMessageIdentifiers": null,
+        "UndeliveredMessageIdentifiers": null,
+        "UndeliveredMessageErrorCodes": null,
     });
     for (field, value) in expected.as_object().unwrap() {
         assert_eq!(&record[field], value, "{field}");

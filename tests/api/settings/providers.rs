@@ -62,7 +62,8 @@ async fn the_webhook_secret_variables_sign_every_delivery_and_a_channel_entry_wi
     ];
     let with = |more: &[(&'static str, &'static str)]| reach.iter().chain(more).copied().collect::<Vec<_>>();
 
-    let (server, _db) = send_through(dir.path(), &token, &with(&[("CONVMSG_PROVIDERS__WEBHOOK__SECRET", shared)])).await;
+    let (server, _db) =
+        send_through(dir.path(), &token, &with(&[("CONVMSG_PROVIDERS__WEBHOOK__SECRET", shared)])).await;
     server.stop().await;
     let first = receiver.seen().remove(0);
     assert!(signed_with(&first, shared), "signed with CONVMSG_PROVIDERS__WEBHOOK__SECRET: {first:?}");
