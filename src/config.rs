@@ -13,7 +13,10 @@ use serde::{Deserialize, Serialize};
 use crate::providers::ProvidersConfig;
 
 mod env;
+pub mod receipts;
 mod redact;
+
+pub use receipts::ReceiptsConfig;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -42,6 +45,8 @@ pub struct Config {
     /// Channel providers' endpoints, credentials and timeouts (`[providers.*]`).
     pub providers: ProvidersConfig,
     pub rest: RestConfig,
+    /// Delivery receipts from providers: the public URL and the callbacks' secrets.
+    pub receipts: ReceiptsConfig,
     pub tenants: Vec<TenantConfig>,
     pub channels: Vec<ChannelConfig>,
     pub definitions: Vec<DefinitionConfig>,
@@ -66,6 +71,7 @@ impl Default for Config {
             retention: RetentionConfig::default(),
             providers: ProvidersConfig::default(),
             rest: RestConfig::default(),
+            receipts: ReceiptsConfig::default(),
             tenants: Vec::new(),
             channels: Vec::new(),
             definitions: Vec::new(),

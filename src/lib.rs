@@ -28,6 +28,7 @@ pub mod error;
 pub mod grpc;
 pub mod metrics;
 pub mod providers;
+pub mod receipts;
 pub mod rest;
 pub mod server;
 pub mod service;

@@ -343,6 +343,18 @@ fn routes(
         Duration::from_millis(config.admission.retry_after_ms),
     );
     let bridge = rest::router(service.clone(), auth.clone(), config.rest.clone(), &admission);
+    let receipts = crate::receipts::router(
+        crate::receipts::ReceiptsState {
+            service: service.clone(),
+            config: config.receipts.clone(),
+            twilio_auth_token: config.providers.twilio.auth_token.clone().filter(|t| !t.trim().is_empty()),
+            webhook_keys: crate::providers::webhook::SigningKeys::from_config(&config.providers.webhook)?,
+            metrics: metrics.clone(),
+            tls: config.tls.files().ok().flatten().is_some(),
+        },
+        &admission,
+    )
+    .layer(axum::extract::DefaultBodyLimit::max(config.rest.body_limit_bytes));
     let interceptor = grpc::auth_interceptor(auth.clone());
     // Reflection in both versions: v1, and v1alpha for the clients that still ask only
     // it (grpcio-reflection's descriptor database, grpcurl before 1.9, most GUI clients).
@@ -365,7 +377,7 @@ fn routes(
         .add_service(malformed.layer(admission.layer(admin)))
         .add_service(malformed.layer(admission.layer(InterceptedService::new(reflection, interceptor.clone()))))
         .add_service(malformed.layer(admission.layer(InterceptedService::new(reflection_v1alpha, interceptor))));
-    let router = grpc.into_axum_router().merge(bridge).route("/healthz", get(|| async { "ok" })).route(
+    let router = grpc.into_axum_router().merge(bridge).merge(receipts).route("/healthz", get(|| async { "ok" })).route(
         "/readyz",
         get({
             let store = store.clone();

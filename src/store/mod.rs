@@ -179,6 +179,8 @@ pub trait Store: RequestReads + Send + Sync + 'static {
     async fn upsert_channel(&self, tenant: &str, c: ChannelUpsert, now_ms: i64) -> StoreResult<(Channel, bool)>;
     async fn get_channel(&self, tenant: &str, key: &Key) -> StoreResult<Option<Channel>>;
     async fn list_channels(&self, tenant: &str, after: Option<&RecordId>, limit: u32) -> StoreResult<Page<Channel>>;
+    /// The channel `id` and the tenant that owns it (provider callbacks name only the channel).
+    async fn find_channel_owner(&self, id: &RecordId) -> StoreResult<Option<(String, Channel)>>;
 
     // messaging components
     async fn upsert_definition(

@@ -186,6 +186,10 @@ impl<B: Backend> Store for SqlStore<B> {
         read!(self, |c| admin::list_channels(c, tenant, after, limit))
     }
 
+    async fn find_channel_owner(&self, id: &RecordId) -> StoreResult<Option<(String, Channel)>> {
+        read!(self, |c| admin::find_channel_owner(c, id))
+    }
+
     async fn upsert_definition(
         &self,
         tenant: &str,

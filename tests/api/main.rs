@@ -16,6 +16,7 @@ mod list_requests;
 mod node;
 mod ops;
 mod python;
+mod receipts;
 mod replicas;
 mod rest;
 mod retention;

@@ -149,7 +149,8 @@ pub async fn record<C: Conn>(conn: &mut C, receipts: &[&Receipt]) -> StoreResult
     let mut outcomes = Vec::with_capacity(receipts.len());
     for r in receipts {
         let identifiers: Vec<String> = match &r.key {
-            MessageKey::Identifier(id) => current.contains_key(id).then(|| vec![id.clone()]).unwrap_or_default(),
+            MessageKey::Identifier(id) if current.contains_key(id) => vec![id.clone()],
+            MessageKey::Identifier(_) => Vec::new(),
             MessageKey::ProviderId(p) => by_provider_id.get(p).cloned().unwrap_or_default(),
         };
         // A provider id names one message; should several share it, each is moved and

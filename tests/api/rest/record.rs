@@ -217,7 +217,7 @@ async fn a_delivered_record_lists_each_state_with_failure_reasons_in_identifier_
     let mut stream = app
         .conv()
         .await
-        .watch_request_status(pb::WatchRequestStatusRequest { request_id: id.clone() })
+        .watch_request_status(pb::WatchRequestStatusRequest { request_id: id.clone(), follow_receipts: false })
         .await
         .unwrap()
         .into_inner();
