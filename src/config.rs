@@ -13,9 +13,11 @@ use serde::{Deserialize, Serialize};
 use crate::providers::ProvidersConfig;
 
 mod env;
+pub mod events;
 pub mod receipts;
 mod redact;
 
+pub use events::EventsConfig;
 pub use receipts::ReceiptsConfig;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -47,6 +49,8 @@ pub struct Config {
     pub rest: RestConfig,
     /// Delivery receipts from providers: the public URL and the callbacks' secrets.
     pub receipts: ReceiptsConfig,
+    /// Status events to tenants' endpoints: the sending task's knobs.
+    pub events: EventsConfig,
     pub tenants: Vec<TenantConfig>,
     pub channels: Vec<ChannelConfig>,
     pub definitions: Vec<DefinitionConfig>,
@@ -72,6 +76,7 @@ impl Default for Config {
             providers: ProvidersConfig::default(),
             rest: RestConfig::default(),
             receipts: ReceiptsConfig::default(),
+            events: EventsConfig::default(),
             tenants: Vec::new(),
             channels: Vec::new(),
             definitions: Vec::new(),

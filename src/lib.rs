@@ -25,6 +25,7 @@ pub mod config;
 pub mod dispatch;
 pub mod domain;
 pub mod error;
+pub mod events;
 pub mod grpc;
 pub mod metrics;
 pub mod providers;

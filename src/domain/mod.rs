@@ -4,6 +4,7 @@
 
 pub mod admin;
 pub mod delivery;
+pub mod events;
 pub mod ids;
 pub mod model;
 pub mod params;

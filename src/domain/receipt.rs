@@ -4,6 +4,7 @@
 //! ever moves forward: `Sent → Delivered → Read`, or `Sent → Undelivered`; a duplicate
 //! or a late report changes nothing. `Read` and `Undelivered` are final. No I/O here.
 
+use super::events::EventType;
 use super::model::{Delivery, DeliveryState};
 
 /// What a provider reported about one message.
@@ -28,43 +29,6 @@ impl Report {
             Report::Read => Some(EventType::MessageRead),
             Report::Failed { .. } => Some(EventType::MessageUndelivered),
         }
-    }
-}
-
-/// The types of status events sent to a tenant's event endpoints.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum EventType {
-    /// Every message of a request reached a final status (Success or Failed).
-    RequestCompleted,
-    /// A message failed before or at the provider (status Failed).
-    MessageFailed,
-    MessageDelivered,
-    MessageRead,
-    /// A message the provider had accepted was reported undelivered.
-    MessageUndelivered,
-}
-
-impl EventType {
-    pub const ALL: [EventType; 5] = [
-        EventType::RequestCompleted,
-        EventType::MessageFailed,
-        EventType::MessageDelivered,
-        EventType::MessageRead,
-        EventType::MessageUndelivered,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            EventType::RequestCompleted => "request.completed",
-            EventType::MessageFailed => "message.failed",
-            EventType::MessageDelivered => "message.delivered",
-            EventType::MessageRead => "message.read",
-            EventType::MessageUndelivered => "message.undelivered",
-        }
-    }
-
-    pub fn parse(raw: &str) -> Option<EventType> {
-        EventType::ALL.into_iter().find(|t| t.as_str() == raw)
     }
 }
 
@@ -167,13 +131,5 @@ mod tests {
         let mut d = Delivery::default();
         assert!(apply(&mut d, &Report::Delivered, 10));
         assert_eq!(d.state, Some(Delivered));
-    }
-
-    #[test]
-    fn event_types_round_trip_their_names() {
-        for t in EventType::ALL {
-            assert_eq!(EventType::parse(t.as_str()), Some(t));
-        }
-        assert_eq!(EventType::parse("message.sent"), None);
     }
 }

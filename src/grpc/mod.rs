@@ -11,6 +11,7 @@ use crate::service::auth::Authenticator;
 
 pub mod admin;
 pub mod convert;
+pub mod events;
 pub mod list;
 pub mod malformed;
 

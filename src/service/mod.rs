@@ -8,6 +8,7 @@
 mod admin;
 pub mod auth;
 pub mod cache;
+pub mod event_endpoints;
 pub mod events;
 mod reads;
 mod send;

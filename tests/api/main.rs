@@ -12,6 +12,7 @@ mod cli;
 mod crash;
 mod delivery;
 mod disk_full;
+mod events;
 mod list_requests;
 mod node;
 mod ops;

@@ -10,8 +10,10 @@
 use std::collections::{HashMap, HashSet};
 
 use super::counts::{self, Deltas};
+use super::outbox::{self, NewEvent};
 use super::{Conn, Rows, Sql};
 use crate::domain::RecordId;
+use crate::domain::events::EventType;
 use crate::store::*;
 
 /// A message's send begins (it is `InProgress`, one more attempt).
@@ -73,16 +75,21 @@ pub struct DeliveryResults {
 
 /// The leases held at this moment on the requests a batch writes to, their rows locked
 /// until the transaction ends (PostgreSQL), so no takeover slips in before the writes.
-async fn held_leases<C: Conn>(conn: &mut C, requests: Vec<String>) -> StoreResult<HashMap<String, (String, i64)>> {
+async fn held_leases<C: Conn>(
+    conn: &mut C,
+    requests: Vec<String>,
+) -> StoreResult<HashMap<String, (String, i64, String)>> {
     if requests.is_empty() {
         return Ok(HashMap::new());
     }
     let d = conn.dialect();
-    let mut sql =
-        Sql::new(d, "SELECT id, locked_by, locked_until_ms FROM send_requests WHERE status = 'InProgress' AND ");
+    let mut sql = Sql::new(
+        d,
+        "SELECT id, locked_by, locked_until_ms, tenant FROM send_requests WHERE status = 'InProgress' AND ",
+    );
     sql.in_list("id", requests).push(" ORDER BY id").push(d.for_update());
-    let rows: Vec<(String, Option<String>, Option<i64>)> = conn.fetch_all(sql).await?;
-    Ok(rows.into_iter().filter_map(|(id, by, until)| Some((id, (by?, until?)))).collect())
+    let rows: Vec<(String, Option<String>, Option<i64>, String)> = conn.fetch_all(sql).await?;
+    Ok(rows.into_iter().filter_map(|(id, by, until, tenant)| Some((id, (by?, until?, tenant)))).collect())
 }
 
 /// Applies a batch of the dispatcher's writes in the caller's transaction: starts, then
@@ -102,7 +109,7 @@ pub async fn apply<C: Conn>(conn: &mut C, writes: &DeliveryWrites<'_>, shard: i6
     requests.sort();
     let held = held_leases(conn, requests).await?;
     let holds = |lease: &str, request: &RecordId, now: i64| {
-        held.get(request.as_str()).is_some_and(|(by, until)| by == lease && *until > now)
+        held.get(request.as_str()).is_some_and(|(by, until, _)| by == lease && *until > now)
     };
     let mut touched: HashMap<String, i64> = HashMap::new();
     let mut touch = |request: &RecordId, now: i64| {
@@ -131,7 +138,28 @@ pub async fn apply<C: Conn>(conn: &mut C, writes: &DeliveryWrites<'_>, shard: i6
 
     let kept: Vec<bool> = writes.outcomes.iter().map(|o| holds(&o.lease, &o.request, o.now_ms)).collect();
     let outcomes: Vec<&&Outcome> = writes.outcomes.iter().zip(&kept).filter(|(_, k)| **k).map(|(o, _)| o).collect();
+    // Status events, written with the changes they report.
+    let tenant_of = |request: &RecordId| held.get(request.as_str()).map(|(.., t)| t.clone()).unwrap_or_default();
+    let mut events = Vec::new();
     if !outcomes.is_empty() {
+        for o in &outcomes {
+            if let MessageOutcome::Failed { reason } = &o.outcome {
+                events.push(NewEvent {
+                    tenant: tenant_of(&o.request),
+                    kind: EventType::MessageFailed,
+                    request_id: o.request.as_str().to_owned(),
+                    data: serde_json::json!({
+                        "tenant": tenant_of(&o.request),
+                        "request_id": o.request.as_str(),
+                        "message_identifier": o.identifier,
+                        "status": "Failed",
+                        "reason": reason,
+                        "occurred_at": rfc3339(o.now_ms),
+                    }),
+                    now_ms: o.now_ms,
+                });
+            }
+        }
         record_outcomes(conn, &outcomes).await?;
         for o in &outcomes {
             touch(&o.request, o.now_ms);
@@ -154,6 +182,23 @@ pub async fn apply<C: Conn>(conn: &mut C, writes: &DeliveryWrites<'_>, shard: i6
 
     let finishing: Vec<&&Finish> = writes.finishes.iter().filter(|f| holds(&f.lease, &f.request, f.now_ms)).collect();
     let ended = finish(conn, &finishing, shard).await?;
+    for f in &finishing {
+        if ended.get(f.request.as_str()) == Some(&RequestStatus::Completed) {
+            events.push(NewEvent {
+                tenant: tenant_of(&f.request),
+                kind: EventType::RequestCompleted,
+                request_id: f.request.as_str().to_owned(),
+                data: serde_json::json!({
+                    "tenant": tenant_of(&f.request),
+                    "request_id": f.request.as_str(),
+                    "request_status": "Completed",
+                    "completed_date": rfc3339(f.now_ms),
+                }),
+                now_ms: f.now_ms,
+            });
+        }
+    }
+    outbox::enqueue(conn, events).await?;
     let finishes = writes
         .finishes
         .iter()
@@ -387,4 +432,12 @@ pub async fn wake_held_messages<C: Conn>(conn: &mut C, tenant: &str, end_user: &
     messages.arg(now).arg(tenant).arg(end_user.as_str());
     conn.execute(messages).await?;
     Ok(())
+}
+
+/// An instant as RFC 3339 (UTC, milliseconds), as events show it.
+pub fn rfc3339(ms: i64) -> String {
+    let at = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let at = at.replace_nanosecond(at.nanosecond() / 1_000_000 * 1_000_000).unwrap_or(at);
+    at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
 }

@@ -9,6 +9,8 @@ use std::collections::HashMap;
 
 use sqlx::FromRow;
 
+use super::delivery::rfc3339;
+use super::outbox::{self, NewEvent};
 use super::{Conn, Dialect, Rows, Sql};
 use crate::domain::RecordId;
 use crate::domain::model::{Delivery, DeliveryState};
@@ -62,6 +64,7 @@ struct Found {
 
 struct Current {
     request_id: String,
+    provider_message_id: Option<String>,
     delivery: Delivery,
     before: Delivery,
     now_ms: i64,
@@ -141,12 +144,21 @@ pub async fn record<C: Conn>(conn: &mut C, receipts: &[&Receipt]) -> StoreResult
             undelivered_ms: f.undelivered_ms,
             error_code: f.delivery_error_code,
         };
-        current
-            .insert(f.identifier, Current { request_id: f.request_id, before: delivery.clone(), delivery, now_ms: 0 });
+        current.insert(
+            f.identifier,
+            Current {
+                request_id: f.request_id,
+                provider_message_id: f.provider_message_id.clone(),
+                before: delivery.clone(),
+                delivery,
+                now_ms: 0,
+            },
+        );
     }
 
     // In arrival order, so a batch holding `delivered` then `read` ends `Read`.
     let mut outcomes = Vec::with_capacity(receipts.len());
+    let mut events = Vec::new();
     for r in receipts {
         let identifiers: Vec<String> = match &r.key {
             MessageKey::Identifier(id) if current.contains_key(id) => vec![id.clone()],
@@ -158,9 +170,27 @@ pub async fn record<C: Conn>(conn: &mut C, receipts: &[&Receipt]) -> StoreResult
         let mut first = None;
         for identifier in identifiers {
             let Some(c) = current.get_mut(&identifier) else { continue };
+            let state_before = c.delivery.state;
             let changed = receipt::apply(&mut c.delivery, &r.report, r.at_ms);
             if changed {
                 c.now_ms = c.now_ms.max(r.now_ms);
+            }
+            if let Some(kind) = r.report.event_type().filter(|_| c.delivery.state != state_before) {
+                events.push(NewEvent {
+                    tenant: r.tenant.clone(),
+                    kind,
+                    request_id: c.request_id.clone(),
+                    data: serde_json::json!({
+                        "tenant": r.tenant,
+                        "request_id": c.request_id,
+                        "message_identifier": identifier,
+                        "provider_message_id": c.provider_message_id,
+                        "delivery_state": c.delivery.state.map(|s| s.as_str()),
+                        "error_code": c.delivery.error_code,
+                        "occurred_at": rfc3339(r.at_ms),
+                    }),
+                    now_ms: r.now_ms,
+                });
             }
             first.get_or_insert(ReceiptOutcome::Matched {
                 request_id: RecordId::from_trusted(c.request_id.clone()),
@@ -192,5 +222,6 @@ pub async fn record<C: Conn>(conn: &mut C, receipts: &[&Receipt]) -> StoreResult
         sql.rows(rows).push(" AS v WHERE m.identifier = v.identifier");
         conn.execute(sql).await?;
     }
+    outbox::enqueue(conn, events).await?;
     Ok(outcomes)
 }
