@@ -8,7 +8,11 @@ use std::{env, fs, path::PathBuf, process::Command};
 
 use prost::Message;
 
-const PROTOS: &[&str] = &["proto/convmsg/v1/conversation_messages.proto", "proto/convmsg/v1/messaging_admin.proto"];
+const PROTOS: &[&str] = &[
+    "proto/convmsg/v1/conversation_messages.proto",
+    "proto/convmsg/v1/messaging_admin.proto",
+    "proto/convmsg/v1/status_events.proto",
+];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rustc-env=CONVMSG_GIT_REVISION={}", git_revision());

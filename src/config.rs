@@ -14,7 +14,12 @@ use crate::providers::ProvidersConfig;
 pub use crate::telemetry::config::{LogConfig, LogFormat, OtlpProtocol, TelemetryConfig};
 
 mod env;
+pub mod events;
+pub mod receipts;
 mod redact;
+
+pub use events::EventsConfig;
+pub use receipts::ReceiptsConfig;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -43,6 +48,10 @@ pub struct Config {
     /// Channel providers' endpoints, credentials and timeouts (`[providers.*]`).
     pub providers: ProvidersConfig,
     pub rest: RestConfig,
+    /// Delivery receipts from providers: the public URL and the callbacks' secrets.
+    pub receipts: ReceiptsConfig,
+    /// Status events to tenants' endpoints: the sending task's knobs.
+    pub events: EventsConfig,
     pub tenants: Vec<TenantConfig>,
     pub channels: Vec<ChannelConfig>,
     pub definitions: Vec<DefinitionConfig>,
@@ -67,6 +76,8 @@ impl Default for Config {
             retention: RetentionConfig::default(),
             providers: ProvidersConfig::default(),
             rest: RestConfig::default(),
+            receipts: ReceiptsConfig::default(),
+            events: EventsConfig::default(),
             tenants: Vec::new(),
             channels: Vec::new(),
             definitions: Vec::new(),

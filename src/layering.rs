@@ -15,7 +15,7 @@ const LAYERS: &[&[&str]] = &[
     &["service"],
     &["dispatch"],
     &["config"],
-    &["grpc", "rest"],
+    &["grpc", "rest", "receipts", "events"],
     &["server"],
     &["cli"],
 ];

@@ -48,6 +48,21 @@ pub struct OutcomeLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReceiptLabels {
+    /// `twilio`, `whatsapp` or `webhook`.
+    pub provider: &'static str,
+    /// `applied` (the state moved), `unchanged` (a duplicate or a late report) or
+    /// `unknown` (no message of the channel has that id).
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EventLabels {
+    /// `delivered`, `retry` or `failed` (retries ran out, or 410 Gone).
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ProviderLabels {
     pub provider: String,
     /// `success`, `transient`, `permanent` or `timeout`.
@@ -86,6 +101,9 @@ pub struct Metrics {
     expired_leases: Gauge,
     held_messages: Family<WaitLabels, Gauge>,
     messages: Family<OutcomeLabels, Counter>,
+    receipts: Family<ReceiptLabels, Counter>,
+    events: Family<EventLabels, Counter>,
+    endpoints_disabled: Counter,
     provider_duration: HistogramFamily<ProviderLabels>,
     retries: Counter,
     lease_takeovers: Counter,
@@ -119,6 +137,9 @@ impl Metrics {
             expired_leases: Gauge::default(),
             held_messages: Family::default(),
             messages: Family::default(),
+            receipts: Family::default(),
+            events: Family::default(),
+            endpoints_disabled: Counter::default(),
             provider_duration: Family::new_with_constructor(latency_histogram),
             retries: Counter::default(),
             lease_takeovers: Counter::default(),
@@ -163,6 +184,17 @@ impl Metrics {
             m.held_messages.clone(),
         );
         registry.register("convmsg_messages", "Message outcomes recorded, by outcome and reason", m.messages.clone());
+        registry.register(
+            "convmsg_receipts",
+            "Delivery receipts received, by provider and what they came to (unknown: no such message)",
+            m.receipts.clone(),
+        );
+        registry.register("convmsg_events", "Status event deliveries attempted, by outcome", m.events.clone());
+        registry.register(
+            "convmsg_event_endpoints_disabled",
+            "Event endpoints disabled because every delivery failed for events.disable_after_ms",
+            m.endpoints_disabled.clone(),
+        );
         registry.register(
             "convmsg_provider_duration_seconds",
             "Provider call latency by provider and outcome",
@@ -210,6 +242,18 @@ impl Metrics {
 
     pub fn count_message(&self, outcome: &'static str, reason: &str) {
         self.messages.get_or_create(&OutcomeLabels { outcome, reason: reason.to_owned() }).inc();
+    }
+
+    pub fn count_receipt(&self, provider: &'static str, outcome: &'static str) {
+        self.receipts.get_or_create(&ReceiptLabels { provider, outcome }).inc();
+    }
+
+    pub fn count_event(&self, outcome: &'static str) {
+        self.events.get_or_create(&EventLabels { outcome }).inc();
+    }
+
+    pub fn count_endpoint_disabled(&self) {
+        self.endpoints_disabled.inc();
     }
 
     pub fn observe_provider(&self, provider: &str, outcome: &'static str, elapsed: Duration) {

@@ -177,7 +177,10 @@ where
     <S::ResponseBody as tonic::codegen::Body>::Error: Into<tonic::codegen::StdError> + Send,
 {
     let mut stream = client
-        .watch_request_status(pb::WatchRequestStatusRequest { request_id: request_id.to_owned() })
+        .watch_request_status(pb::WatchRequestStatusRequest {
+            request_id: request_id.to_owned(),
+            follow_receipts: false,
+        })
         .await
         .map_err(explain)?
         .into_inner();

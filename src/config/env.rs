@@ -360,7 +360,17 @@ mod tests {
                         Value::from(Dict::from([("acme".to_owned(), Value::from(entry))])),
                     )
                 }
-                ("providers.webhook.allowed_networks", _) => (
+                ("receipts.tenants", _) => {
+                    let entry = Dict::from([
+                        ("twilio_auth_token".to_owned(), Value::from("tok")),
+                        ("channels".to_owned(), Value::from(Dict::new())),
+                    ]);
+                    (
+                        "{acme = { twilio_auth_token = \"tok\" }}".to_owned(),
+                        Value::from(Dict::from([("acme".to_owned(), Value::from(entry))])),
+                    )
+                }
+                ("providers.webhook.allowed_networks" | "events.allowed_networks", _) => (
                     "[\"10.0.0.0/8\", \"192.168.1.0/24\"]".to_owned(),
                     Value::from(vec!["10.0.0.0/8", "192.168.1.0/24"]),
                 ),

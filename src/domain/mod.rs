@@ -4,12 +4,14 @@
 
 pub mod admin;
 pub mod delivery;
+pub mod events;
 pub mod ids;
 pub mod model;
 pub mod params;
 pub mod principal;
 pub mod query;
 pub mod rates;
+pub mod receipt;
 pub mod replication;
 pub mod schedule;
 pub mod send;

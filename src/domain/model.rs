@@ -86,6 +86,15 @@ picklist!(MessageState {
     Success => "Success",
     Failed => "Failed",
 });
+picklist!(
+    /// What the provider reported after accepting a message (receipts; `domain::receipt`).
+    DeliveryState {
+        Sent => "Sent",
+        Delivered => "Delivered",
+        Read => "Read",
+        Undelivered => "Undelivered",
+    }
+);
 picklist!(MessageType {
     AppleBusinessChat => "AppleBusinessChat",
     Custom => "Custom",
@@ -289,6 +298,22 @@ pub struct MessageRecord {
     pub provider_message_id: Option<String>,
     pub created_ms: i64,
     pub updated_ms: i64,
+    /// After the provider accepted it: its delivery as receipts report it (`None` until
+    /// sent). Beside `status`, which keeps Salesforce's meaning (Success = sent).
+    pub delivery: Delivery,
+}
+
+/// A message's delivery state and when each step was first reported.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Delivery {
+    pub state: Option<DeliveryState>,
+    pub sent_ms: Option<i64>,
+    pub delivered_ms: Option<i64>,
+    pub read_ms: Option<i64>,
+    pub undelivered_ms: Option<i64>,
+    /// The provider's error code when `Undelivered` (Twilio `ErrorCode`, WhatsApp
+    /// `errors[].code`, a gateway's `errorCode`).
+    pub error_code: Option<String>,
 }
 
 /// The ConvMessageSendRequest record with its messages in recipient order.

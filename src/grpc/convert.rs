@@ -244,8 +244,24 @@ pub fn request_record(r: RequestRecord) -> pb::ConvMessageSendRequest {
                 provider_message_id: m.provider_message_id.unwrap_or_default(),
                 created_date: timestamp(m.created_ms),
                 last_modified_date: timestamp(m.updated_ms),
+                delivery_state: delivery_state(m.delivery.state) as i32,
+                sent_date: m.delivery.sent_ms.and_then(timestamp),
+                delivered_date: m.delivery.delivered_ms.and_then(timestamp),
+                read_date: m.delivery.read_ms.and_then(timestamp),
+                undelivered_date: m.delivery.undelivered_ms.and_then(timestamp),
+                delivery_error_code: m.delivery.error_code.unwrap_or_default(),
             })
             .collect(),
+    }
+}
+
+fn delivery_state(state: Option<DeliveryState>) -> pb::DeliveryState {
+    match state {
+        None => pb::DeliveryState::Unspecified,
+        Some(DeliveryState::Sent) => pb::DeliveryState::Sent,
+        Some(DeliveryState::Delivered) => pb::DeliveryState::Delivered,
+        Some(DeliveryState::Read) => pb::DeliveryState::Read,
+        Some(DeliveryState::Undelivered) => pb::DeliveryState::Undelivered,
     }
 }
 

@@ -11,6 +11,7 @@ use crate::service::auth::Authenticator;
 
 pub mod admin;
 pub mod convert;
+pub mod events;
 pub mod list;
 pub mod malformed;
 
@@ -66,7 +67,10 @@ impl pb::conversation_messages_server::ConversationMessages for ConversationMess
     ) -> Result<Response<WatchStream>, Status> {
         use futures_util::StreamExt;
         let principal = principal(&request)?;
-        let records = self.service.watch_request(&principal, &request.get_ref().request_id).await?;
+        let records = self
+            .service
+            .watch_request(&principal, &request.get_ref().request_id, request.get_ref().follow_receipts)
+            .await?;
         let stream = records.map(|r| {
             r.map(|record| pb::WatchRequestStatusResponse { request: Some(convert::request_record(record)) })
                 .map_err(AppError::into_status)

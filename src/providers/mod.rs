@@ -12,7 +12,7 @@
 
 pub mod config;
 pub mod guard;
-mod http;
+pub(crate) mod http;
 pub mod log;
 pub mod twilio;
 pub mod webhook;

@@ -58,7 +58,13 @@ pub struct WebhookProvider {
     client: reqwest::Client,
     /// Where URLs may point (scheme, addresses).
     destinations: Arc<Destinations>,
-    /// Decoded secrets by tenant.
+    keys: SigningKeys,
+}
+
+/// Every tenant's decoded signing keys: what signs a channel's deliveries also checks
+/// its gateway's acknowledgements (`receipts::gateway`).
+#[derive(Default)]
+pub struct SigningKeys {
     tenants: BTreeMap<String, TenantKeys>,
 }
 
@@ -74,15 +80,15 @@ struct TenantKeys {
 impl std::fmt::Debug for WebhookProvider {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let tenants: BTreeMap<&str, Vec<&String>> =
-            self.tenants.iter().map(|(t, keys)| (t.as_str(), keys.channels.keys().collect())).collect();
+            self.keys.tenants.iter().map(|(t, keys)| (t.as_str(), keys.channels.keys().collect())).collect();
         f.debug_struct("WebhookProvider").field("channels_with_secrets", &tenants).finish_non_exhaustive()
     }
 }
 
-impl WebhookProvider {
+impl SigningKeys {
     /// Decodes every secret now: a malformed one fails at start, naming its setting, and
     /// so does the old tenant-blind `providers.webhook.secrets` table.
-    pub fn from_config(config: &WebhookProviderConfig) -> anyhow::Result<WebhookProvider> {
+    pub fn from_config(config: &WebhookProviderConfig) -> anyhow::Result<SigningKeys> {
         if let Some(channel) = config.secrets.keys().next() {
             anyhow::bail!(
                 "providers.webhook.secrets.{channel} is no longer read: it matched channels by developer name across \
@@ -113,19 +119,31 @@ impl WebhookProvider {
                 keys.channels.insert(channel.clone(), decode_secret(secret, &setting)?);
             }
         }
+        Ok(SigningKeys { tenants })
+    }
+
+    /// The key of `tenant`'s channel `channel` (its own, else the tenant's default);
+    /// never another tenant's.
+    pub fn key_for(&self, tenant: &str, channel: &str) -> Option<&[u8]> {
+        self.tenants
+            .get(tenant)
+            .and_then(|keys| keys.channels.get(channel).or(keys.default.as_ref()))
+            .map(Vec::as_slice)
+    }
+}
+
+impl WebhookProvider {
+    pub fn from_config(config: &WebhookProviderConfig) -> anyhow::Result<WebhookProvider> {
+        let keys = SigningKeys::from_config(config)?;
         let destinations = Arc::new(Destinations::new(config.allow_http, &config.allowed_networks)?);
         let client = build_guarded_client(Duration::from_millis(config.timeout_ms), destinations.clone())?;
-        Ok(WebhookProvider { client, destinations, tenants })
+        Ok(WebhookProvider { client, destinations, keys })
     }
 
     /// The key for the message's tenant and channel; never another tenant's.
     fn secret_for(&self, message: &OutboundMessage) -> Result<&[u8], ProviderError> {
         let (tenant, channel) = (&message.tenant, &message.channel_developer_name);
-        self.tenants
-            .get(tenant)
-            .and_then(|keys| keys.channels.get(channel).or(keys.default.as_ref()))
-            .map(Vec::as_slice)
-            .ok_or_else(|| {
+        self.keys.key_for(tenant, channel).ok_or_else(|| {
                 ProviderError::permanent(
                     reason::PROVIDER_MISCONFIGURED,
                     format!(
@@ -153,6 +171,22 @@ pub fn decode_secret(secret: &str, setting: &str) -> anyhow::Result<Vec<u8>> {
 
 /// The `webhook-signature` value: `v1,` + base64(HMAC-SHA256(key, "{id}.{timestamp}.{body}")).
 pub fn sign(key: &[u8], id: &str, timestamp: i64, body: &[u8]) -> String {
+    format!("v1,{}", STANDARD.encode(signed_content_mac(key, id, timestamp, body).finalize().into_bytes()))
+}
+
+/// Whether a `webhook-signature` header (space-separated `v1,<base64>` entries, so a
+/// sender can sign with an old and a new key while rotating) holds a signature of
+/// `id`, `timestamp` and `body` with `key`. Compared in constant time.
+pub fn verify(key: &[u8], id: &str, timestamp: i64, body: &[u8], header: &str) -> bool {
+    header
+        .split(' ')
+        .filter_map(|entry| entry.strip_prefix("v1,"))
+        .filter_map(|b64| STANDARD.decode(b64).ok())
+        .any(|signature| signed_content_mac(key, id, timestamp, body).verify_slice(&signature).is_ok())
+}
+
+/// HMAC-SHA256 over Standard Webhooks' signed content, `{id}.{timestamp}.{body}`.
+fn signed_content_mac(key: &[u8], id: &str, timestamp: i64, body: &[u8]) -> Hmac<Sha256> {
     // HMAC takes keys of any length, so this cannot fail.
     let mut mac =
         <Hmac<Sha256> as Mac>::new_from_slice(key).unwrap_or_else(|_| unreachable!("HMAC accepts any key length"));
@@ -161,7 +195,7 @@ pub fn sign(key: &[u8], id: &str, timestamp: i64, body: &[u8]) -> String {
     mac.update(timestamp.to_string().as_bytes());
     mac.update(b".");
     mac.update(body);
-    format!("v1,{}", STANDARD.encode(mac.finalize().into_bytes()))
+    mac
 }
 
 #[derive(Serialize)]
@@ -306,6 +340,20 @@ mod tests {
         let key = decode_secret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "test").unwrap();
         let signature = sign(&key, "msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, br#"{"test": 2432232314}"#);
         assert_eq!(signature, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
+    }
+
+    #[test]
+    fn verification_accepts_the_published_vector_among_others_and_refuses_any_change() {
+        let key = decode_secret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw", "test").unwrap();
+        let (id, ts, body) = ("msg_p5jXN8AQM9LWM0D4loKWxJek", 1614265330, br#"{"test": 2432232314}"#);
+        let good = "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=";
+        assert!(verify(&key, id, ts, body, good));
+        assert!(verify(&key, id, ts, body, &format!("v1,bm90IGl0 {good}")), "any entry may match");
+        assert!(!verify(&key, id, ts + 1, body, good));
+        assert!(!verify(&key, "msg_other", ts, body, good));
+        assert!(!verify(&key, id, ts, br#"{"test": 2432232315}"#, good));
+        assert!(!verify(&key, id, ts, body, "v2,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="));
+        assert!(!verify(b"another key", id, ts, body, good));
     }
 
     #[test]

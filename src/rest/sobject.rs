@@ -15,7 +15,7 @@ use time::macros::format_description;
 use super::describe::{http_date, parse_http_date};
 use super::format::{Format, Node, Reply, RestError};
 use super::{RestState, SOBJECT, Version};
-use crate::domain::model::{ConsentType, MessageRecord, MessageState, RequestRecord};
+use crate::domain::model::{ConsentType, DeliveryState, MessageRecord, MessageState, RequestRecord};
 use crate::domain::principal::Principal;
 use crate::domain::query::{Field, Source};
 use crate::domain::{ErrorKind, Violation};
@@ -145,6 +145,9 @@ pub fn field_value(r: &RequestRecord, counts: &MessageCounts, field: Field) -> N
     let identifiers = |state| joined(in_state(state).map(|m: &MessageRecord| m.identifier.as_str()));
     let end_users = |state| joined(in_state(state).map(|m: &MessageRecord| m.end_user_id.as_str()));
     let keys = |state| joined(in_state(state).map(|m: &MessageRecord| m.platform_key.as_str()));
+    let delivered = |state: Option<DeliveryState>| {
+        joined(r.messages.iter().filter(|m| m.delivery.state == state).map(|m| m.identifier.as_str()))
+    };
     if let Source::MessageCount(state) = field.info().source {
         return Node::Int(counts.get(state));
     }
@@ -185,6 +188,16 @@ pub fn field_value(r: &RequestRecord, counts: &MessageCounts, field: Field) -> N
         Field::FailedMessageErrorReasons => {
             joined(in_state(MessageState::Failed).map(|m| m.reason.as_deref().unwrap_or("Unknown")))
         }
+        Field::DeliveredMessageIdentifiers => delivered(Some(DeliveryState::Delivered)),
+        Field::ReadMessageIdentifiers => delivered(Some(DeliveryState::Read)),
+        Field::UndeliveredMessageIdentifiers => delivered(Some(DeliveryState::Undelivered)),
+        // One code per undelivered identifier, in the same order.
+        Field::UndeliveredMessageErrorCodes => joined(
+            r.messages
+                .iter()
+                .filter(|m| m.delivery.state == Some(DeliveryState::Undelivered))
+                .map(|m| m.delivery.error_code.as_deref().unwrap_or("Unknown")),
+        ),
         // Never set by convmsg: no users, no session longevity input, no session ids.
         Field::CreatedById
         | Field::LastModifiedById
@@ -238,6 +251,7 @@ mod tests {
             provider_message_id: None,
             created_ms: 0,
             updated_ms: 0,
+            delivery: Default::default(),
         }
     }
 

@@ -22,6 +22,7 @@ use tower::Layer;
 use crate::clock::{SharedClock, SystemClock};
 use crate::config::{Config, RetentionConfig};
 use crate::dispatch::Dispatcher;
+use crate::events::EventSender;
 use crate::grpc::admin::MessagingAdminApi;
 use crate::grpc::pb::conversation_messages_server::ConversationMessagesServer;
 use crate::grpc::pb::messaging_admin_server::MessagingAdminServer;
@@ -48,6 +49,8 @@ pub const LIVENESS: &str = "liveness";
 
 const CONVERSATION_MESSAGES: &str = <ConversationMessagesServer<ConversationMessagesApi> as NamedService>::NAME;
 const MESSAGING_ADMIN: &str = <MessagingAdminServer<MessagingAdminApi> as NamedService>::NAME;
+const STATUS_EVENTS: &str =
+    <pb::status_events_server::StatusEventsServer<crate::grpc::events::StatusEventsApi> as NamedService>::NAME;
 
 pub struct App {
     listener: TcpListener,
@@ -60,6 +63,10 @@ pub struct App {
     dispatcher: Arc<Dispatcher>,
     /// Whether this process runs the dispatcher loop (`dispatch.enabled`).
     dispatch_enabled: bool,
+    /// Sends status events to tenants' endpoints, on a task of its own.
+    event_sender: Arc<EventSender>,
+    /// Whether this process runs it (`events.enabled`).
+    events_enabled: bool,
     /// A token generated because none existed; the caller shows it once.
     generated_token: Option<String>,
     /// What the retention task purges and how often.
@@ -139,6 +146,17 @@ impl App {
         let store = open_store(&config).await?;
         let events = Events::default();
         let service = Service::new(store.clone(), clock.clone(), events.clone());
+        let event_sender = Arc::new(
+            EventSender::new(
+                store.clone(),
+                clock.clone(),
+                config.events.clone(),
+                config.dispatch.settings().retry,
+                metrics.clone(),
+                events.clone(),
+            )
+            .context("setting up status events ([events])")?,
+        );
         let mut providers = Providers::from_config(&config.providers).context("setting up channel providers")?;
         for provider in extra_providers {
             providers.insert(provider);
@@ -184,6 +202,8 @@ impl App {
             auth,
             dispatcher,
             dispatch_enabled,
+            event_sender,
+            events_enabled: config.events.enabled,
             generated_token,
             retention: config.retention.clone(),
             clock,
@@ -195,6 +215,11 @@ impl App {
             telemetry,
             metrics,
         })
+    }
+
+    /// The status-event sender, for driving it step by step (`run_once`) in tests.
+    pub fn event_sender(&self) -> Arc<EventSender> {
+        self.event_sender.clone()
     }
 
     /// The dispatcher, for driving delivery step by step (`run_once`) in tests.
@@ -228,7 +253,7 @@ impl App {
     ///
     /// Calls accepted until the listener closes are recorded and wait in the queue.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> anyhow::Result<()> {
-        for name in [LIVENESS, "", CONVERSATION_MESSAGES, MESSAGING_ADMIN] {
+        for name in [LIVENESS, "", CONVERSATION_MESSAGES, MESSAGING_ADMIN, STATUS_EVENTS] {
             self.health.set_service_status(name, ServingStatus::Serving).await;
         }
         self.ready.store(true, Ordering::SeqCst);
@@ -253,12 +278,14 @@ impl App {
         ));
         let dispatch =
             self.dispatch_enabled.then(|| tokio::spawn(self.dispatcher.clone().run_until_stopped(shutdown.clone())));
+        let event_sending =
+            self.events_enabled.then(|| tokio::spawn(self.event_sender.clone().run_until_stopped(shutdown.clone())));
         let (health, ready, signal) = (self.health.clone(), self.ready.clone(), shutdown.clone());
         let stop_accepting_after = self.stop_accepting_after;
         let stop_accepting = async move {
             signal.cancelled().await;
             ready.store(false, Ordering::SeqCst);
-            for name in ["", CONVERSATION_MESSAGES, MESSAGING_ADMIN] {
+            for name in ["", CONVERSATION_MESSAGES, MESSAGING_ADMIN, STATUS_EVENTS] {
                 health.set_service_status(name, ServingStatus::NotServing).await;
             }
             tracing::info!(
@@ -293,6 +320,11 @@ impl App {
         let _ = retention.await;
         if let Some(dispatch) = dispatch {
             dispatch.await.context("the dispatcher task failed")?;
+        }
+        if let Some(sending) = event_sending {
+            // A POST cut here is not recorded: its lease runs out and it is sent again.
+            sending.abort();
+            let _ = sending.await;
         }
         tracing::info!("convmsg stopped");
         // Last: the spans of the drain above go out too.
@@ -343,6 +375,16 @@ fn routes(
         Duration::from_millis(config.admission.retry_after_ms),
     );
     let bridge = rest::router(service.clone(), auth.clone(), config.rest.clone()).layer(admission.clone());
+    let receipts = crate::receipts::router(crate::receipts::ReceiptsState {
+        service: service.clone(),
+        config: config.receipts.clone(),
+        twilio_auth_token: config.providers.twilio.auth_token.clone().filter(|t| !t.trim().is_empty()),
+        webhook_keys: crate::providers::webhook::SigningKeys::from_config(&config.providers.webhook)?,
+        metrics: metrics.clone(),
+        tls: config.tls.files().ok().flatten().is_some(),
+    })
+    .layer(admission.clone())
+    .layer(axum::extract::DefaultBodyLimit::max(config.rest.body_limit_bytes));
     let interceptor = grpc::auth_interceptor(auth.clone());
     // Reflection in both versions: v1, and v1alpha for the clients that still ask only
     // it (grpcio-reflection's descriptor database, grpcurl before 1.9, most GUI clients).
@@ -357,15 +399,26 @@ fn routes(
         ConversationMessagesApi { service: service.clone() },
         interceptor.clone(),
     );
+    let status_events = pb::status_events_server::StatusEventsServer::with_interceptor(
+        crate::grpc::events::StatusEventsApi {
+            service: service.clone(),
+            destinations: Arc::new(crate::providers::guard::Destinations::new(
+                config.events.allow_http,
+                &config.events.allowed_networks,
+            )?),
+        },
+        interceptor.clone(),
+    );
     let admin = MessagingAdminServer::with_interceptor(MessagingAdminApi { service, auth }, interceptor.clone());
     // Outside admission: tonic's answers to undecodable requests become INVALID_ARGUMENT.
     let malformed = crate::grpc::malformed::MalformedLayer;
     let grpc = tonic::service::Routes::new(health_service)
         .add_service(malformed.layer(admission.layer(conversation)))
         .add_service(malformed.layer(admission.layer(admin)))
+        .add_service(malformed.layer(admission.layer(status_events)))
         .add_service(malformed.layer(admission.layer(InterceptedService::new(reflection, interceptor.clone()))))
         .add_service(malformed.layer(admission.layer(InterceptedService::new(reflection_v1alpha, interceptor))));
-    let router = grpc.into_axum_router().merge(bridge).route("/healthz", get(|| async { "ok" })).route(
+    let router = grpc.into_axum_router().merge(bridge).merge(receipts).route("/healthz", get(|| async { "ok" })).route(
         "/readyz",
         get({
             let store = store.clone();

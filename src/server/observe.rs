@@ -126,6 +126,9 @@ fn classify(path: &str) -> Option<Call> {
         let route = Resource::resolve(path).map_or("/services/data/{unknown}", |r| r.route_template());
         return Some(Call::Rest { route });
     }
+    if let Some(route) = crate::receipts::route_template(path) {
+        return Some(Call::Rest { route });
+    }
     None
 }
 

@@ -1,5 +1,6 @@
 //! In-process signals: "there may be work" (wakes the dispatcher at once after an accept
-//! or a session change) and "this request changed" (feeds status streams). The store
+//! or a session change) and "this request changed" (feeds status streams, and wakes the
+//! status-event sender). The store
 //! stays the truth: a missed signal only delays, since both sides also poll.
 
 use std::sync::Arc;
@@ -12,11 +13,13 @@ use crate::domain::RecordId;
 pub struct Events {
     work: Arc<Notify>,
     changes: broadcast::Sender<RecordId>,
+    /// "A change may have enqueued status events": wakes the event sender.
+    outbox: Arc<Notify>,
 }
 
 impl Default for Events {
     fn default() -> Self {
-        Events { work: Arc::new(Notify::new()), changes: broadcast::channel(4096).0 }
+        Events { work: Arc::new(Notify::new()), changes: broadcast::channel(4096).0, outbox: Arc::new(Notify::new()) }
     }
 }
 
@@ -32,6 +35,17 @@ impl Events {
     pub fn request_changed(&self, id: &RecordId) {
         // No subscribers is fine.
         let _ = self.changes.send(id.clone());
+        self.outbox.notify_one();
+    }
+
+    /// Status events were queued (a replay): wakes the sender.
+    pub fn events_enqueued(&self) {
+        self.outbox.notify_one();
+    }
+
+    /// Waits until a change may have enqueued status events.
+    pub async fn wait_for_events(&self) {
+        self.outbox.notified().await;
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<RecordId> {

@@ -10,6 +10,7 @@ mod control;
 pub use control::{REDRIVE_LIMIT, RedriveSelector};
 pub mod auth;
 pub mod cache;
+pub mod event_endpoints;
 pub mod events;
 mod reads;
 mod send;

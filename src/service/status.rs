@@ -53,12 +53,15 @@ impl Service {
             .ok_or_else(|| AppError::NotFound(format!("no ConvMessageSendRequest {id}")))
     }
 
-    /// The record now, then every change, ending after `Completed`. Fed by in-process
-    /// change signals, with the store as the truth (and polled, for other replicas).
+    /// The record now, then every change (receipts included), ending after `Completed` —
+    /// or, with `follow_receipts`, once no receipt can change it (`is_settled`). Fed by
+    /// in-process change signals, with the store as the truth (and polled, for other
+    /// replicas).
     pub async fn watch_request(
         &self,
         principal: &Principal,
         raw_id: &str,
+        follow_receipts: bool,
     ) -> Result<impl Stream<Item = Result<RequestRecord, AppError>> + Send + 'static, AppError> {
         let changes = self.events.subscribe();
         let first = self.get_request(principal, raw_id).await?;
@@ -69,6 +72,7 @@ impl Service {
             next: Option<RequestRecord>,
             last: Option<RequestRecord>,
             done: bool,
+            follow_receipts: bool,
         }
         let state = Watch {
             store: self.store.clone(),
@@ -77,13 +81,14 @@ impl Service {
             next: Some(first),
             last: None,
             done: false,
+            follow_receipts,
         };
         Ok(futures_util::stream::unfold(state, |mut w| async move {
             if w.done {
                 return None;
             }
             if let Some(record) = w.next.take() {
-                w.done = record.status == RequestStatus::Completed;
+                w.done = is_final(&record, w.follow_receipts);
                 w.last = Some(record.clone());
                 return Some((Ok(record), w));
             }
@@ -102,7 +107,7 @@ impl Service {
                 }
                 match w.store.get_request(&w.tenant, &id).await {
                     Ok(Some(record)) if Some(&record) != w.last.as_ref() => {
-                        w.done = record.status == RequestStatus::Completed;
+                        w.done = is_final(&record, w.follow_receipts);
                         w.last = Some(record.clone());
                         return Some((Ok(record), w));
                     }
@@ -119,4 +124,18 @@ impl Service {
             }
         }))
     }
+}
+
+/// Whether a watch ends with `record`: at `Completed`, or when following receipts, once
+/// every message is `Failed` or its delivery is final (`Read`, `Undelivered`).
+fn is_final(record: &RequestRecord, follow_receipts: bool) -> bool {
+    record.status == RequestStatus::Completed && (!follow_receipts || is_settled(record))
+}
+
+/// No receipt can change the record any more.
+pub fn is_settled(record: &RequestRecord) -> bool {
+    record.messages.iter().all(|m| {
+        m.status == MessageState::Failed
+            || matches!(m.delivery.state, Some(DeliveryState::Read | DeliveryState::Undelivered))
+    })
 }

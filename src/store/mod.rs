@@ -11,6 +11,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use crate::domain::admin::{ChannelUpsert, DefinitionUpsert, EndUserUpsert, SubscriptionUpsert};
+use crate::domain::events::EventEndpoint;
 use crate::domain::model::*;
 use crate::domain::send::NewSendRequest;
 use crate::domain::{ErrorKind, RecordId, Violation};
@@ -26,6 +27,8 @@ pub mod tokens;
 pub mod writer;
 
 pub use reads::RequestReads;
+pub use sql::outbox::{Attempt, AttemptResult, Disabled, DueDelivery, EndpointChange};
+pub use sql::receipts::{MessageKey, Receipt, ReceiptOutcome};
 pub use tokens::{ActiveToken, TokenGrant, TokenRecord, TokenSource};
 
 /// Cloneable so that one failed group commit can be reported to every caller in it.
@@ -178,6 +181,8 @@ pub trait Store: RequestReads + Send + Sync + 'static {
     async fn upsert_channel(&self, tenant: &str, c: ChannelUpsert, now_ms: i64) -> StoreResult<(Channel, bool)>;
     async fn get_channel(&self, tenant: &str, key: &Key) -> StoreResult<Option<Channel>>;
     async fn list_channels(&self, tenant: &str, after: Option<&RecordId>, limit: u32) -> StoreResult<Page<Channel>>;
+    /// The channel `id` and the tenant that owns it (provider callbacks name only the channel).
+    async fn find_channel_owner(&self, id: &RecordId) -> StoreResult<Option<(String, Channel)>>;
 
     // messaging components
     async fn upsert_definition(
@@ -283,6 +288,52 @@ pub trait Store: RequestReads + Send + Sync + 'static {
     fn pool_stats(&self) -> PoolStats;
     /// False while the database is known down (calls then fail at once; `/readyz` 503).
     fn is_available(&self) -> bool;
+
+    // receipts
+    /// Records providers' delivery receipts through the delivery writer (group-committed);
+    /// an outcome per receipt, in order. Duplicates and late reports change nothing.
+    async fn record_receipts(&self, receipts: Vec<Receipt>) -> StoreResult<Vec<ReceiptOutcome>>;
+
+    // status events (see `sql::outbox`)
+    /// A new event endpoint; `None` when the tenant already has one of that name.
+    async fn create_event_endpoint(
+        &self,
+        tenant: &str,
+        endpoint: &EventEndpoint,
+        secret: &str,
+    ) -> StoreResult<Option<EventEndpoint>>;
+    async fn list_event_endpoints(&self, tenant: &str) -> StoreResult<Vec<EventEndpoint>>;
+    async fn update_event_endpoint(
+        &self,
+        tenant: &str,
+        id: &str,
+        change: &EndpointChange,
+        now_ms: i64,
+    ) -> StoreResult<Option<EventEndpoint>>;
+    async fn delete_event_endpoint(&self, tenant: &str, id: &str) -> StoreResult<bool>;
+    /// Queues again the events of [`since_ms`, `until_ms`) an endpoint (or every one of
+    /// the tenant's) did not get or failed to take; how many deliveries.
+    async fn replay_events(
+        &self,
+        tenant: &str,
+        endpoint: Option<&str>,
+        since_ms: i64,
+        until_ms: i64,
+        now_ms: i64,
+    ) -> StoreResult<u64>;
+    /// Leases due event deliveries (nothing is written when none is due).
+    async fn claim_event_deliveries(
+        &self,
+        now_ms: i64,
+        lease_until_ms: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<DueDelivery>>;
+    /// Records attempts; the endpoints disabled for failing since before `disable_before_ms`.
+    async fn record_event_attempts(
+        &self,
+        results: &[AttemptResult],
+        disable_before_ms: i64,
+    ) -> StoreResult<Vec<Disabled>>;
 
     // retention
     /// Deletes up to `limit` requests that completed before `before_ms`, with their

@@ -224,6 +224,12 @@ pub struct MessageRow {
     provider_message_id: Option<String>,
     created_ms: i64,
     updated_ms: i64,
+    delivery_state: Option<String>,
+    sent_ms: Option<i64>,
+    delivered_ms: Option<i64>,
+    read_ms: Option<i64>,
+    undelivered_ms: Option<i64>,
+    delivery_error_code: Option<String>,
 }
 
 impl MessageRow {
@@ -239,6 +245,14 @@ impl MessageRow {
             provider_message_id: self.provider_message_id,
             created_ms: self.created_ms,
             updated_ms: self.updated_ms,
+            delivery: Delivery {
+                state: self.delivery_state.as_deref().map(|s| parse_pick("messages.delivery_state", s)).transpose()?,
+                sent_ms: self.sent_ms,
+                delivered_ms: self.delivered_ms,
+                read_ms: self.read_ms,
+                undelivered_ms: self.undelivered_ms,
+                error_code: self.delivery_error_code,
+            },
         })
     }
 }

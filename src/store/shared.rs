@@ -11,9 +11,10 @@ use async_trait::async_trait;
 use super::health::{Health, PROBE_EVERY};
 use super::sql::Sql;
 use super::sql::delivery::{self, Finish, Outcome, Renewal, Start};
-use super::sql::{Conn, admin, control, queue, rates, requests, tokens};
+use super::sql::{Conn, admin, control, outbox, queue, rates, requests, tokens};
 use super::writer::Writer;
 use super::*;
+use crate::domain::events::EventEndpoint;
 
 /// What differs between the backends.
 #[async_trait]
@@ -196,6 +197,10 @@ impl<B: Backend> Store for SqlStore<B> {
         read!(self, |c| admin::list_channels(c, tenant, after, limit))
     }
 
+    async fn find_channel_owner(&self, id: &RecordId) -> StoreResult<Option<(String, Channel)>> {
+        read!(self, |c| admin::find_channel_owner(c, id))
+    }
+
     async fn upsert_definition(
         &self,
         tenant: &str,
@@ -350,6 +355,72 @@ impl<B: Backend> Store for SqlStore<B> {
 
     fn is_available(&self) -> bool {
         !self.health.is_down()
+    }
+
+    async fn record_receipts(&self, receipts: Vec<Receipt>) -> StoreResult<Vec<ReceiptOutcome>> {
+        if receipts.is_empty() {
+            return Ok(Vec::new());
+        }
+        through_writer!(self, self.backend.delivery_writer().record_receipts(receipts))
+    }
+
+    async fn create_event_endpoint(
+        &self,
+        tenant: &str,
+        endpoint: &EventEndpoint,
+        secret: &str,
+    ) -> StoreResult<Option<EventEndpoint>> {
+        write!(self, |c| outbox::create_endpoint(c, tenant, endpoint, secret))
+    }
+
+    async fn list_event_endpoints(&self, tenant: &str) -> StoreResult<Vec<EventEndpoint>> {
+        read!(self, |c| outbox::list_endpoints(c, tenant))
+    }
+
+    async fn update_event_endpoint(
+        &self,
+        tenant: &str,
+        id: &str,
+        change: &EndpointChange,
+        now_ms: i64,
+    ) -> StoreResult<Option<EventEndpoint>> {
+        write!(self, |c| outbox::update_endpoint(c, tenant, id, change, now_ms))
+    }
+
+    async fn delete_event_endpoint(&self, tenant: &str, id: &str) -> StoreResult<bool> {
+        write!(self, |c| outbox::delete_endpoint(c, tenant, id))
+    }
+
+    async fn replay_events(
+        &self,
+        tenant: &str,
+        endpoint: Option<&str>,
+        since_ms: i64,
+        until_ms: i64,
+        now_ms: i64,
+    ) -> StoreResult<u64> {
+        write!(self, |c| outbox::replay(c, tenant, endpoint, since_ms, until_ms, now_ms))
+    }
+
+    async fn claim_event_deliveries(
+        &self,
+        now_ms: i64,
+        lease_until_ms: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<DueDelivery>> {
+        // A read first: most polls find nothing, and must not take the write lock.
+        if !read!(self, |c| outbox::any_due(c, now_ms))? {
+            return Ok(Vec::new());
+        }
+        write!(self, |c| outbox::claim(c, now_ms, lease_until_ms, limit))
+    }
+
+    async fn record_event_attempts(
+        &self,
+        results: &[AttemptResult],
+        disable_before_ms: i64,
+    ) -> StoreResult<Vec<Disabled>> {
+        write!(self, |c| outbox::record_attempts(c, results, disable_before_ms))
     }
 
     async fn purge_completed(&self, before_ms: i64, limit: u32) -> StoreResult<u64> {

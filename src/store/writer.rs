@@ -25,6 +25,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::sql::Conn;
 use super::sql::accept::{self, AcceptItem};
 use super::sql::delivery::{self, DeliveryWrites, Finish, Outcome, Renewal, Start};
+use super::sql::receipts::{self, Receipt, ReceiptOutcome};
 use crate::domain::model::RequestStatus;
 use crate::domain::send::NewSendRequest;
 use crate::store::{AcceptOutcome, Started, StoreError, StoreResult};
@@ -46,6 +47,8 @@ pub enum Op<C> {
     Outcome(Outcome, Reply<bool>),
     Renew(Renewal, Reply<Vec<bool>>),
     Finish(Finish, Reply<Option<RequestStatus>>),
+    /// Delivery receipts from providers (one call's worth), answered in order.
+    Receipts(Vec<Receipt>, Reply<Vec<ReceiptOutcome>>),
     /// Lends the connection, between batches, for a transaction of the borrower's own.
     Loan(oneshot::Sender<Loaned<C>>),
 }
@@ -102,6 +105,10 @@ impl<C: Conn + 'static> Writer<C> {
 
     pub async fn finish(&self, finish: Finish) -> StoreResult<Option<RequestStatus>> {
         self.ask(|reply| Op::Finish(finish, reply)).await
+    }
+
+    pub async fn record_receipts(&self, receipts: Vec<Receipt>) -> StoreResult<Vec<ReceiptOutcome>> {
+        self.ask(|reply| Op::Receipts(receipts, reply)).await
     }
 
     /// The writer's connection, lent between batches (SQLite: every other write).
@@ -205,6 +212,7 @@ struct Batch<C> {
     outcomes: Vec<(Outcome, Reply<bool>)>,
     renewals: Vec<(Renewal, Reply<Vec<bool>>)>,
     finishes: Vec<(Finish, Reply<Option<RequestStatus>>)>,
+    receipts: Vec<(Vec<Receipt>, Reply<Vec<ReceiptOutcome>>)>,
     _conn: std::marker::PhantomData<fn() -> C>,
 }
 
@@ -216,6 +224,7 @@ impl<C> Batch<C> {
             outcomes: Vec::new(),
             renewals: Vec::new(),
             finishes: Vec::new(),
+            receipts: Vec::new(),
             _conn: std::marker::PhantomData,
         };
         for op in ops {
@@ -225,6 +234,7 @@ impl<C> Batch<C> {
                 Op::Outcome(o, reply) => b.outcomes.push((o, reply)),
                 Op::Renew(r, reply) => b.renewals.push((r, reply)),
                 Op::Finish(f, reply) => b.finishes.push((f, reply)),
+                Op::Receipts(r, reply) => b.receipts.push((r, reply)),
                 Op::Loan(_) => unreachable!("loans are served apart"),
             }
         }
@@ -243,6 +253,7 @@ impl<C> Batch<C> {
         ops.extend(self.outcomes.into_iter().map(|(o, r)| Op::Outcome(o, r)));
         ops.extend(self.renewals.into_iter().map(|(x, r)| Op::Renew(x, r)));
         ops.extend(self.finishes.into_iter().map(|(f, r)| Op::Finish(f, r)));
+        ops.extend(self.receipts.into_iter().map(|(x, r)| Op::Receipts(x, r)));
         ops
     }
 }
@@ -251,6 +262,7 @@ impl<C> Batch<C> {
 struct Written {
     accepts: Vec<AcceptOutcome>,
     delivery: delivery::DeliveryResults,
+    receipts: Vec<ReceiptOutcome>,
 }
 
 async fn write_all<C: Conn>(conn: &mut C, b: &Batch<C>, shard: i64) -> StoreResult<Written> {
@@ -264,7 +276,10 @@ async fn write_all<C: Conn>(conn: &mut C, b: &Batch<C>, shard: i64) -> StoreResu
         finishes: b.finishes.iter().map(|(f, _)| f).collect(),
     };
     let delivery = delivery::apply(conn, &writes, shard).await?;
-    Ok(Written { accepts, delivery })
+    // After the outcomes, so a receipt finds the provider id recorded in the same batch.
+    let all: Vec<&Receipt> = b.receipts.iter().flat_map(|(r, _)| r).collect();
+    let receipts = receipts::record(conn, &all).await?;
+    Ok(Written { accepts, delivery, receipts })
 }
 
 /// `BEGIN` (the connection's dialect decides how), the writes, `COMMIT`.
@@ -303,6 +318,10 @@ fn answer<C>(b: Batch<C>, written: Written) {
     for ((_, reply), status) in b.finishes.into_iter().zip(written.delivery.finishes) {
         let _ = reply.send(Ok(status));
     }
+    let mut outcomes = written.receipts.into_iter();
+    for (receipts, reply) in b.receipts {
+        let _ = reply.send(Ok(outcomes.by_ref().take(receipts.len()).collect()));
+    }
 }
 
 fn refuse<C>(ops: Vec<Op<C>>, e: &StoreError) {
@@ -313,6 +332,7 @@ fn refuse<C>(ops: Vec<Op<C>>, e: &StoreError) {
             Op::Outcome(_, reply) => drop(reply.send(Err(e.clone()))),
             Op::Renew(_, reply) => drop(reply.send(Err(e.clone()))),
             Op::Finish(_, reply) => drop(reply.send(Err(e.clone()))),
+            Op::Receipts(_, reply) => drop(reply.send(Err(e.clone()))),
             Op::Loan(_) => {}
         }
     }

@@ -76,7 +76,7 @@ pub(crate) async fn wait_until_completed(app: &TestApp, id: &str) -> pb::ConvMes
     let mut stream = app
         .conv()
         .await
-        .watch_request_status(pb::WatchRequestStatusRequest { request_id: id.into() })
+        .watch_request_status(pb::WatchRequestStatusRequest { request_id: id.into(), ..Default::default() })
         .await
         .unwrap()
         .into_inner();

@@ -90,7 +90,10 @@ async fn a_server_killed_mid_delivery_is_resumed_after_restart_and_nothing_is_lo
         BearerToken(Some(token)),
     );
     let mut stream = conv
-        .watch_request_status(pb::WatchRequestStatusRequest { request_id: reply.request_id.clone() })
+        .watch_request_status(pb::WatchRequestStatusRequest {
+            request_id: reply.request_id.clone(),
+            follow_receipts: false,
+        })
         .await
         .unwrap()
         .into_inner();

@@ -111,7 +111,7 @@ async fn wait_until_completed(app: &TestApp, id: &str) -> pb::ConvMessageSendReq
     let mut stream = app
         .conv()
         .await
-        .watch_request_status(pb::WatchRequestStatusRequest { request_id: id.into() })
+        .watch_request_status(pb::WatchRequestStatusRequest { request_id: id.into(), follow_receipts: false })
         .await
         .unwrap()
         .into_inner();
@@ -478,7 +478,10 @@ async fn the_status_stream_sends_the_current_state_then_every_change_and_ends_af
     let mut stream = app
         .conv()
         .await
-        .watch_request_status(pb::WatchRequestStatusRequest { request_id: reply.request_id.clone() })
+        .watch_request_status(pb::WatchRequestStatusRequest {
+            request_id: reply.request_id.clone(),
+            follow_receipts: false,
+        })
         .await
         .unwrap()
         .into_inner();
@@ -503,7 +506,10 @@ async fn the_status_stream_sends_the_current_state_then_every_change_and_ends_af
     let mut again = app
         .conv()
         .await
-        .watch_request_status(pb::WatchRequestStatusRequest { request_id: reply.request_id.clone() })
+        .watch_request_status(pb::WatchRequestStatusRequest {
+            request_id: reply.request_id.clone(),
+            follow_receipts: false,
+        })
         .await
         .unwrap()
         .into_inner();

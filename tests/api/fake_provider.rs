@@ -28,11 +28,18 @@ pub struct FakeProvider {
     gate: Option<Arc<Semaphore>>,
     /// The server's clock, set once the server exists.
     clock: Arc<Mutex<ManualClock>>,
+    /// The provider it stands in for (`webhook` unless `named`).
+    name: &'static str,
 }
 
 impl FakeProvider {
     pub fn new(clock: ManualClock) -> Self {
-        FakeProvider { state: Arc::default(), gate: None, clock: Arc::new(Mutex::new(clock)) }
+        FakeProvider { state: Arc::default(), gate: None, clock: Arc::new(Mutex::new(clock)), name: "webhook" }
+    }
+
+    /// Stands in for the provider `name` (`twilio`, `whatsapp`, …).
+    pub fn named(name: &'static str, clock: ManualClock) -> Self {
+        FakeProvider { name, ..Self::new(clock) }
     }
 
     /// Sends wait until `release` is called.
@@ -100,7 +107,7 @@ pub fn permanent(reason: &str) -> Result<Delivered, ProviderError> {
 #[async_trait]
 impl Provider for FakeProvider {
     fn name(&self) -> &'static str {
-        "webhook"
+        self.name
     }
 
     async fn send(&self, message: &OutboundMessage) -> Result<Delivered, ProviderError> {

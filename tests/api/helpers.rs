@@ -53,6 +53,8 @@ pub struct TestApp {
     /// Holds the log provider's output file.
     _log_dir: tempfile::TempDir,
     pub dispatcher: Arc<convmsg::dispatch::Dispatcher>,
+    /// The status-event sender, for `run_once` when `events.enabled` is off.
+    pub event_sender: Arc<convmsg::events::EventSender>,
     shutdown: CancellationToken,
     server: Option<JoinHandle<anyhow::Result<()>>>,
 }
@@ -119,6 +121,7 @@ pub async fn spawn_app_on(
     let clock = ManualClock::new(1_767_225_600_000); // 2026-01-01T00:00:00Z
     let app = App::build_with(config, Arc::new(clock.clone()) as Arc<dyn Clock>, providers).await.expect("app builds");
     let dispatcher = app.dispatcher();
+    let event_sender = app.event_sender();
     let addr = app.local_addr();
     let shutdown = CancellationToken::new();
     let server = tokio::spawn(app.run_until_stopped(shutdown.clone()));
@@ -130,6 +133,7 @@ pub async fn spawn_app_on(
         clock,
         db,
         dispatcher,
+        event_sender,
         shutdown,
         server: Some(server),
         _log_dir: log_dir,

@@ -27,7 +27,7 @@ const NOT_FOUND: &str = r#"[{"message":"The requested resource does not exist","
 const INVALID_SESSION: &str = r#"[{"message":"Session expired or invalid","errorCode":"INVALID_SESSION_ID"}]"#;
 
 /// Every field of the record, in order (spec §9.1).
-const RECORD_FIELDS: [&str; 35] = [
+const RECORD_FIELDS: [&str; 39] = [
     "Id",
     "IsDeleted",
     "Name",
@@ -63,6 +63,10 @@ const RECORD_FIELDS: [&str; 35] = [
     "SuccessMeuPlatformKeys",
     "FailedMeuPlatformKeys",
     "FailedMessageErrorReasons",
+    "DeliveredMessageIdentifiers",
+    "ReadMessageIdentifiers",
+    "UndeliveredMessageIdentifiers",
+    "UndeliveredMessageErrorCodes",
 ];
 
 // ---- a small HTTP client -----------------------------------------------------------

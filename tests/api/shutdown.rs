@@ -236,7 +236,7 @@ async fn a_watch_stream_still_open_at_the_end_of_the_drain_period_is_cut_and_the
     let mut conv = app.conv().await;
     let reply = conv.send_conversation_messages(fx.request()).await.unwrap().into_inner();
     let mut stream = conv
-        .watch_request_status(pb::WatchRequestStatusRequest { request_id: reply.request_id })
+        .watch_request_status(pb::WatchRequestStatusRequest { request_id: reply.request_id, follow_receipts: false })
         .await
         .unwrap()
         .into_inner();

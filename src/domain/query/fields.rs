@@ -45,6 +45,12 @@ pub enum Field {
     SuccessMeuPlatformKeys,
     FailedMeuPlatformKeys,
     FailedMessageErrorReasons,
+    // convmsg's own, after Salesforce's: the delivery receipts reported for Success
+    // messages (`domain::receipt`), which Salesforce's counts and statuses do not show.
+    DeliveredMessageIdentifiers,
+    ReadMessageIdentifiers,
+    UndeliveredMessageIdentifiers,
+    UndeliveredMessageErrorCodes,
 }
 
 /// Salesforce field types (the describe's `type`).
@@ -139,7 +145,7 @@ const ALLOWED_SESSION: &[&str] = &["Any", "NonActive", "Closed"];
 const REQUEST_TYPES: &[&str] = &["SendNotificationMessages"];
 
 impl Field {
-    pub const ALL: [Field; 35] = [
+    pub const ALL: [Field; 39] = [
         Field::Id,
         Field::IsDeleted,
         Field::Name,
@@ -175,6 +181,10 @@ impl Field {
         Field::SuccessMeuPlatformKeys,
         Field::FailedMeuPlatformKeys,
         Field::FailedMessageErrorReasons,
+        Field::DeliveredMessageIdentifiers,
+        Field::ReadMessageIdentifiers,
+        Field::UndeliveredMessageIdentifiers,
+        Field::UndeliveredMessageErrorCodes,
     ];
 
     /// The field named `name`, matched case-insensitively as Salesforce does.
@@ -310,6 +320,16 @@ impl Field {
             Field::SuccessMeuPlatformKeys => list("SuccessMeuPlatformKeys", "Success Message Platform Keys", 8000),
             Field::FailedMeuPlatformKeys => list("FailedMeuPlatformKeys", "Failed Message Platform Keys", 8000),
             Field::FailedMessageErrorReasons => list("FailedMessageErrorReasons", "Failed Message Error Reasons", 700),
+            Field::DeliveredMessageIdentifiers => {
+                list("DeliveredMessageIdentifiers", "Delivered Message Identifiers", 4000)
+            }
+            Field::ReadMessageIdentifiers => list("ReadMessageIdentifiers", "Read Message Identifiers", 4000),
+            Field::UndeliveredMessageIdentifiers => {
+                list("UndeliveredMessageIdentifiers", "Undelivered Message Identifiers", 4000)
+            }
+            Field::UndeliveredMessageErrorCodes => {
+                list("UndeliveredMessageErrorCodes", "Undelivered Message Error Codes", 700)
+            }
         }
     }
 

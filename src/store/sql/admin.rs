@@ -172,6 +172,16 @@ pub async fn get_channel<C: Conn>(conn: &mut C, tenant: &str, key: &Key) -> Stor
     row.map(ChannelRow::into_record).transpose()
 }
 
+/// The channel `id` of whichever tenant owns it, with that tenant: a provider's
+/// callback URL names only the channel.
+pub async fn find_channel_owner<C: Conn>(conn: &mut C, id: &RecordId) -> StoreResult<Option<(String, Channel)>> {
+    let mut sql = Sql::new(conn.dialect(), "SELECT tenant FROM channels WHERE id = ");
+    sql.bind(id.as_str());
+    let Some((tenant,)) = conn.fetch_optional::<(String,)>(sql).await? else { return Ok(None) };
+    let channel = get_channel(conn, &tenant, &Key::Id(id.clone())).await?;
+    Ok(channel.map(|c| (tenant, c)))
+}
+
 /// Runs a paged listing: rows after `after` in id order, one extra to know if more follow.
 async fn page<C: Conn, R: FromAnyRow, T>(
     conn: &mut C,

@@ -16,9 +16,11 @@
 use std::collections::{HashMap, HashSet};
 
 use super::counts::{self, Deltas};
+use super::outbox::{self, NewEvent};
 use super::{Conn, Rows, Sql};
 use crate::domain::RecordId;
 use crate::domain::delivery::reason;
+use crate::domain::events::EventType;
 use crate::store::*;
 
 /// A message's send begins (it is `InProgress`, one more attempt).
@@ -78,8 +80,9 @@ pub struct DeliveryResults {
     pub finishes: Vec<Option<RequestStatus>>,
 }
 
-/// A lease held on a request: lease id, valid until, and whether the request was cancelled.
-type HeldLease = (String, i64, bool);
+/// A lease held on a request: lease id, valid until, whether the request was cancelled,
+/// and its tenant (for the status events written with the changes).
+type HeldLease = (String, i64, bool, String);
 
 /// The leases held at this moment on the requests a batch writes to, their rows locked
 /// until the transaction ends (PostgreSQL), so no takeover — and no cancel — slips in
@@ -91,12 +94,15 @@ async fn held_leases<C: Conn>(conn: &mut C, requests: Vec<String>) -> StoreResul
     let d = conn.dialect();
     let mut sql = Sql::new(
         d,
-        "SELECT id, locked_by, locked_until_ms, canceled_ms FROM send_requests WHERE status = 'InProgress' AND ",
+        "SELECT id, locked_by, locked_until_ms, canceled_ms, tenant FROM send_requests WHERE status = 'InProgress' AND ",
     );
     sql.in_list("id", requests).push(" ORDER BY id").push(d.for_update());
-    type Row = (String, Option<String>, Option<i64>, Option<i64>);
+    type Row = (String, Option<String>, Option<i64>, Option<i64>, String);
     let rows: Vec<Row> = conn.fetch_all(sql).await?;
-    Ok(rows.into_iter().filter_map(|(id, by, until, canceled)| Some((id, (by?, until?, canceled.is_some())))).collect())
+    Ok(rows
+        .into_iter()
+        .filter_map(|(id, by, until, canceled, tenant)| Some((id, (by?, until?, canceled.is_some(), tenant))))
+        .collect())
 }
 
 /// Applies a batch of the dispatcher's writes in the caller's transaction: starts, then
@@ -116,9 +122,9 @@ pub async fn apply<C: Conn>(conn: &mut C, writes: &DeliveryWrites<'_>, shard: i6
     requests.sort();
     let held = held_leases(conn, requests).await?;
     let holds = |lease: &str, request: &RecordId, now: i64| {
-        held.get(request.as_str()).is_some_and(|(by, until, _)| by == lease && *until > now)
+        held.get(request.as_str()).is_some_and(|(by, until, ..)| by == lease && *until > now)
     };
-    let canceled = |request: &RecordId| held.get(request.as_str()).is_some_and(|(.., c)| *c);
+    let canceled = |request: &RecordId| held.get(request.as_str()).is_some_and(|(_, _, c, _)| *c);
     let mut touched: HashMap<String, i64> = HashMap::new();
     let mut touch = |request: &RecordId, now: i64| {
         let t = touched.entry(request.as_str().to_owned()).or_insert(now);
@@ -178,7 +184,28 @@ pub async fn apply<C: Conn>(conn: &mut C, writes: &DeliveryWrites<'_>, shard: i6
         .map(|(o, _)| cancelled.iter().find(|c| c.identifier == o.identifier).unwrap_or(o))
         .collect();
     let outcomes: Vec<&&Outcome> = outcomes.iter().collect();
+    // Status events, written with the changes they report.
+    let tenant_of = |request: &RecordId| held.get(request.as_str()).map(|(.., t)| t.clone()).unwrap_or_default();
+    let mut events = Vec::new();
     if !outcomes.is_empty() {
+        for o in &outcomes {
+            if let MessageOutcome::Failed { reason } = &o.outcome {
+                events.push(NewEvent {
+                    tenant: tenant_of(&o.request),
+                    kind: EventType::MessageFailed,
+                    request_id: o.request.as_str().to_owned(),
+                    data: serde_json::json!({
+                        "tenant": tenant_of(&o.request),
+                        "request_id": o.request.as_str(),
+                        "message_identifier": o.identifier,
+                        "status": "Failed",
+                        "reason": reason,
+                        "occurred_at": rfc3339(o.now_ms),
+                    }),
+                    now_ms: o.now_ms,
+                });
+            }
+        }
         record_outcomes(conn, &outcomes).await?;
         for o in &outcomes {
             touch(&o.request, o.now_ms);
@@ -201,6 +228,23 @@ pub async fn apply<C: Conn>(conn: &mut C, writes: &DeliveryWrites<'_>, shard: i6
 
     let finishing: Vec<&&Finish> = writes.finishes.iter().filter(|f| holds(&f.lease, &f.request, f.now_ms)).collect();
     let ended = finish(conn, &finishing, shard).await?;
+    for f in &finishing {
+        if ended.get(f.request.as_str()) == Some(&RequestStatus::Completed) {
+            events.push(NewEvent {
+                tenant: tenant_of(&f.request),
+                kind: EventType::RequestCompleted,
+                request_id: f.request.as_str().to_owned(),
+                data: serde_json::json!({
+                    "tenant": tenant_of(&f.request),
+                    "request_id": f.request.as_str(),
+                    "request_status": "Completed",
+                    "completed_date": rfc3339(f.now_ms),
+                }),
+                now_ms: f.now_ms,
+            });
+        }
+    }
+    outbox::enqueue(conn, events).await?;
     let finishes = writes
         .finishes
         .iter()
@@ -279,7 +323,10 @@ async fn record_outcomes<C: Conn>(conn: &mut C, outcomes: &[&&Outcome]) -> Store
          ELSE v.next_attempt_ms END, \
          waiting_since_ms = CASE WHEN v.keep_since THEN m.waiting_since_ms ELSE v.waiting_since_ms END, \
          provider_message_id = CASE WHEN v.set_pmid THEN v.provider_message_id ELSE m.provider_message_id END, \
-         last_error = CASE WHEN v.set_error THEN v.last_error ELSE m.last_error END, updated_ms = v.now_ms FROM ",
+         last_error = CASE WHEN v.set_error THEN v.last_error ELSE m.last_error END, updated_ms = v.now_ms, \
+         delivery_state = CASE WHEN v.status = 'Success' THEN COALESCE(m.delivery_state, 'Sent') \
+         ELSE m.delivery_state END, \
+         sent_ms = CASE WHEN v.status = 'Success' THEN COALESCE(m.sent_ms, v.now_ms) ELSE m.sent_ms END FROM ",
     );
     sql.rows(rows).push(" AS v WHERE m.identifier = v.identifier");
     conn.execute(sql).await?;
@@ -431,4 +478,12 @@ pub async fn wake_held_messages<C: Conn>(conn: &mut C, tenant: &str, end_user: &
     messages.arg(now).arg(tenant).arg(end_user.as_str());
     conn.execute(messages).await?;
     Ok(())
+}
+
+/// An instant as RFC 3339 (UTC, milliseconds), as events show it.
+pub fn rfc3339(ms: i64) -> String {
+    let at = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
+    let at = at.replace_nanosecond(at.nanosecond() / 1_000_000 * 1_000_000).unwrap_or(at);
+    at.format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
 }

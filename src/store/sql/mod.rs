@@ -21,8 +21,10 @@ pub mod admin;
 pub mod control;
 pub mod counts;
 pub mod delivery;
+pub mod outbox;
 pub mod queue;
 pub mod rates;
+pub mod receipts;
 pub mod requests;
 pub mod soql;
 pub mod tokens;
@@ -71,6 +73,7 @@ pub enum Arg {
     OptInt(Option<i64>),
     Float(f64),
     Bool(bool),
+    OptBool(Option<bool>),
     /// A list or a set of rows as SQLite receives it: JSON text for `json_each`.
     Json(String),
     /// Columns as PostgreSQL receives them: one array each.
@@ -428,6 +431,7 @@ macro_rules! bind_args {
                 Arg::OptInt(v) => q.bind(v),
                 Arg::Float(v) => q.bind(v),
                 Arg::Bool(v) => q.bind(v),
+                Arg::OptBool(v) => q.bind(v),
                 other => bind_collection!(q, other, $json_ok),
             };
         }

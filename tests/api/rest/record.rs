@@ -68,6 +68,10 @@ async fn the_record_shows_every_field_of_the_salesforce_object() {
         "SuccessMeuPlatformKeys": null,
         "FailedMeuPlatformKeys": null,
         "FailedMessageErrorReasons": null,
+        "DeliveredMessageIdentifiers": null,
+        "ReadMessageIdentifiers": null,
+        "UndeliveredMessageIdentifiers": null,
+        "UndeliveredMessageErrorCodes": null,
     });
     for (field, value) in expected.as_object().unwrap() {
         assert_eq!(&record[field], value, "{field}");
@@ -213,7 +217,7 @@ async fn a_delivered_record_lists_each_state_with_failure_reasons_in_identifier_
     let mut stream = app
         .conv()
         .await
-        .watch_request_status(pb::WatchRequestStatusRequest { request_id: id.clone() })
+        .watch_request_status(pb::WatchRequestStatusRequest { request_id: id.clone(), follow_receipts: false })
         .await
         .unwrap()
         .into_inner();

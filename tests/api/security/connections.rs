@@ -128,7 +128,7 @@ async fn a_status_stream_open_longer_than_the_idle_timeout_is_not_cut() {
     let mut conv = app.conv().await;
     let id = conv.send_conversation_messages(fx.request()).await.unwrap().into_inner().request_id;
     let mut stream = conv
-        .watch_request_status(convmsg::grpc::pb::WatchRequestStatusRequest { request_id: id })
+        .watch_request_status(convmsg::grpc::pb::WatchRequestStatusRequest { request_id: id, follow_receipts: false })
         .await
         .unwrap()
         .into_inner();

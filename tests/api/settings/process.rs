@@ -196,7 +196,10 @@ impl Running {
         let mut stream = self
             .conv(token)
             .await
-            .watch_request_status(pb::WatchRequestStatusRequest { request_id: request_id.into() })
+            .watch_request_status(pb::WatchRequestStatusRequest {
+                request_id: request_id.into(),
+                follow_receipts: false,
+            })
             .await
             .expect("watch starts")
             .into_inner();
