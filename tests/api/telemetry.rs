@@ -439,3 +439,26 @@ async fn a_claim_of_a_request_whose_lease_expired_is_counted_as_a_takeover() {
     let text = reqwest::get(format!("{}/metrics", app.url())).await.unwrap().text().await.unwrap();
     assert_eq!(metric(&text, "convmsg_lease_takeovers_total"), 1.0, "{text}");
 }
+
+/// The queue-health gauges the on-call person alerts on move with the queue: the oldest
+/// due request's age grows with the clock while nothing claims it, and falls to 0 when
+/// nothing is due.
+#[tokio::test]
+async fn the_oldest_due_age_gauge_grows_while_a_due_request_waits_and_is_zero_when_none_is_due() {
+    let app = spawn_accept_only().await;
+    let fixture = app.provision(1).await;
+    let url = format!("{}/metrics", app.url());
+    let scrape = || async { reqwest::get(&url).await.unwrap().text().await.unwrap() };
+    let age = "convmsg_queue_oldest_due_age_seconds";
+    let idle = scrape().await;
+    assert_eq!(metric(&idle, age), 0.0, "{idle}");
+    assert_eq!(metric(&idle, "convmsg_expired_leases"), 0.0, "{idle}");
+
+    let mut conv = app.conv().await;
+    conv.send_conversation_messages(fixture.request()).await.unwrap();
+    app.clock.advance_ms(90_000);
+    let waiting = scrape().await;
+    let seen = metric(&waiting, age);
+    assert!((90.0..=95.0).contains(&seen), "a request due 90 s ago: {seen}\n{waiting}");
+    assert_eq!(metric(&waiting, r#"convmsg_send_requests{status="Pending"}"#), 1.0, "{waiting}");
+}
