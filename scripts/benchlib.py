@@ -8,7 +8,6 @@ import datetime
 import os
 import platform
 import re
-import resource
 import shutil
 import signal
 import socket
@@ -202,19 +201,18 @@ text_layout = "ping"
         file it writes (`ulimit -f`, SIGXFSZ ignored: writes past it fail with EFBIG)."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("CONVMSG_")}
         env.pop("RUST_LOG", None)
-
-        def limit():
-            if max_file_kib is not None:
-                signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-                resource.setrlimit(resource.RLIMIT_FSIZE, (max_file_kib * 1024, max_file_kib * 1024))
-
+        command = [self.binary, "serve", "--config", str(self.config)]
+        if max_file_kib is not None:
+            # Through a shell, not preexec_fn: forking a process with threads (grpcio's) is unsafe.
+            command = ["bash", "-c", f"trap '' XFSZ; ulimit -f {int(max_file_kib)} && exec \"$@\"", "-", *command]
         self.log = open(self.log_path, "ab")
-        self.process = subprocess.Popen([self.binary, "serve", "--config", str(self.config)], env=env,
-                                        stdout=self.log, stderr=self.log, preexec_fn=limit)
+        self.process = subprocess.Popen(command, env=env, stdout=self.log, stderr=self.log)
         deadline = time.time() + ready_within
         while time.time() < deadline:
             if self.process.poll() is not None:
-                fail(f"the server exited at start; see {self.log_path}")
+                self.log.close()
+                tail = self.log_path.read_text(errors="replace")[-2000:]
+                fail(f"the server exited at start ({self.process.returncode}); the end of its log:\n{tail}")
             try:
                 with urllib.request.urlopen(f"http://{self.addr}/readyz", timeout=1) as r:
                     if r.status == 200:

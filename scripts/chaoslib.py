@@ -1,6 +1,6 @@
 """scripts/chaos's callers, receiver and ledger.
 
-- `Receiver`: a local webhook gateway in its own process (threaded http.server) that logs
+- `Receiver`: a local webhook gateway in its own process (HTTP/1.1 on asyncio) that logs
   every `webhook-id` it is sent with what it answered, and switches behaviour on request:
   ok (200), refuse (400), fail (503), stall (answers nothing until past the provider
   timeout). Run as `python3 chaoslib.py receive PORT LOG STALL_SECONDS`.
@@ -17,11 +17,9 @@ import collections
 import json
 import random
 import sys
-import threading
 import time
 import urllib.request
 from dataclasses import dataclass, field as dc_field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -37,53 +35,50 @@ COMPLETED = 3  # convmsg.v1.RequestStatus.REQUEST_STATUS_COMPLETED
 # ---- the receiver -----------------------------------------------------------------------
 
 def receive(port, log_path, stall_seconds):
-    """The receiver process: serves until killed."""
+    """The receiver process: HTTP/1.1 with keep-alive on asyncio, serving until killed."""
     state = {"mode": "ok"}
-    lock = threading.Lock()
-    log = open(log_path, "a", buffering=1)
+    log = open(log_path, "a", buffering=1 << 16)
+    answers = {"ok": (200, b"{}"), "refuse": (400, b'{"error":"refused by the chaos receiver"}'),
+               "fail": (503, b'{"error":"failing on purpose"}')}
+    outcomes = {"ok": "ok", "refuse": "refused", "fail": "failed", "stall": "stalled"}
 
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
+    async def flush():
+        while True:
+            await asyncio.sleep(0.05)
+            log.flush()
 
-        def log_message(self, *args):
-            pass
+    async def serve(reader, writer):
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                lines = head.decode("latin-1").split("\r\n")
+                path = lines[0].split(" ")[1]
+                headers = dict(line.split(":", 1) for line in lines[1:] if ":" in line)
+                headers = {k.strip().lower(): v.strip() for k, v in headers.items()}
+                await reader.readexactly(int(headers.get("content-length", "0")))
+                if path.startswith("/mode/"):
+                    state["mode"], mode = path.rsplit("/", 1)[1], "ok"
+                else:
+                    mode = state["mode"]
+                    log.write(f"{headers.get('webhook-id', '-')} {outcomes[mode]}\n")
+                if mode == "stall":
+                    await asyncio.sleep(stall_seconds)
+                    break
+                status, body = answers[mode]
+                writer.write(f"HTTP/1.1 {status} X\r\ncontent-type: application/json\r\n"
+                             f"content-length: {len(body)}\r\n\r\n".encode() + body)
+                await writer.drain()
+        except (OSError, asyncio.IncompleteReadError, asyncio.LimitOverrunError, IndexError, ValueError):
+            pass  # a sender killed mid-request, or a stalled answer abandoned
+        finally:
+            writer.transport.abort()
 
-        def answer(self, status, body=b"{}"):
-            self.send_response(status)
-            self.send_header("content-type", "application/json")
-            self.send_header("content-length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+    async def main():
+        server = await asyncio.start_server(serve, "127.0.0.1", port, backlog=1024)
+        asyncio.ensure_future(flush())
+        await server.serve_forever()
 
-        def do_POST(self):
-            body = self.rfile.read(int(self.headers.get("content-length") or 0))
-            if self.path.startswith("/mode/"):
-                state["mode"] = self.path.rsplit("/", 1)[1]
-                return self.answer(200)
-            mode = state["mode"]
-            outcome = {"ok": "ok", "refuse": "refused", "fail": "failed", "stall": "stalled"}[mode]
-            with lock:
-                log.write(f"{self.headers.get('webhook-id', '-')} {outcome}\n")
-            del body
-            if mode == "ok":
-                self.answer(200)
-            elif mode == "refuse":
-                self.answer(400, b'{"error":"refused by the chaos receiver"}')
-            elif mode == "fail":
-                self.answer(503, b'{"error":"failing on purpose"}')
-            else:
-                time.sleep(stall_seconds)
-                self.close_connection = True
-
-    class Quiet(ThreadingHTTPServer):
-        def handle_error(self, request, client_address):
-            if not isinstance(sys.exc_info()[1], OSError):  # a sender killed mid-request is expected
-                super().handle_error(request, client_address)
-
-    server = Quiet(("127.0.0.1", port), Handler)
-    server.daemon_threads = True
-    server.request_queue_size = 1024
-    server.serve_forever()
+    asyncio.run(main())
 
 
 class Receiver:
@@ -156,7 +151,8 @@ class GrpcDoor:
         # Reconnect quickly after the server died; never wait for readiness (fail fast).
         self.channel = grpc.aio.insecure_channel(addr, options=[
             ("grpc.initial_reconnect_backoff_ms", 100), ("grpc.min_reconnect_backoff_ms", 100),
-            ("grpc.max_reconnect_backoff_ms", 400), ("grpc.enable_retries", 0)])
+            ("grpc.max_reconnect_backoff_ms", 400), ("grpc.enable_retries", 0),
+            ("grpc.use_local_subchannel_pool", 1)])  # a connection of its own
         self.metadata = (("authorization", f"Bearer {TOKEN}"),)
         self._send = self.channel.unary_unary("/convmsg.v1.ConversationMessages/SendConversationMessages")
         self._list = self.channel.unary_unary("/convmsg.v1.ConversationMessages/ListRequests")
