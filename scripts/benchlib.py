@@ -19,6 +19,22 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 PROG = Path(sys.argv[0]).name
+
+
+def shown_command(script):
+    """The command line as the results file shows it: paths outside the repository (a
+    binary built elsewhere) are written as <name>, so no machine's paths are committed."""
+    repo = Path(__file__).resolve().parents[1]
+    shown = []
+    for arg in sys.argv[1:]:
+        path = Path(arg)
+        if path.is_absolute():
+            try:
+                arg = str(path.resolve().relative_to(repo))
+            except ValueError:
+                arg = f"<{path.name}>"
+        shown.append(arg)
+    return " ".join([script, *shown]).strip()
 TOKEN = "cm_bench_" + "b" * 40
 RECIPIENTS = 100  # end users declared; the sends address a few of them
 PG_URL = os.environ.get("CONVMSG_BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/postgres")
