@@ -154,6 +154,12 @@ fn entry_shape(map: &[String]) -> Option<Dict> {
         [a, b, c] if a == "providers" && b == "webhook" && c == "tenants" => {
             Value::serialize(crate::providers::config::WebhookTenantSecrets::default()).ok()?.into_dict()
         }
+        [a, b] if a == "receipts" && b == "tenants" => {
+            Value::serialize(super::receipts::ReceiptTenantSecrets::default()).ok()?.into_dict()
+        }
+        [a, b, _, d] if a == "receipts" && b == "tenants" && d == "channels" => {
+            Value::serialize(super::receipts::ReceiptSecrets::default()).ok()?.into_dict()
+        }
         _ => None,
     }
 }
@@ -305,6 +311,18 @@ mod tests {
     }
 
     #[test]
+    fn receipt_secrets_are_set_per_tenant_and_per_channel_with_the_names_kept_as_written() {
+        let c = load(&[
+            ("CONVMSG_RECEIPTS__TENANTS__Acme__TWILIO_AUTH_TOKEN", "tok"),
+            ("CONVMSG_RECEIPTS__TENANTS__Acme__CHANNELS__Wa_EU__WHATSAPP_APP_SECRET", "eu"),
+        ])
+        .unwrap();
+        let acme = &c.receipts.tenants["Acme"];
+        assert_eq!(acme.twilio_auth_token.as_deref(), Some("tok"));
+        assert_eq!(acme.channels["Wa_EU"].whatsapp_app_secret.as_deref(), Some("eu"));
+    }
+
+    #[test]
     fn a_map_entry_keeps_the_case_it_was_written_in() {
         let c = load(&[("CONVMSG_PROVIDERS__WEBHOOK__SECRETS__OrderSms", "whsec_c2VjcmV0")]).unwrap();
         assert_eq!(c.providers.webhook.secrets.get("OrderSms").map(String::as_str), Some("whsec_c2VjcmV0"));
@@ -370,7 +388,7 @@ mod tests {
                         Value::from(Dict::from([("acme".to_owned(), Value::from(entry))])),
                     )
                 }
-                ("providers.webhook.allowed_networks", _) => (
+                ("providers.webhook.allowed_networks" | "events.allowed_networks", _) => (
                     "[\"10.0.0.0/8\", \"192.168.1.0/24\"]".to_owned(),
                     Value::from(vec!["10.0.0.0/8", "192.168.1.0/24"]),
                 ),
