@@ -18,7 +18,7 @@ pub mod events;
 pub mod receipts;
 mod redact;
 
-pub use events::EventsConfig;
+pub use events::{EventEndpointConfig, EventsConfig};
 pub use receipts::ReceiptsConfig;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -56,6 +56,8 @@ pub struct Config {
     pub channels: Vec<ChannelConfig>,
     pub definitions: Vec<DefinitionConfig>,
     pub end_users: Vec<EndUserConfig>,
+    /// Event endpoints declared here, upserted at start (`[[event_endpoints]]`).
+    pub event_endpoints: Vec<EventEndpointConfig>,
 }
 
 impl Default for Config {
@@ -82,6 +84,7 @@ impl Default for Config {
             channels: Vec::new(),
             definitions: Vec::new(),
             end_users: Vec::new(),
+            event_endpoints: Vec::new(),
         }
     }
 }

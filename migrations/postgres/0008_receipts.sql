@@ -44,6 +44,8 @@ CREATE TABLE event_outbox (
     created_ms  BIGINT NOT NULL
 );
 CREATE INDEX event_outbox_by_tenant ON event_outbox (tenant, created_ms);
+-- The retention purge removes a request's events with it.
+CREATE INDEX event_outbox_by_request ON event_outbox (request_id);
 
 -- One row per event and endpoint, written with the event (for the endpoints enabled
 -- then) or by a replay: Pending until delivered, or Failed when retries ran out.
@@ -63,3 +65,4 @@ CREATE TABLE event_deliveries (
 CREATE INDEX event_deliveries_due ON event_deliveries (next_attempt_ms) WHERE status = 'Pending';
 CREATE INDEX event_deliveries_by_request ON event_deliveries (endpoint_id, request_id, event_seq)
     WHERE status = 'Pending';
+CREATE INDEX event_deliveries_by_request_id ON event_deliveries (request_id);

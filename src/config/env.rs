@@ -154,6 +154,12 @@ fn entry_shape(map: &[String]) -> Option<Dict> {
         [a, b, c] if a == "providers" && b == "webhook" && c == "tenants" => {
             Value::serialize(crate::providers::config::WebhookTenantSecrets::default()).ok()?.into_dict()
         }
+        [a, b] if a == "receipts" && b == "tenants" => {
+            Value::serialize(super::receipts::ReceiptTenantSecrets::default()).ok()?.into_dict()
+        }
+        [a, b, _, d] if a == "receipts" && b == "tenants" && d == "channels" => {
+            Value::serialize(super::receipts::ReceiptSecrets::default()).ok()?.into_dict()
+        }
         _ => None,
     }
 }
@@ -302,6 +308,18 @@ mod tests {
         assert_eq!(c.dispatch.retry_schedule_ms, vec![100, 200]);
         assert_eq!(c.providers.twilio.auth_token.as_deref(), Some("42"));
         assert_eq!(c.log.format, super::super::LogFormat::Pretty);
+    }
+
+    #[test]
+    fn receipt_secrets_are_set_per_tenant_and_per_channel_with_the_names_kept_as_written() {
+        let c = load(&[
+            ("CONVMSG_RECEIPTS__TENANTS__Acme__TWILIO_AUTH_TOKEN", "tok"),
+            ("CONVMSG_RECEIPTS__TENANTS__Acme__CHANNELS__Wa_EU__WHATSAPP_APP_SECRET", "eu"),
+        ])
+        .unwrap();
+        let acme = &c.receipts.tenants["Acme"];
+        assert_eq!(acme.twilio_auth_token.as_deref(), Some("tok"));
+        assert_eq!(acme.channels["Wa_EU"].whatsapp_app_secret.as_deref(), Some("eu"));
     }
 
     #[test]

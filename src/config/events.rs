@@ -43,3 +43,36 @@ impl Default for EventsConfig {
         }
     }
 }
+
+/// `[[event_endpoints]]`: an endpoint declared in the file, upserted at every start by
+/// tenant and name (URL, types and secret follow the file; whether it is enabled is
+/// left as the API or the failure rule set it).
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct EventEndpointConfig {
+    #[serde(default = "default_tenant")]
+    pub tenant: String,
+    pub name: String,
+    pub url: String,
+    /// Empty: every type.
+    #[serde(default)]
+    pub event_types: Vec<String>,
+    /// `whsec_` + base64: the key events are signed with.
+    pub secret: String,
+}
+
+fn default_tenant() -> String {
+    "default".into()
+}
+
+impl std::fmt::Debug for EventEndpointConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventEndpointConfig")
+            .field("tenant", &self.tenant)
+            .field("name", &self.name)
+            .field("url", &self.url)
+            .field("event_types", &self.event_types)
+            .field("secret", &"<redacted>")
+            .finish()
+    }
+}

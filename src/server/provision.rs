@@ -177,6 +177,20 @@ pub async fn records(config: &Config, service: &Service) -> anyhow::Result<()> {
         let spec = end_user_spec(u, channel.id.to_string()).with_context(|| what.clone())?;
         service.declare_end_users(&principal, vec![spec]).await.with_context(|| what.clone())?;
     }
+    let destinations =
+        crate::providers::guard::Destinations::new(config.events.allow_http, &config.events.allowed_networks)?;
+    for (i, e) in config.event_endpoints.iter().enumerate() {
+        let what = format!("event_endpoints[{i}] ({})", e.name);
+        let new = crate::service::event_endpoints::NewEndpoint {
+            name: e.name.clone(),
+            url: e.url.clone(),
+            event_types: e.event_types.clone(),
+            secret: e.secret.clone(),
+        };
+        crate::service::event_endpoints::declare(service, &destinations, &e.tenant, new)
+            .await
+            .with_context(|| what.clone())?;
+    }
     Ok(())
 }
 

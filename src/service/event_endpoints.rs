@@ -32,6 +32,33 @@ fn check_url(destinations: &Destinations, url: &str) -> Result<(), AppError> {
     })
 }
 
+/// The endpoint a config file declares, created or brought in line with the file (its
+/// id and whether it is enabled are kept).
+pub async fn declare(
+    service: &Service,
+    destinations: &Destinations,
+    tenant: &str,
+    new: NewEndpoint,
+) -> Result<EventEndpoint, AppError> {
+    let event_types = check_endpoint(&new.name, &new.url, &new.event_types).map_err(AppError::Invalid)?;
+    check_url(destinations, &new.url)?;
+    decode_secret(&new.secret, "secret")
+        .map_err(|e| AppError::invalid(Violation::new("secret", ErrorKind::InvalidInput, e.to_string())))?;
+    let now = service.clock().now_ms();
+    let endpoint = EventEndpoint {
+        id: format!("ep_{}", uuid::Uuid::new_v4().simple()),
+        name: new.name.trim().to_owned(),
+        url: new.url.trim().to_owned(),
+        event_types,
+        enabled: true,
+        disabled_reason: None,
+        failing_since_ms: None,
+        created_ms: now,
+        updated_ms: now,
+    };
+    Ok(service.store().declare_event_endpoint(tenant, &endpoint, new.secret.trim()).await?)
+}
+
 /// Registers an endpoint; it and its secret.
 pub async fn create(
     service: &Service,

@@ -302,6 +302,14 @@ pub trait Store: RequestReads + Send + Sync + 'static {
         endpoint: &EventEndpoint,
         secret: &str,
     ) -> StoreResult<Option<EventEndpoint>>;
+    /// Creates or updates the endpoint of that name (the config file's); keeps its id and
+    /// whether it is enabled.
+    async fn declare_event_endpoint(
+        &self,
+        tenant: &str,
+        endpoint: &EventEndpoint,
+        secret: &str,
+    ) -> StoreResult<EventEndpoint>;
     async fn list_event_endpoints(&self, tenant: &str) -> StoreResult<Vec<EventEndpoint>>;
     async fn update_event_endpoint(
         &self,

@@ -373,6 +373,15 @@ impl<B: Backend> Store for SqlStore<B> {
         write!(self, |c| outbox::create_endpoint(c, tenant, endpoint, secret))
     }
 
+    async fn declare_event_endpoint(
+        &self,
+        tenant: &str,
+        endpoint: &EventEndpoint,
+        secret: &str,
+    ) -> StoreResult<EventEndpoint> {
+        write!(self, |c| outbox::declare_endpoint(c, tenant, endpoint, secret))
+    }
+
     async fn list_event_endpoints(&self, tenant: &str) -> StoreResult<Vec<EventEndpoint>> {
         read!(self, |c| outbox::list_endpoints(c, tenant))
     }

@@ -465,3 +465,66 @@ async fn an_event_whose_post_a_crash_cut_is_sent_after_the_restart() {
     assert_eq!(got[1].1["type"], "request.completed");
     assert_eq!(got[1].1["data"]["request_id"], reply.request_id.as_str());
 }
+
+#[tokio::test]
+async fn an_endpoint_declared_in_the_config_file_receives_events_signed_with_its_secret() {
+    let (sink, url, _release) = Sink::start(200, false).await;
+    let secret = "whsec_Y29uZmlnLWRlY2xhcmVkLWVuZHBvaW50";
+    let (app, fake) = spawn(|c| {
+        c.event_endpoints.push(convmsg::config::EventEndpointConfig {
+            tenant: "default".into(),
+            name: "from-config".into(),
+            url: url.clone(),
+            event_types: vec!["request.completed".into()],
+            secret: secret.into(),
+        });
+    })
+    .await;
+    let listed = events_admin(&app).await.list_event_endpoints(pb::ListEventEndpointsRequest {}).await.unwrap();
+    let listed = listed.into_inner().endpoints;
+    assert_eq!(listed.len(), 1);
+    assert_eq!(
+        (listed[0].name.as_str(), listed[0].event_types.clone()),
+        ("from-config", vec!["request.completed".to_owned()])
+    );
+    let (_, request_id) = delivered(&app, &fake, 1, false).await;
+    send_until(&app, &sink, 1).await;
+    let events = sink.verified(secret);
+    assert_eq!(
+        (events[0].1["type"].as_str(), events[0].1["data"]["request_id"].as_str()),
+        (Some("request.completed"), Some(request_id.as_str()))
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_purged_request_takes_its_status_events_with_it() {
+    const HOUR: i64 = 3_600_000;
+    let (app, fake) = spawn(|c| {
+        c.retention.completed_max_age_ms = HOUR as u64;
+        c.retention.purge_interval_ms = 20;
+    })
+    .await;
+    let (_sink, url, _release) = Sink::start(503, false).await;
+    create(&app, "down", &url, &[]).await;
+    let (_, request_id) = delivered(&app, &fake, 1, false).await;
+    let rows = |sql: &'static str| {
+        let db = &app.db;
+        async move { db.fetch_triples(sql).await.len() }
+    };
+    let outbox = "SELECT id, CAST(0 AS BIGINT), CAST(0 AS BIGINT) FROM event_outbox";
+    let deliveries = "SELECT event_id, attempts, CAST(0 AS BIGINT) FROM event_deliveries";
+    assert_eq!((rows(outbox).await, rows(deliveries).await), (1, 1), "request.completed, pending for the endpoint");
+    app.clock.advance_ms(2 * HOUR);
+    tokio::time::timeout(Duration::from_secs(20), async {
+        while rows(outbox).await > 0 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the purge removed the request's events");
+    assert_eq!(rows(deliveries).await, 0);
+    let gone = app.conv().await.get_request_status(pb::GetRequestStatusRequest { request_id }).await.unwrap_err();
+    assert_eq!(gone.code(), tonic::Code::NotFound);
+    app.stop().await;
+}

@@ -14,6 +14,7 @@
 mod dispatch;
 mod process;
 mod providers;
+mod receipts;
 mod receiver;
 mod server;
 
@@ -125,6 +126,31 @@ const CHECKS: &[(&str, &str, &str)] = &[
         "CONVMSG_PROVIDERS__TWILIO__AUTH_TOKEN",
         "tests/api/settings/providers.rs",
         "the_twilio_account_sid_and_auth_token_variables_authenticate_every_call",
+    ),
+    (
+        "CONVMSG_RECEIPTS__PUBLIC_BASE_URL",
+        "tests/api/settings/receipts.rs",
+        "the_receipt_variables_set_the_public_url_and_the_secrets_callbacks_are_checked_with",
+    ),
+    (
+        "CONVMSG_RECEIPTS__TENANTS__<tenant>__TWILIO_AUTH_TOKEN",
+        "tests/api/settings/receipts.rs",
+        "the_receipt_variables_set_the_public_url_and_the_secrets_callbacks_are_checked_with",
+    ),
+    (
+        "CONVMSG_RECEIPTS__TENANTS__<tenant>__WHATSAPP_APP_SECRET",
+        "tests/api/settings/receipts.rs",
+        "the_receipt_variables_set_the_public_url_and_the_secrets_callbacks_are_checked_with",
+    ),
+    (
+        "CONVMSG_RECEIPTS__TENANTS__<tenant>__WHATSAPP_VERIFY_TOKEN",
+        "tests/api/settings/receipts.rs",
+        "the_receipt_variables_set_the_public_url_and_the_secrets_callbacks_are_checked_with",
+    ),
+    (
+        "CONVMSG_RECEIPTS__TENANTS__<tenant>__CHANNELS__<channel>__<KEY>",
+        "tests/api/settings/receipts.rs",
+        "the_receipt_variables_set_the_public_url_and_the_secrets_callbacks_are_checked_with",
     ),
     (
         "CONVMSG_TELEMETRY__OTLP_ENDPOINT",

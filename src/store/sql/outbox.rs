@@ -329,6 +329,33 @@ pub async fn create_endpoint<C: Conn>(
     conn.fetch_optional::<EndpointRow>(sql).await?.map(EndpointRow::into_record).transpose()
 }
 
+/// Creates or updates the tenant's endpoint of that name with the file's URL, types and
+/// secret; an existing one keeps its id and whether it is enabled.
+pub async fn declare_endpoint<C: Conn>(
+    conn: &mut C,
+    tenant: &str,
+    endpoint: &EventEndpoint,
+    secret: &str,
+) -> StoreResult<EventEndpoint> {
+    let mut sql = Sql::new(
+        conn.dialect(),
+        "INSERT INTO event_endpoints (id, tenant, name, url, secret, event_types, enabled, disabled_reason, \
+         failing_since_ms, created_ms, updated_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, NULL, NULL, $8, $8) \
+         ON CONFLICT (tenant, name) DO UPDATE SET url = excluded.url, secret = excluded.secret, \
+         event_types = excluded.event_types, updated_ms = excluded.updated_ms RETURNING ",
+    );
+    sql.push(ENDPOINT_COLUMNS);
+    sql.arg(endpoint.id.as_str())
+        .arg(tenant)
+        .arg(endpoint.name.as_str())
+        .arg(endpoint.url.as_str())
+        .arg(secret)
+        .arg(EventEndpoint::types_column(&endpoint.event_types))
+        .arg(endpoint.enabled)
+        .arg(endpoint.created_ms);
+    conn.fetch_one::<EndpointRow>(sql).await?.into_record()
+}
+
 pub async fn list_endpoints<C: Conn>(conn: &mut C, tenant: &str) -> StoreResult<Vec<EventEndpoint>> {
     let mut sql = Sql::new(conn.dialect(), &format!("SELECT {ENDPOINT_COLUMNS} FROM event_endpoints WHERE tenant = "));
     sql.bind(tenant).push(" ORDER BY name");

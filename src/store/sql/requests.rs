@@ -1,4 +1,5 @@
-//! Reading send requests, the queue's health for the metrics, and the retention purge.
+//! Reading send requests, the queue's health for the metrics, and the retention purge
+//! (a request with its messages, idempotency key and status events).
 //! Every query here is indexed: the metrics read maintained counts and the heads of
 //! partial indexes, never a count over all requests.
 
@@ -76,7 +77,15 @@ pub async fn purge_completed<C: Conn>(conn: &mut C, before_ms: i64, limit: u32, 
     if ids.is_empty() {
         return Ok(0);
     }
-    for (table, column) in [("idempotency_keys", "request_id"), ("messages", "request_id"), ("send_requests", "id")] {
+    // A purged request's status events go with it (delivered or not: receipts and
+    // replays can no longer refer to it).
+    for (table, column) in [
+        ("idempotency_keys", "request_id"),
+        ("event_deliveries", "request_id"),
+        ("event_outbox", "request_id"),
+        ("messages", "request_id"),
+        ("send_requests", "id"),
+    ] {
         let mut delete = Sql::new(d, &format!("DELETE FROM {table} WHERE "));
         delete.in_list(column, ids.clone());
         let n = conn.execute(delete).await?;
