@@ -179,7 +179,8 @@ class Server:
 
     `settings` adds or overrides keys per section, e.g. {"dispatch": {"lease_ms": 2000}}."""
 
-    def __init__(self, binary, work, database_url, receiver_port, dispatch, old_config=False, settings=None):
+    def __init__(self, binary, work, database_url, receiver_port, dispatch, old_config=False, settings=None,
+                 records=""):
         self.binary, self.work = binary, Path(work)
         self.port = free_port()
         self.addr = f"127.0.0.1:{self.port}"
@@ -208,7 +209,7 @@ text_layout = "ping"
 """
         text += "".join(f'\n[[end_users]]\nchannel = "hooks"\nmessaging_platform_key = "user-{i}"\n'
                         'consent_status = "ExplicitlyOptedIn"\n' for i in range(RECIPIENTS))
-        self.config.write_text(text)
+        self.config.write_text(text + records)
         self.process = None
         self.start()
 
