@@ -17,6 +17,7 @@ mod list_requests;
 mod node;
 mod ops;
 mod python;
+mod rate_limits;
 mod redrive;
 mod replicas;
 mod rest;
