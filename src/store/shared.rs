@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use super::health::{Health, PROBE_EVERY};
 use super::sql::Sql;
 use super::sql::delivery::{self, Finish, Outcome, Renewal, Start};
-use super::sql::{Conn, admin, control, queue, rates, requests, tokens};
+use super::sql::{Conn, admin, control, deletes, queue, rates, requests, tokens};
 use super::writer::Writer;
 use super::*;
 
@@ -368,6 +368,18 @@ impl<B: Backend> Store for SqlStore<B> {
     async fn cancel_request(&self, tenant: &str, id: &RecordId, now_ms: i64) -> StoreResult<CancelOutcome> {
         let shard = self.backend.shard();
         write!(self, |c| control::cancel_request(c, tenant, id, now_ms, shard))
+    }
+
+    async fn delete_channel(&self, tenant: &str, id: &RecordId) -> StoreResult<DeleteOutcome> {
+        write!(self, |c| deletes::delete_channel(c, tenant, id))
+    }
+
+    async fn delete_definition(&self, tenant: &str, id: &RecordId) -> StoreResult<DeleteOutcome> {
+        write!(self, |c| deletes::delete_definition(c, tenant, id))
+    }
+
+    async fn delete_end_user(&self, tenant: &str, id: &RecordId) -> StoreResult<DeleteOutcome> {
+        write!(self, |c| deletes::delete_end_user(c, tenant, id))
     }
 
     async fn reserve_send_slots(

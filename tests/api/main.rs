@@ -11,6 +11,7 @@ mod availability;
 mod cli;
 mod control;
 mod crash;
+mod deletes;
 mod delivery;
 mod disk_full;
 mod list_requests;
