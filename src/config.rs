@@ -46,6 +46,19 @@ pub struct Config {
     pub channels: Vec<ChannelConfig>,
     pub definitions: Vec<DefinitionConfig>,
     pub end_users: Vec<EndUserConfig>,
+    /// What happens to the records the file declares.
+    pub provisioning: ProvisioningConfig,
+}
+
+/// The records declared in the file (`[[channels]]`, `[[definitions]]`, `[[end_users]]`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProvisioningConfig {
+    /// At start, delete the records an earlier start declared that the file no longer
+    /// lists (end users, then components, then channels). Records made through the API
+    /// are never touched; one still needed (pending messages, say) is kept, with a
+    /// warning, and tried again at the next start.
+    pub prune: bool,
 }
 
 impl Default for Config {
@@ -70,6 +83,7 @@ impl Default for Config {
             channels: Vec::new(),
             definitions: Vec::new(),
             end_users: Vec::new(),
+            provisioning: ProvisioningConfig::default(),
         }
     }
 }

@@ -303,6 +303,10 @@ pub trait Store: RequestReads + Send + Sync + 'static {
     async fn delete_channel(&self, tenant: &str, id: &RecordId) -> StoreResult<DeleteOutcome>;
     async fn delete_definition(&self, tenant: &str, id: &RecordId) -> StoreResult<DeleteOutcome>;
     async fn delete_end_user(&self, tenant: &str, id: &RecordId) -> StoreResult<DeleteOutcome>;
+    // declared records (see `sql::declared`)
+    async fn mark_declared(&self, kind: DeclaredKind, records: &[(String, RecordId)]) -> StoreResult<()>;
+    async fn list_declared(&self, kind: DeclaredKind) -> StoreResult<Vec<(String, RecordId)>>;
+    async fn unmark_declared(&self, kind: DeclaredKind, id: &RecordId) -> StoreResult<()>;
     /// Grants up to `want` send slots of the channel within `horizon_ms` (the rule of
     /// `domain::rates`), from state every replica shares; `None` when the store serves a
     /// single process (SQLite), whose dispatcher keeps that state in memory.
@@ -336,6 +340,24 @@ pub enum DeleteOutcome {
     NotFound,
     /// Still needed; the message names what needs it.
     Referenced(String),
+}
+
+/// The kinds of record the config file declares (see `sql::declared`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeclaredKind {
+    Channel,
+    Definition,
+    EndUser,
+}
+
+impl DeclaredKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeclaredKind::Channel => "channel",
+            DeclaredKind::Definition => "definition",
+            DeclaredKind::EndUser => "end_user",
+        }
+    }
 }
 
 /// Which failed messages a redrive takes.

@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use super::health::{Health, PROBE_EVERY};
 use super::sql::Sql;
 use super::sql::delivery::{self, Finish, Outcome, Renewal, Start};
-use super::sql::{Conn, admin, control, deletes, queue, rates, requests, tokens};
+use super::sql::{Conn, admin, control, declared, deletes, queue, rates, requests, tokens};
 use super::writer::Writer;
 use super::*;
 
@@ -380,6 +380,18 @@ impl<B: Backend> Store for SqlStore<B> {
 
     async fn delete_end_user(&self, tenant: &str, id: &RecordId) -> StoreResult<DeleteOutcome> {
         write!(self, |c| deletes::delete_end_user(c, tenant, id))
+    }
+
+    async fn mark_declared(&self, kind: DeclaredKind, records: &[(String, RecordId)]) -> StoreResult<()> {
+        write!(self, |c| declared::mark(c, kind, records))
+    }
+
+    async fn list_declared(&self, kind: DeclaredKind) -> StoreResult<Vec<(String, RecordId)>> {
+        read!(self, |c| declared::list(c, kind))
+    }
+
+    async fn unmark_declared(&self, kind: DeclaredKind, id: &RecordId) -> StoreResult<()> {
+        write!(self, |c| declared::unmark(c, kind, id))
     }
 
     async fn reserve_send_slots(

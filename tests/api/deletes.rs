@@ -112,3 +112,84 @@ async fn a_message_to_an_end_user_deleted_after_its_accept_fails_instead_of_stay
     assert_eq!(fake.sent().len(), 1);
     app.stop().await;
 }
+
+fn declare(config: &mut convmsg::config::Config, channels: &[&str], definitions: &[&str], users: &[(&str, &str)]) {
+    use serde_json::{from_value, json};
+    config.channels = channels
+        .iter()
+        .map(|name| from_value(json!({"developer_name": name, "message_type": "Text", "provider": "log"})).unwrap())
+        .collect();
+    config.definitions =
+        definitions.iter().map(|name| from_value(json!({"api_name": name, "text_layout": "hi"})).unwrap()).collect();
+    config.end_users = users
+        .iter()
+        .map(|(channel, key)| {
+            from_value(
+                json!({"channel": channel, "messaging_platform_key": key, "consent_status": "ExplicitlyOptedIn"}),
+            )
+            .unwrap()
+        })
+        .collect();
+}
+
+async fn channel_names(app: &TestApp) -> Vec<String> {
+    let page = app.admin().await.list_channels(pb::ListChannelsRequest::default()).await.unwrap().into_inner();
+    let mut names: Vec<String> = page.channels.into_iter().map(|c| c.developer_name).collect();
+    names.sort();
+    names
+}
+
+#[tokio::test]
+async fn with_prune_a_start_deletes_the_declared_records_the_file_dropped_and_nothing_made_through_the_api() {
+    let db = TestDatabase::create().await;
+    let url = db.url.clone();
+    let first = spawn_app_on(
+        TestDatabase::at(&url),
+        |c| {
+            c.dispatch.enabled = false;
+            c.provisioning.prune = true;
+            declare(c, &["keep", "drop"], &["Kept", "Dropped"], &[("keep", "+1"), ("drop", "+2")]);
+        },
+        Vec::new(),
+    )
+    .await;
+    let api_made = first.provision(1).await; // a channel, component and end user of the API's
+    assert_eq!(channel_names(&first).await.len(), 3);
+    first.stop().await;
+
+    let second = spawn_app_on(
+        TestDatabase::at(&url),
+        |c| {
+            c.dispatch.enabled = false;
+            c.provisioning.prune = true;
+            declare(c, &["keep"], &["Kept"], &[("keep", "+1")]);
+        },
+        Vec::new(),
+    )
+    .await;
+    let mut names = vec!["keep".to_owned(), api_made.channel.developer_name.clone()];
+    names.sort();
+    assert_eq!(channel_names(&second).await, names, "the dropped channel went, with its end user");
+    let mut admin = second.admin().await;
+    let dropped =
+        admin.get_message_definition(pb::GetMessageDefinitionRequest { message_definition: "Dropped".into() });
+    assert_eq!(dropped.await.unwrap_err().code(), Code::NotFound);
+    let api_definition = api_made.definition.api_name.clone();
+    admin.get_message_definition(pb::GetMessageDefinitionRequest { message_definition: api_definition }).await.unwrap();
+    second.end_user(&api_made.end_user_ids[0]).await;
+    second.stop().await;
+
+    // Without prune, a record the file drops stays.
+    let third = spawn_app_on(
+        TestDatabase::at(&url),
+        |c| {
+            c.dispatch.enabled = false;
+            declare(c, &[], &[], &[]);
+        },
+        Vec::new(),
+    )
+    .await;
+    assert_eq!(channel_names(&third).await, names);
+    third.stop().await;
+    drop(db);
+}
