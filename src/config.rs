@@ -58,6 +58,19 @@ pub struct Config {
     pub end_users: Vec<EndUserConfig>,
     /// Event endpoints declared here, upserted at start (`[[event_endpoints]]`).
     pub event_endpoints: Vec<EventEndpointConfig>,
+    /// What happens to the records the file declares.
+    pub provisioning: ProvisioningConfig,
+}
+
+/// The records declared in the file (`[[channels]]`, `[[definitions]]`, `[[end_users]]`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProvisioningConfig {
+    /// At start, delete the records an earlier start declared that the file no longer
+    /// lists (end users, then components, then channels). Records made through the API
+    /// are never touched; one still needed (pending messages, say) is kept, with a
+    /// warning, and tried again at the next start.
+    pub prune: bool,
 }
 
 impl Default for Config {
@@ -85,6 +98,7 @@ impl Default for Config {
             definitions: Vec::new(),
             end_users: Vec::new(),
             event_endpoints: Vec::new(),
+            provisioning: ProvisioningConfig::default(),
         }
     }
 }

@@ -31,3 +31,12 @@ CREATE TABLE channel_slots (
     channel_id TEXT PRIMARY KEY,
     tat_ms     REAL
 );
+
+-- Records the config file declared (server/provision.rs), so that `provisioning.prune`
+-- removes those it no longer lists — and never a record made through the API.
+CREATE TABLE declared_records (
+    kind   TEXT NOT NULL,   -- channel | definition | end_user
+    tenant TEXT NOT NULL,
+    id     TEXT NOT NULL,
+    PRIMARY KEY (kind, id)
+);

@@ -34,6 +34,9 @@ pub mod reason {
     /// A webhook URL whose scheme or address the operator's rules refuse (not https, or
     /// a loopback, private, link-local… address outside `providers.webhook.allowed_networks`).
     pub const DESTINATION_NOT_ALLOWED: &str = "DestinationNotAllowed";
+    /// The message's end user was deleted before it could be sent (a request accepted
+    /// by a replica that had not yet heard of the delete).
+    pub const END_USER_DELETED: &str = "MessagingEndUserDeleted";
     /// `CancelRequest` ended the message before it was sent.
     pub const CANCELED: &str = "Canceled";
     /// Why a held message waits (`waiting_reason`, not a failure).

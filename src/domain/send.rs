@@ -215,6 +215,9 @@ pub struct NewSendRequest {
     pub priority: Priority,
     /// When it becomes due, if later than its accept (checked: at most 35 days ahead).
     pub send_at_ms: Option<i64>,
+    /// The `send_at` the caller gave, as given: what the idempotency fingerprint compares,
+    /// so a retry of the same call matches even once that time has come.
+    pub requested_send_at_ms: Option<i64>,
 }
 
 impl NewSendRequest {
@@ -241,7 +244,7 @@ impl NewSendRequest {
         // Beyond Salesforce's inputs, only what differs from the defaults counts, so the
         // fingerprints of requests stored before these inputs existed stay the same.
         let priority = (self.priority != Priority::Transactional).then(|| format!("priority={}", self.priority));
-        let send_at = self.send_at_ms.map(|at| format!("sendAt={at}"));
+        let send_at = self.requested_send_at_ms.map(|at| format!("sendAt={at}"));
         for part in parts.into_iter().chain(priority.as_deref()).chain(send_at.as_deref()) {
             h.update((part.len() as u64).to_le_bytes());
             h.update(part.as_bytes());

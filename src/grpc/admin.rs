@@ -55,6 +55,33 @@ impl pb::messaging_admin_server::MessagingAdmin for MessagingAdminApi {
         Ok(Response::new(pb::RevokeTokenResponse { token: Some(token(revoked)) }))
     }
 
+    async fn delete_channel(
+        &self,
+        request: Request<pb::DeleteChannelRequest>,
+    ) -> Result<Response<pb::DeleteChannelResponse>, Status> {
+        let p = principal(&request)?;
+        self.service.delete_channel(&p, &request.get_ref().channel).await?;
+        Ok(Response::new(pb::DeleteChannelResponse {}))
+    }
+
+    async fn delete_message_definition(
+        &self,
+        request: Request<pb::DeleteMessageDefinitionRequest>,
+    ) -> Result<Response<pb::DeleteMessageDefinitionResponse>, Status> {
+        let p = principal(&request)?;
+        self.service.delete_definition(&p, &request.get_ref().message_definition).await?;
+        Ok(Response::new(pb::DeleteMessageDefinitionResponse {}))
+    }
+
+    async fn delete_messaging_end_user(
+        &self,
+        request: Request<pb::DeleteMessagingEndUserRequest>,
+    ) -> Result<Response<pb::DeleteMessagingEndUserResponse>, Status> {
+        let p = principal(&request)?;
+        self.service.delete_end_user(&p, &request.get_ref().id).await?;
+        Ok(Response::new(pb::DeleteMessagingEndUserResponse {}))
+    }
+
     async fn retry_failed_messages(
         &self,
         request: Request<pb::RetryFailedMessagesRequest>,

@@ -1,5 +1,6 @@
 //! Applies what the config file declares — tenants' tokens, the bootstrap token,
-//! channels, messaging components, end users — at every start (GitOps / ConfigMap).
+//! channels, messaging components, end users — at every start (GitOps / ConfigMap),
+//! and with `provisioning.prune` removes the declared records the file stopped listing.
 //! Declared records go through the same checks as the admin API; a bad entry stops the
 //! start with an error naming it.
 
@@ -8,12 +9,14 @@ use std::collections::HashMap;
 use anyhow::{Context, anyhow, bail};
 
 use crate::config::{ChannelConfig, Config, DefinitionConfig, EndUserConfig};
+use crate::domain::RecordId;
 use crate::domain::admin::{ChannelSpec, DefinitionSpec, EndUserSpec};
 use crate::domain::model::*;
 use crate::domain::principal::{Principal, Scope, generate_token, hash_token, parse_scopes};
+use crate::error::AppError;
 use crate::service::Service;
 use crate::service::auth::{Authenticator, Grant};
-use crate::store::{TokenGrant, TokenSource};
+use crate::store::{DeclaredKind, TokenGrant, TokenSource};
 
 pub const DEFAULT_TENANT: &str = "default";
 
@@ -154,19 +157,27 @@ fn check_webhook_secrets(config: &Config) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Upserts declared channels, components and end users, in that order.
+/// Upserts declared channels, components and end users, in that order, and marks them
+/// declared; with `provisioning.prune`, then deletes what an earlier start declared and
+/// the file no longer lists (`prune`).
 pub async fn records(config: &Config, service: &Service) -> anyhow::Result<()> {
     check_webhook_secrets(config)?;
+    let mut channels = Vec::new();
     for (i, c) in config.channels.iter().enumerate() {
         let what = format!("channels[{i}] ({})", c.developer_name);
         let spec = channel_spec(c).with_context(|| what.clone())?;
-        service.upsert_channel(&admin_of(&c.tenant), spec).await.with_context(|| what.clone())?;
+        let (channel, _) = service.upsert_channel(&admin_of(&c.tenant), spec).await.with_context(|| what.clone())?;
+        channels.push((c.tenant.clone(), channel.id));
     }
+    let mut definitions = Vec::new();
     for (i, d) in config.definitions.iter().enumerate() {
         let what = format!("definitions[{i}] ({})", d.api_name);
         let spec = definition_spec(d).with_context(|| what.clone())?;
-        service.upsert_definition(&admin_of(&d.tenant), spec).await.with_context(|| what.clone())?;
+        let (definition, _) =
+            service.upsert_definition(&admin_of(&d.tenant), spec).await.with_context(|| what.clone())?;
+        definitions.push((d.tenant.clone(), definition.id));
     }
+    let mut end_users = Vec::new();
     for (i, u) in config.end_users.iter().enumerate() {
         let what = format!("end_users[{i}] ({})", u.messaging_platform_key);
         let principal = admin_of(&u.tenant);
@@ -175,7 +186,18 @@ pub async fn records(config: &Config, service: &Service) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("{what}: channel {:?}", u.channel))?;
         let spec = end_user_spec(u, channel.id.to_string()).with_context(|| what.clone())?;
-        service.declare_end_users(&principal, vec![spec]).await.with_context(|| what.clone())?;
+        let users = service.declare_end_users(&principal, vec![spec]).await.with_context(|| what.clone())?;
+        end_users.extend(users.into_iter().map(|user| (u.tenant.clone(), user.id)));
+    }
+    let store = service.store();
+    // End users first, channels last: what a prune deletes goes in that order too.
+    let declared = [
+        (DeclaredKind::EndUser, end_users),
+        (DeclaredKind::Definition, definitions),
+        (DeclaredKind::Channel, channels),
+    ];
+    for (kind, records) in &declared {
+        store.mark_declared(*kind, records).await.with_context(|| format!("marking declared {}s", kind.as_str()))?;
     }
     let destinations =
         crate::providers::guard::Destinations::new(config.events.allow_http, &config.events.allowed_networks)?;
@@ -190,6 +212,41 @@ pub async fn records(config: &Config, service: &Service) -> anyhow::Result<()> {
         crate::service::event_endpoints::declare(service, &destinations, &e.tenant, new)
             .await
             .with_context(|| what.clone())?;
+    }
+    if config.provisioning.prune {
+        for (kind, records) in &declared {
+            prune(service, *kind, records).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Deletes the records of `kind` an earlier start declared that are not among `kept`.
+/// One still needed is kept, with a warning naming what needs it, and tried again at
+/// the next start.
+async fn prune(service: &Service, kind: DeclaredKind, kept: &[(String, RecordId)]) -> anyhow::Result<()> {
+    let store = service.store();
+    for (tenant, id) in store.list_declared(kind).await? {
+        if kept.iter().any(|(_, k)| *k == id) {
+            continue;
+        }
+        let principal = admin_of(&tenant);
+        let deleted = match kind {
+            DeclaredKind::EndUser => service.delete_end_user(&principal, id.as_str()).await,
+            DeclaredKind::Definition => service.delete_definition(&principal, id.as_str()).await,
+            DeclaredKind::Channel => service.delete_channel(&principal, id.as_str()).await,
+        };
+        match deleted {
+            Ok(()) => {
+                tracing::info!(kind = kind.as_str(), %tenant, %id, "pruned: the config no longer declares it");
+                store.unmark_declared(kind, &id).await?;
+            }
+            Err(AppError::NotFound(_)) => store.unmark_declared(kind, &id).await?,
+            Err(AppError::FailedPrecondition(why)) => {
+                tracing::warn!(kind = kind.as_str(), %tenant, %id, reason = %why, "not pruned yet: still needed");
+            }
+            Err(e) => return Err(e).with_context(|| format!("pruning {} {id}", kind.as_str())),
+        }
     }
     Ok(())
 }

@@ -2,9 +2,10 @@
 //! not cost two database round trips each.
 //!
 //! - End users: accept reads only an end user's existence in the tenant and its platform
-//!   key. End users are never deleted and their channel and platform key are set at
-//!   creation, so a found end user stays true and is kept; unknown ids are always asked
-//!   of the store again.
+//!   key. Their channel and platform key are set at creation, so a found end user stays
+//!   true until it is deleted — forgotten here at once when deleted through this process;
+//!   another replica's delete is not seen, and delivery fails such a message
+//!   `MessagingEndUserDeleted`. Unknown ids are always asked of the store again.
 //! - Messaging components can change (activation, parameters), so they are kept for
 //!   `COMPONENT_TTL` and dropped at once when one is upserted through this process;
 //!   another replica's change is seen within the TTL.
@@ -72,6 +73,13 @@ impl Lookups {
             cache.clear();
         }
         cache.insert((tenant.to_owned(), definition.api_name.clone()), (Instant::now(), definition));
+    }
+
+    /// An end user was deleted through this process: accepts here refuse it at once
+    /// (another replica's cache may still accept it; delivery then fails the message
+    /// `MessagingEndUserDeleted`).
+    pub fn forget_end_user(&self, tenant: &str, id: &RecordId) {
+        self.end_users.lock().unwrap_or_else(|p| p.into_inner()).remove(&(tenant.to_owned(), id.clone()));
     }
 
     /// A component changed through this process: forget them all (upserts are rare).

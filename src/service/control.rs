@@ -1,5 +1,6 @@
 //! Delivery control for operators (scope `admin`): redriving the messages that failed
-//! for a transient reason once the outage behind them is over.
+//! for a transient reason once the outage behind them is over, and deleting provisioned
+//! records no longer needed.
 
 use super::{Service, id_or_name, parse_id};
 use crate::domain::ids::IdKind;
@@ -7,7 +8,7 @@ use crate::domain::principal::{Principal, Scope};
 use crate::domain::violation::quoted;
 use crate::domain::{ErrorKind, Violation};
 use crate::error::AppError;
-use crate::store::{RedriveScope, Redriven};
+use crate::store::{DeleteOutcome, RedriveScope, Redriven};
 
 /// Most messages one `RetryFailedMessages` call requeues (one transaction).
 pub const REDRIVE_LIMIT: u32 = 10_000;
@@ -91,5 +92,50 @@ impl Service {
             self.events.work_available();
         }
         Ok(redriven)
+    }
+}
+
+impl Service {
+    /// Deletes a channel (by id or developer name) that no end user or subscription
+    /// belongs to; otherwise FAILED_PRECONDITION naming them.
+    pub async fn delete_channel(&self, principal: &Principal, key: &str) -> Result<(), AppError> {
+        principal.require(Scope::Admin)?;
+        let tenant = principal.tenant.as_str();
+        let found = self.store.get_channel(tenant, &id_or_name(key, IdKind::MessagingChannel)).await?;
+        let found = found.ok_or_else(|| AppError::NotFound(format!("no channel {}", quoted(key.trim()))))?;
+        deleted(self.store.delete_channel(tenant, &found.id).await?, || format!("no channel {}", quoted(key.trim())))
+    }
+
+    /// Deletes a messaging component (by id or API name) that no request not yet
+    /// completed uses; otherwise FAILED_PRECONDITION naming them.
+    pub async fn delete_definition(&self, principal: &Principal, key: &str) -> Result<(), AppError> {
+        principal.require(Scope::Admin)?;
+        let tenant = principal.tenant.as_str();
+        let found = self.store.get_definition(tenant, &id_or_name(key, IdKind::MessageDefinition)).await?;
+        let found =
+            found.ok_or_else(|| AppError::NotFound(format!("no messaging component {}", quoted(key.trim()))))?;
+        let outcome = self.store.delete_definition(tenant, &found.id).await?;
+        self.lookups.forget_components();
+        deleted(outcome, || format!("no messaging component {}", quoted(key.trim())))
+    }
+
+    /// Deletes a messaging end user, with its sessions and consents, when no message not
+    /// yet final is addressed to it; otherwise FAILED_PRECONDITION naming the requests.
+    pub async fn delete_end_user(&self, principal: &Principal, raw_id: &str) -> Result<(), AppError> {
+        principal.require(Scope::Admin)?;
+        let id = parse_id("id", raw_id, IdKind::MessagingEndUser)?;
+        let outcome = self.store.delete_end_user(&principal.tenant, &id).await?;
+        if outcome == DeleteOutcome::Deleted {
+            self.lookups.forget_end_user(&principal.tenant, &id);
+        }
+        deleted(outcome, || format!("no messaging end user {id}"))
+    }
+}
+
+fn deleted(outcome: DeleteOutcome, missing: impl FnOnce() -> String) -> Result<(), AppError> {
+    match outcome {
+        DeleteOutcome::Deleted => Ok(()),
+        DeleteOutcome::NotFound => Err(AppError::NotFound(missing())),
+        DeleteOutcome::Referenced(why) => Err(AppError::FailedPrecondition(why)),
     }
 }

@@ -120,6 +120,7 @@ impl Service {
             trace_context: crate::telemetry::stored_context_of(&tracing::Span::current()).or(trace_context),
             priority: shaped.priority,
             send_at_ms,
+            requested_send_at_ms: shaped.send_at_ms,
         };
         let outcome = self.store.accept(tenant, request, self.now()).await?;
         if let AcceptOutcome::Created(a) | AcceptOutcome::Replayed(a) = &outcome {

@@ -358,6 +358,14 @@ pub trait Store: RequestReads + Send + Sync + 'static {
     /// Cancels the request's messages not in flight (Failed, reason `Canceled`) and
     /// completes it when none is in flight; idempotent.
     async fn cancel_request(&self, tenant: &str, id: &RecordId, now_ms: i64) -> StoreResult<CancelOutcome>;
+    // deletes (see `sql::deletes`)
+    async fn delete_channel(&self, tenant: &str, id: &RecordId) -> StoreResult<DeleteOutcome>;
+    async fn delete_definition(&self, tenant: &str, id: &RecordId) -> StoreResult<DeleteOutcome>;
+    async fn delete_end_user(&self, tenant: &str, id: &RecordId) -> StoreResult<DeleteOutcome>;
+    // declared records (see `sql::declared`)
+    async fn mark_declared(&self, kind: DeclaredKind, records: &[(String, RecordId)]) -> StoreResult<()>;
+    async fn list_declared(&self, kind: DeclaredKind) -> StoreResult<Vec<(String, RecordId)>>;
+    async fn unmark_declared(&self, kind: DeclaredKind, id: &RecordId) -> StoreResult<()>;
     /// Grants up to `want` send slots of the channel within `horizon_ms` (the rule of
     /// `domain::rates`), from state every replica shares; `None` when the store serves a
     /// single process (SQLite), whose dispatcher keeps that state in memory.
@@ -381,6 +389,34 @@ pub trait Store: RequestReads + Send + Sync + 'static {
         now_ms: i64,
         limit: u32,
     ) -> StoreResult<Option<Redriven>>;
+}
+
+/// What deleting a record came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeleteOutcome {
+    Deleted,
+    /// The tenant has no such record.
+    NotFound,
+    /// Still needed; the message names what needs it.
+    Referenced(String),
+}
+
+/// The kinds of record the config file declares (see `sql::declared`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeclaredKind {
+    Channel,
+    Definition,
+    EndUser,
+}
+
+impl DeclaredKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeclaredKind::Channel => "channel",
+            DeclaredKind::Definition => "definition",
+            DeclaredKind::EndUser => "end_user",
+        }
+    }
 }
 
 /// Which failed messages a redrive takes.

@@ -11,7 +11,7 @@ use async_trait::async_trait;
 use super::health::{Health, PROBE_EVERY};
 use super::sql::Sql;
 use super::sql::delivery::{self, Finish, Outcome, Renewal, Start};
-use super::sql::{Conn, admin, control, outbox, queue, rates, requests, tokens};
+use super::sql::{Conn, admin, control, declared, deletes, outbox, queue, rates, requests, tokens};
 use super::writer::Writer;
 use super::*;
 use crate::domain::events::EventEndpoint;
@@ -448,6 +448,30 @@ impl<B: Backend> Store for SqlStore<B> {
     async fn cancel_request(&self, tenant: &str, id: &RecordId, now_ms: i64) -> StoreResult<CancelOutcome> {
         let shard = self.backend.shard();
         write!(self, |c| control::cancel_request(c, tenant, id, now_ms, shard))
+    }
+
+    async fn delete_channel(&self, tenant: &str, id: &RecordId) -> StoreResult<DeleteOutcome> {
+        write!(self, |c| deletes::delete_channel(c, tenant, id))
+    }
+
+    async fn delete_definition(&self, tenant: &str, id: &RecordId) -> StoreResult<DeleteOutcome> {
+        write!(self, |c| deletes::delete_definition(c, tenant, id))
+    }
+
+    async fn delete_end_user(&self, tenant: &str, id: &RecordId) -> StoreResult<DeleteOutcome> {
+        write!(self, |c| deletes::delete_end_user(c, tenant, id))
+    }
+
+    async fn mark_declared(&self, kind: DeclaredKind, records: &[(String, RecordId)]) -> StoreResult<()> {
+        write!(self, |c| declared::mark(c, kind, records))
+    }
+
+    async fn list_declared(&self, kind: DeclaredKind) -> StoreResult<Vec<(String, RecordId)>> {
+        read!(self, |c| declared::list(c, kind))
+    }
+
+    async fn unmark_declared(&self, kind: DeclaredKind, id: &RecordId) -> StoreResult<()> {
+        write!(self, |c| declared::unmark(c, kind, id))
     }
 
     async fn reserve_send_slots(

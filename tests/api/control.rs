@@ -337,3 +337,28 @@ async fn a_cancel_answered_by_one_replica_stops_the_sends_of_another_after_its_m
     front.stop().await;
     sender.stop().await;
 }
+
+#[tokio::test]
+async fn an_idempotency_key_replays_the_same_schedule_and_priority_and_refuses_another() {
+    let app = spawn_accept_only().await;
+    let fx = app.provision(1).await;
+    let due = app.clock.now_ms() + HOUR_MS;
+    let keyed = pb::SendConversationMessagesRequest {
+        idempotency_key: "reminder-7".into(),
+        send_at: at(due),
+        priority: pb::Priority::Bulk as i32,
+        ..fx.request()
+    };
+    let first = send(&app, keyed.clone()).await;
+    // The same call again, even once its time has come, is the first answer.
+    app.clock.advance_ms(HOUR_MS + 30_000);
+    assert_eq!(send(&app, keyed.clone()).await, first);
+    for other in [
+        pb::SendConversationMessagesRequest { send_at: at(due + 1_000), ..keyed.clone() },
+        pb::SendConversationMessagesRequest { priority: pb::Priority::Transactional as i32, ..keyed.clone() },
+    ] {
+        let err = app.conv().await.send_conversation_messages(other).await.unwrap_err();
+        assert_eq!(err.code(), Code::AlreadyExists, "{err:?}");
+    }
+    app.stop().await;
+}

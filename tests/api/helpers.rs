@@ -408,6 +408,23 @@ impl TestDatabase {
         }
     }
 
+    /// Runs one statement from outside the server (a change no API makes), either backend.
+    pub async fn execute(&self, sql: &str) {
+        let sql = sqlx::AssertSqlSafe(sql.to_owned());
+        match self.backend {
+            Backend::Sqlite => {
+                let pool = sqlx::SqlitePool::connect(&self.url).await.unwrap();
+                sqlx::query(sql).execute(&pool).await.unwrap();
+                pool.close().await;
+            }
+            Backend::Postgres => {
+                let pool = sqlx::PgPool::connect(&self.url).await.unwrap();
+                sqlx::query(sql).execute(&pool).await.unwrap();
+                pool.close().await;
+            }
+        }
+    }
+
     /// Takes, from outside the server, the lock an accept needs, so accepts wait
     /// inside the server until the blocker is released. SQLite: the write lock
     /// (`BEGIN IMMEDIATE`). PostgreSQL: `LOCK TABLE tenant_sequences IN ACCESS

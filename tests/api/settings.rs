@@ -88,6 +88,11 @@ const CHECKS: &[(&str, &str, &str)] = &[
         "the_per_request_concurrency_variable_sets_how_many_messages_are_in_flight",
     ),
     (
+        "CONVMSG_PROVISIONING__PRUNE",
+        "tests/api/settings/server.rs",
+        "the_prune_variable_deletes_the_declared_records_the_config_file_dropped",
+    ),
+    (
         "CONVMSG_DISPATCH__LEASE_MS",
         "tests/api/settings/dispatch.rs",
         "the_lease_variable_sets_how_soon_a_dead_process_work_is_taken_over",

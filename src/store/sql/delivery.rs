@@ -370,6 +370,14 @@ async fn finish<C: Conn>(
         Sql::new(d, "UPDATE messages SET status = 'Pending', next_attempt_ms = NULL WHERE status = 'InProgress' AND ");
     reset.in_list("request_id", ids.clone());
     conn.execute(reset).await?;
+    // A message whose end user was deleted (accepted by a replica whose cache still
+    // knew the end user) can never be sent: it fails, rather than keep its request due.
+    let mut orphans = Sql::new(
+        d,
+        "UPDATE messages SET status = 'Failed', reason = $1, next_attempt_ms = NULL, waiting_reason = NULL          WHERE status = 'Pending' AND NOT EXISTS (SELECT 1 FROM end_users e WHERE e.id = messages.end_user_id) AND ",
+    );
+    orphans.arg(reason::END_USER_DELETED).in_list("request_id", ids.clone());
+    conn.execute(orphans).await?;
     let mut open = Sql::new(
         d,
         "SELECT request_id, MIN(next_attempt_ms), CAST(SUM(CASE WHEN next_attempt_ms IS NULL THEN 1 ELSE 0 END) AS BIGINT) \

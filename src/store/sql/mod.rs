@@ -20,6 +20,8 @@ pub mod accept;
 pub mod admin;
 pub mod control;
 pub mod counts;
+pub mod declared;
+pub mod deletes;
 pub mod delivery;
 pub mod outbox;
 pub mod queue;

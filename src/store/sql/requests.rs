@@ -6,7 +6,7 @@
 use super::counts::{self, Deltas};
 use super::{Conn, Dialect, Sql};
 use crate::domain::RecordId;
-use crate::domain::model::{RequestRecord, RequestStatus};
+use crate::domain::model::{Priority, RequestRecord, RequestStatus};
 use crate::store::rows::{MessageRow, RequestRow};
 use crate::store::{QueueStats, StoreResult};
 
@@ -36,17 +36,18 @@ pub async fn queue_stats<C: Conn>(conn: &mut C, now: i64) -> StoreResult<QueueSt
     stats.leased = leased as u64;
     stats.expired_leases = expired as u64;
 
-    // The head of the ready queue (what is claimed next) and the earliest due request
-    // not yet moved to it: how long the oldest due work has waited.
-    let head = Sql::new(
-        d,
-        &format!(
-            "SELECT due_ms FROM send_requests WHERE status = 'Pending' AND waiting = FALSE \
-             ORDER BY accepted_ms, {} LIMIT 1",
-            d.seq()
-        ),
-    );
-    let head: Option<(i64,)> = conn.fetch_optional(head).await?;
+    // The heads of the ready queue's lanes (what is claimed next; each an index range
+    // scan) and the earliest due request not yet moved to it: how long the oldest due
+    // work has waited.
+    let mut head: Option<(i64,)> = None;
+    for priority in [Priority::Transactional, Priority::Bulk] {
+        let mut lane =
+            Sql::new(d, "SELECT due_ms FROM send_requests WHERE status = 'Pending' AND waiting = FALSE AND lane = ");
+        lane.bind(priority.lane()).push(&format!(" ORDER BY accepted_ms, {} LIMIT 1", d.seq()));
+        if let Some((due,)) = conn.fetch_optional::<(i64,)>(lane).await? {
+            head = Some((head.map_or(due, |(h,)| h.min(due)),));
+        }
+    }
     let mut delayed =
         Sql::new(d, "SELECT MIN(due_ms) FROM send_requests WHERE status = 'Pending' AND waiting = TRUE AND due_ms <= ");
     delayed.bind(now);

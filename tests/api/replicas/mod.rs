@@ -21,6 +21,7 @@ use futures_util::StreamExt;
 use tonic::Code;
 
 mod faults;
+mod rate_limits;
 
 use crate::helpers::{BearerToken, ServerProcess, TestDatabase, start_server_process, write_webhook_config};
 
@@ -43,6 +44,8 @@ struct ReceiverState {
     /// Deliveries in flight per request id.
     in_flight: HashMap<String, usize>,
     max_in_flight_requests: usize,
+    /// When each delivery arrived.
+    arrivals: Vec<std::time::Instant>,
 }
 
 async fn receive(
@@ -55,6 +58,7 @@ async fn receive(
     {
         let mut s = r.state.lock().unwrap();
         *s.seen.entry(id).or_default() += 1;
+        s.arrivals.push(std::time::Instant::now());
         *s.in_flight.entry(request.clone()).or_default() += 1;
         s.max_in_flight_requests = s.max_in_flight_requests.max(s.in_flight.len());
     }
@@ -90,6 +94,10 @@ impl Receiver {
 
     fn max_in_flight_requests(&self) -> usize {
         self.state.lock().unwrap().max_in_flight_requests
+    }
+
+    fn arrivals(&self) -> Vec<std::time::Instant> {
+        self.state.lock().unwrap().arrivals.clone()
     }
 }
 

@@ -280,3 +280,36 @@ async fn the_rest_variables_set_the_body_limit_and_the_inputs_per_call() {
     assert_eq!(invoke(padded).await.unwrap().status(), 413, "a body past 400 bytes");
     server.stop().await;
 }
+
+/// The first start declares channels `sms` and `hooks`; the second's file drops `hooks`,
+/// and with the variable set the start deletes it.
+#[tokio::test]
+async fn the_prune_variable_deletes_the_declared_records_the_config_file_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = TestDatabase::create().await;
+    let token = generate_token();
+    let secret = "[providers.webhook]\nsecret = \"whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw\"\n";
+    let extra = format!("bootstrap_token = \"{token}\"\n{secret}");
+    let config = write_config(dir.path(), 0, Some("https://hooks.example.com/hook"), &extra);
+    let server = Serve::in_dir(dir.path())
+        .env("CONVMSG_DATABASE_URL", &db.url)
+        .env("CONVMSG_CONFIG", config.to_str().unwrap())
+        .start()
+        .await;
+    let hooks = server.admin(&token).await.get_channel(pb::GetChannelRequest { channel: "hooks".into() }).await;
+    assert!(hooks.is_ok(), "declared at the first start");
+    server.stop().await;
+
+    let config = write_config(dir.path(), 0, None, &extra);
+    let server = Serve::in_dir(dir.path())
+        .env("CONVMSG_DATABASE_URL", &db.url)
+        .env("CONVMSG_CONFIG", config.to_str().unwrap())
+        .env("CONVMSG_PROVISIONING__PRUNE", "true")
+        .start()
+        .await;
+    let mut admin = server.admin(&token).await;
+    let hooks = admin.get_channel(pb::GetChannelRequest { channel: "hooks".into() }).await.unwrap_err();
+    assert_eq!(hooks.code(), Code::NotFound, "pruned");
+    admin.get_channel(pb::GetChannelRequest { channel: "sms".into() }).await.expect("still declared");
+    server.stop().await;
+}
