@@ -528,3 +528,28 @@ async fn a_purged_request_takes_its_status_events_with_it() {
     assert_eq!(gone.code(), tonic::Code::NotFound);
     app.stop().await;
 }
+
+/// A cancel ends messages and the request outside the dispatcher: its events are written
+/// with it all the same (each cancelled message failed `Canceled`, then the completion).
+#[tokio::test]
+async fn a_cancelled_request_reports_each_cancelled_message_and_its_completion() {
+    let (app, _fake) = spawn(|_| {}).await;
+    let (sink, url, _release) = Sink::start(200, false).await;
+    let (_, secret) = create(&app, "ops", &url, &[]).await;
+    let fx = app.provision_custom(&app.token.clone(), 2, |c| c.provider = "webhook".into()).await;
+    // Scheduled an hour ahead: nothing is in flight when the cancel comes.
+    let later = app.clock.now_ms() + 3_600_000;
+    let request = pb::SendConversationMessagesRequest { send_at: crate::control::at(later), ..fx.request() };
+    let id = app.conv().await.send_conversation_messages(request).await.unwrap().into_inner().request_id;
+    app.conv().await.cancel_request(pb::CancelRequestRequest { request_id: id.clone() }).await.unwrap();
+    send_until(&app, &sink, 3).await;
+
+    let events = sink.verified(&secret);
+    let types: Vec<&str> = events.iter().map(|(_, e)| e["type"].as_str().unwrap()).collect();
+    assert_eq!(types, ["message.failed", "message.failed", "request.completed"], "{events:?}");
+    assert!(
+        events[..2].iter().all(|(_, e)| e["data"]["reason"] == "Canceled" && e["data"]["request_id"] == id.as_str())
+    );
+    assert_eq!(app.event_sender.run_once().await.unwrap(), 0, "nothing more is due");
+    app.stop().await;
+}

@@ -5,16 +5,21 @@
 //! after it finds the message final and sends nothing.
 
 use super::counts::{self, Deltas};
+use super::delivery::rfc3339;
+use super::outbox::{self, NewEvent};
 use super::{Conn, Sql};
 use crate::domain::RecordId;
 use crate::domain::delivery::reason;
+use crate::domain::events::EventType;
 use crate::domain::model::{Picklist, RequestStatus};
 use crate::store::{CancelOutcome, RedriveScope, Redriven, StoreError, StoreResult};
 
 /// Cancels the tenant's request `id`: its `Pending` messages fail `Canceled`; when no
 /// message is in flight the request completes now (its lease, if any, ends with it),
 /// else the dispatcher completes it once the in-flight ones are final. A request
-/// cancelled before answers `Canceled` again and changes nothing.
+/// cancelled before answers `Canceled` again and changes nothing. The status events
+/// (`message.failed` for each message it ends, `request.completed` when it completes the
+/// request) are written in the same transaction, as the dispatcher's are.
 pub async fn cancel_request<C: Conn>(
     conn: &mut C,
     tenant: &str,
@@ -39,10 +44,27 @@ pub async fn cancel_request<C: Conn>(
     let mut fail = Sql::new(
         d,
         "UPDATE messages SET status = 'Failed', reason = $1, waiting_reason = NULL, waiting_since_ms = NULL, \
-         next_attempt_ms = NULL, updated_ms = $2 WHERE request_id = $3 AND status = 'Pending'",
+         next_attempt_ms = NULL, updated_ms = $2 WHERE request_id = $3 AND status = 'Pending' RETURNING identifier",
     );
     fail.arg(reason::CANCELED).arg(now).arg(id.as_str());
-    conn.execute(fail).await?;
+    let ended: Vec<(String,)> = conn.fetch_all(fail).await?;
+    let mut events: Vec<NewEvent> = ended
+        .into_iter()
+        .map(|(identifier,)| NewEvent {
+            tenant: tenant.to_owned(),
+            kind: EventType::MessageFailed,
+            request_id: id.as_str().to_owned(),
+            data: serde_json::json!({
+                "tenant": tenant,
+                "request_id": id.as_str(),
+                "message_identifier": identifier,
+                "status": "Failed",
+                "reason": reason::CANCELED,
+                "occurred_at": rfc3339(now),
+            }),
+            now_ms: now,
+        })
+        .collect();
     let mut in_flight =
         Sql::new(d, "SELECT CAST(COUNT(*) AS BIGINT) FROM messages WHERE status = 'InProgress' AND request_id = ");
     in_flight.bind(id.as_str());
@@ -51,6 +73,7 @@ pub async fn cancel_request<C: Conn>(
         let mut mark = Sql::new(d, "UPDATE send_requests SET canceled_ms = $1, updated_ms = $1 WHERE id = $2");
         mark.arg(now).arg(id.as_str());
         conn.execute(mark).await?;
+        outbox::enqueue(conn, events).await?;
         return Ok(CancelOutcome::Canceled);
     }
     let mut complete = Sql::new(
@@ -63,6 +86,19 @@ pub async fn cancel_request<C: Conn>(
     let mut deltas = Deltas::default();
     deltas.moved(status, RequestStatus::Completed, 1);
     counts::apply(conn, shard, &deltas).await?;
+    events.push(NewEvent {
+        tenant: tenant.to_owned(),
+        kind: EventType::RequestCompleted,
+        request_id: id.as_str().to_owned(),
+        data: serde_json::json!({
+            "tenant": tenant,
+            "request_id": id.as_str(),
+            "request_status": "Completed",
+            "completed_date": rfc3339(now),
+        }),
+        now_ms: now,
+    });
+    outbox::enqueue(conn, events).await?;
     Ok(CancelOutcome::Canceled)
 }
 
