@@ -300,7 +300,9 @@ text_layout = "ping"
 
 def h2load(url, body, connections, streams, seconds=None, count=None, h1=False, headers=(), work=None,
            warm_up=1):
-    """Runs h2load; returns (done/s, [latencies in ms], non-2xx count)."""
+    """Runs h2load; returns (done/s, [latencies in ms], non-2xx count). A request h2load
+    logs with status 0 got no answer: it was still in flight when the timed run ended
+    (or the warm-up began), so it is neither a latency nor a failure."""
     log = Path(work) / "h2load.log"
     log.unlink(missing_ok=True)
     cmd = ["h2load", "-c", str(connections), "-m", str(streams), "-t", "1", f"--log-file={log}"]
@@ -327,6 +329,8 @@ def h2load(url, body, connections, streams, seconds=None, count=None, h1=False, 
         parts = line.split()
         if len(parts) >= 3:
             status, micros = int(parts[1]), int(parts[2])
+            if status == 0:
+                continue
             latencies.append(micros / 1000)
             bad += not 200 <= status < 300
     return float(m.group(3)), latencies, bad
