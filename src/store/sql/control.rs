@@ -5,12 +5,10 @@
 //! after it finds the message final and sends nothing.
 
 use super::counts::{self, Deltas};
-use super::delivery::rfc3339;
 use super::outbox::{self, NewEvent};
 use super::{Conn, Sql};
 use crate::domain::RecordId;
 use crate::domain::delivery::reason;
-use crate::domain::events::EventType;
 use crate::domain::model::{Picklist, RequestStatus};
 use crate::store::{CancelOutcome, RedriveScope, Redriven, StoreError, StoreResult};
 
@@ -50,20 +48,7 @@ pub async fn cancel_request<C: Conn>(
     let ended: Vec<(String,)> = conn.fetch_all(fail).await?;
     let mut events: Vec<NewEvent> = ended
         .into_iter()
-        .map(|(identifier,)| NewEvent {
-            tenant: tenant.to_owned(),
-            kind: EventType::MessageFailed,
-            request_id: id.as_str().to_owned(),
-            data: serde_json::json!({
-                "tenant": tenant,
-                "request_id": id.as_str(),
-                "message_identifier": identifier,
-                "status": "Failed",
-                "reason": reason::CANCELED,
-                "occurred_at": rfc3339(now),
-            }),
-            now_ms: now,
-        })
+        .map(|(identifier,)| NewEvent::message_failed(tenant, id.as_str(), &identifier, reason::CANCELED, now))
         .collect();
     let mut in_flight =
         Sql::new(d, "SELECT CAST(COUNT(*) AS BIGINT) FROM messages WHERE status = 'InProgress' AND request_id = ");
@@ -86,18 +71,7 @@ pub async fn cancel_request<C: Conn>(
     let mut deltas = Deltas::default();
     deltas.moved(status, RequestStatus::Completed, 1);
     counts::apply(conn, shard, &deltas).await?;
-    events.push(NewEvent {
-        tenant: tenant.to_owned(),
-        kind: EventType::RequestCompleted,
-        request_id: id.as_str().to_owned(),
-        data: serde_json::json!({
-            "tenant": tenant,
-            "request_id": id.as_str(),
-            "request_status": "Completed",
-            "completed_date": rfc3339(now),
-        }),
-        now_ms: now,
-    });
+    events.push(NewEvent::request_completed(tenant, id.as_str(), now));
     outbox::enqueue(conn, events).await?;
     Ok(CancelOutcome::Canceled)
 }

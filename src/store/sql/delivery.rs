@@ -20,7 +20,6 @@ use super::outbox::{self, NewEvent};
 use super::{Conn, Rows, Sql};
 use crate::domain::RecordId;
 use crate::domain::delivery::reason;
-use crate::domain::events::EventType;
 use crate::store::*;
 
 /// A message's send begins (it is `InProgress`, one more attempt).
@@ -190,20 +189,13 @@ pub async fn apply<C: Conn>(conn: &mut C, writes: &DeliveryWrites<'_>, shard: i6
     if !outcomes.is_empty() {
         for o in &outcomes {
             if let MessageOutcome::Failed { reason } = &o.outcome {
-                events.push(NewEvent {
-                    tenant: tenant_of(&o.request),
-                    kind: EventType::MessageFailed,
-                    request_id: o.request.as_str().to_owned(),
-                    data: serde_json::json!({
-                        "tenant": tenant_of(&o.request),
-                        "request_id": o.request.as_str(),
-                        "message_identifier": o.identifier,
-                        "status": "Failed",
-                        "reason": reason,
-                        "occurred_at": rfc3339(o.now_ms),
-                    }),
-                    now_ms: o.now_ms,
-                });
+                events.push(NewEvent::message_failed(
+                    &tenant_of(&o.request),
+                    o.request.as_str(),
+                    &o.identifier,
+                    reason,
+                    o.now_ms,
+                ));
             }
         }
         record_outcomes(conn, &outcomes).await?;
@@ -230,18 +222,7 @@ pub async fn apply<C: Conn>(conn: &mut C, writes: &DeliveryWrites<'_>, shard: i6
     let ended = finish(conn, &finishing, shard).await?;
     for f in &finishing {
         if ended.get(f.request.as_str()) == Some(&RequestStatus::Completed) {
-            events.push(NewEvent {
-                tenant: tenant_of(&f.request),
-                kind: EventType::RequestCompleted,
-                request_id: f.request.as_str().to_owned(),
-                data: serde_json::json!({
-                    "tenant": tenant_of(&f.request),
-                    "request_id": f.request.as_str(),
-                    "request_status": "Completed",
-                    "completed_date": rfc3339(f.now_ms),
-                }),
-                now_ms: f.now_ms,
-            });
+            events.push(NewEvent::request_completed(&tenant_of(&f.request), f.request.as_str(), f.now_ms));
         }
     }
     outbox::enqueue(conn, events).await?;

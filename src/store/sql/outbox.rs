@@ -25,6 +25,42 @@ pub struct NewEvent {
     pub now_ms: i64,
 }
 
+impl NewEvent {
+    /// `message.failed`: `identifier` of `request` ended `Failed` with `reason` at `now_ms`.
+    pub fn message_failed(tenant: &str, request: &str, identifier: &str, reason: &str, now_ms: i64) -> NewEvent {
+        NewEvent {
+            tenant: tenant.to_owned(),
+            kind: EventType::MessageFailed,
+            request_id: request.to_owned(),
+            data: serde_json::json!({
+                "tenant": tenant,
+                "request_id": request,
+                "message_identifier": identifier,
+                "status": "Failed",
+                "reason": reason,
+                "occurred_at": super::delivery::rfc3339(now_ms),
+            }),
+            now_ms,
+        }
+    }
+
+    /// `request.completed`: `request` became `Completed` at `now_ms`.
+    pub fn request_completed(tenant: &str, request: &str, now_ms: i64) -> NewEvent {
+        NewEvent {
+            tenant: tenant.to_owned(),
+            kind: EventType::RequestCompleted,
+            request_id: request.to_owned(),
+            data: serde_json::json!({
+                "tenant": tenant,
+                "request_id": request,
+                "request_status": "Completed",
+                "completed_date": super::delivery::rfc3339(now_ms),
+            }),
+            now_ms,
+        }
+    }
+}
+
 /// Writes `events` to the outbox, and a delivery for each enabled endpoint of their
 /// tenant that takes their type. Tenants without endpoints write nothing.
 pub async fn enqueue<C: Conn>(conn: &mut C, events: Vec<NewEvent>) -> StoreResult<()> {
