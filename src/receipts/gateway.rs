@@ -168,6 +168,30 @@ async fn answer(
     Ok((StatusCode::OK, Json(serde_json::json!({ "results": results }))).into_response())
 }
 
+/// One gateway call: authenticated, its body read as `C` ("not {what}" when it is not),
+/// its `list` of items bounded to `MAX_ITEMS`, each item read by `read` (given its field
+/// name, `list[i]`) — one that does not read is answered as invalid, the others are
+/// recorded — and answered item by item.
+async fn per_item<C: serde::de::DeserializeOwned>(
+    state: &ReceiptsState,
+    raw_channel: &str,
+    headers: &HeaderMap,
+    body: &Bytes,
+    (what, list): (&str, &str),
+    items_of: impl FnOnce(C) -> Vec<serde_json::Value>,
+    read: impl Fn(&str, serde_json::Value) -> Result<(String, Reported), ItemResult>,
+) -> Response {
+    let handled = async {
+        let (tenant, channel) = authenticate(state, raw_channel, headers, body).await?;
+        let call: C = serde_json::from_slice(body).map_err(|e| Refusal::Malformed(format!("not {what}: {e}")))?;
+        let raw_items = items_of(call);
+        check_count(raw_items.len(), list)?;
+        let items = raw_items.into_iter().enumerate().map(|(i, raw)| read(&format!("{list}[{i}]"), raw)).collect();
+        answer(state, &tenant, &channel, items).await
+    };
+    handled.await.unwrap_or_else(IntoResponse::into_response)
+}
+
 /// `POST /receipts/webhook/{channel}/v1/acknowledgement`.
 pub async fn acknowledgement(
     State(state): State<Arc<ReceiptsState>>,
@@ -175,36 +199,32 @@ pub async fn acknowledgement(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let handled = async {
-        let (tenant, channel) = authenticate(&state, &channel, &headers, &body).await?;
-        let call: AcknowledgementCall = serde_json::from_slice(&body)
-            .map_err(|e| Refusal::Malformed(format!("not an acknowledgement call: {e}")))?;
-        check_count(call.acknowledgements.len(), "acknowledgements")?;
-        let items = call
-            .acknowledgements
-            .into_iter()
-            .enumerate()
-            .map(|(i, raw)| {
-                let field = format!("acknowledgements[{i}]");
-                let ack: Acknowledgement =
-                    serde_json::from_value(raw).map_err(|e| ItemResult::invalid(None, format!("{field}: {e}")))?;
-                let id = ack.acknowledged_conversation_entry_identifier;
-                let report = match ack.acknowledgement_type.as_str() {
-                    "Delivered" => Report::Delivered,
-                    "Read" => Report::Read,
-                    other => {
-                        return Err(ItemResult::invalid(
-                            Some(id),
-                            format!("{field}.acknowledgementType: {other:?} is not Delivered or Read"),
-                        ));
-                    }
-                };
-                Ok((id.clone(), Reported { key: key_of(&id), report, at_ms: ack.acknowledgement_timestamp }))
-            })
-            .collect();
-        answer(&state, &tenant, &channel, items).await
-    };
-    handled.await.unwrap_or_else(IntoResponse::into_response)
+    let kind = ("an acknowledgement call", "acknowledgements");
+    per_item(
+        &state,
+        &channel,
+        &headers,
+        &body,
+        kind,
+        |c: AcknowledgementCall| c.acknowledgements,
+        |field, raw| {
+            let ack: Acknowledgement =
+                serde_json::from_value(raw).map_err(|e| ItemResult::invalid(None, format!("{field}: {e}")))?;
+            let id = ack.acknowledged_conversation_entry_identifier;
+            let report = match ack.acknowledgement_type.as_str() {
+                "Delivered" => Report::Delivered,
+                "Read" => Report::Read,
+                other => {
+                    return Err(ItemResult::invalid(
+                        Some(id),
+                        format!("{field}.acknowledgementType: {other:?} is not Delivered or Read"),
+                    ));
+                }
+            };
+            Ok((id.clone(), Reported { key: key_of(&id), report, at_ms: ack.acknowledgement_timestamp }))
+        },
+    )
+    .await
 }
 
 /// `POST /receipts/webhook/{channel}/v1/delivery-failed`.
@@ -214,29 +234,26 @@ pub async fn delivery_failed(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let handled = async {
-        let (tenant, channel) = authenticate(&state, &channel, &headers, &body).await?;
-        let call: FailureCall = serde_json::from_slice(&body)
-            .map_err(|e| Refusal::Malformed(format!("not a delivery-failed call: {e}")))?;
-        check_count(call.failures.len(), "failures")?;
-        let items = call
-            .failures
-            .into_iter()
-            .enumerate()
-            .map(|(i, raw)| {
-                let failure: Failure = serde_json::from_value(raw)
-                    .map_err(|e| ItemResult::invalid(None, format!("failures[{i}]: {e}")))?;
-                let id = failure.conversation_entry_identifier;
-                let code = failure.error_code.filter(|c| !c.trim().is_empty());
-                Ok((
-                    id.clone(),
-                    Reported { key: key_of(&id), report: Report::Failed { code }, at_ms: failure.failure_timestamp },
-                ))
-            })
-            .collect();
-        answer(&state, &tenant, &channel, items).await
-    };
-    handled.await.unwrap_or_else(IntoResponse::into_response)
+    let kind = ("a delivery-failed call", "failures");
+    per_item(
+        &state,
+        &channel,
+        &headers,
+        &body,
+        kind,
+        |c: FailureCall| c.failures,
+        |field, raw| {
+            let failure: Failure =
+                serde_json::from_value(raw).map_err(|e| ItemResult::invalid(None, format!("{field}: {e}")))?;
+            let id = failure.conversation_entry_identifier;
+            let code = failure.error_code.filter(|c| !c.trim().is_empty());
+            Ok((
+                id.clone(),
+                Reported { key: key_of(&id), report: Report::Failed { code }, at_ms: failure.failure_timestamp },
+            ))
+        },
+    )
+    .await
 }
 
 #[cfg(test)]
