@@ -7,6 +7,9 @@ use convmsg::domain::principal::{generate_token, hash_token, parse_scopes, scope
 use convmsg::server::app::App;
 use tokio_util::sync::CancellationToken;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     match Cli::parse().command {

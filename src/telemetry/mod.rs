@@ -285,9 +285,12 @@ pub fn mask(key: &str) -> String {
     format!("{}{kept}", "*".repeat(hidden))
 }
 
-/// W3C trace context and baggage.
-fn propagator() -> TextMapCompositePropagator {
-    TextMapCompositePropagator::new(vec![Box::new(TraceContextPropagator::new()), Box::new(BaggagePropagator::new())])
+/// W3C trace context and baggage, built once (it is asked of on every call).
+fn propagator() -> &'static TextMapCompositePropagator {
+    static PROPAGATOR: std::sync::LazyLock<TextMapCompositePropagator> = std::sync::LazyLock::new(|| {
+        TextMapCompositePropagator::new(vec![Box::new(TraceContextPropagator::new()), Box::new(BaggagePropagator::new())])
+    });
+    &PROPAGATOR
 }
 
 /// Reads `traceparent`, `tracestate` and `baggage` from HTTP headers or gRPC metadata.
