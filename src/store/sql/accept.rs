@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 
-use super::{Conn, Rows, Sql};
+use super::{Conn, Rows, Sql, insert_rows};
 use crate::domain::RecordId;
 use crate::domain::ids::{IdKind, new_message_identifier, request_name};
 use crate::domain::model::RequestStatus;
@@ -315,17 +315,18 @@ async fn insert_requests<C: Conn>(
         .int("accepted_ms", new.iter().map(|(_, item, _)| item.now_ms).collect())
         .int("lane", new.iter().map(|(_, item, _)| item.request.priority.lane()).collect())
         .opt_int("send_at_ms", new.iter().map(|(_, item, _)| item.request.send_at_ms).collect());
-    let mut sql = Sql::new(
-        conn.dialect(),
+    insert_rows(
+        conn,
         "INSERT INTO send_requests (id, tenant, name, definition_name, definition_id, request_type, \
          enforce_consent, consent_type, subscription_id, allowed_session_status, status, parameters, \
          trace_context, accepted_ms, updated_ms, due_ms, waiting, lane, send_at_ms) \
          SELECT id, tenant, name, definition_name, definition_id, request_type, enforce_consent, consent_type, \
          subscription_id, allowed_session_status, 'Pending', parameters, trace_context, accepted_ms, accepted_ms, \
          COALESCE(send_at_ms, accepted_ms), send_at_ms IS NOT NULL, lane, send_at_ms FROM ",
-    );
-    sql.rows(rows).push(" AS v");
-    conn.execute(sql).await?;
+        rows,
+        " AS v",
+    )
+    .await?;
     Ok(())
 }
 
@@ -360,14 +361,15 @@ async fn insert_messages<C: Conn>(conn: &mut C, items: &[AcceptItem<'_>], plans:
         .text("end_user_id", end_user_id)
         .text("platform_key", platform_key)
         .int("created_ms", created_ms);
-    let mut sql = Sql::new(
-        conn.dialect(),
+    insert_rows(
+        conn,
         "INSERT INTO messages (identifier, tenant, request_id, position, end_user_id, platform_key, status, \
          attempts, created_ms, updated_ms) \
          SELECT identifier, tenant, request_id, position, end_user_id, platform_key, 'Pending', 0, created_ms, \
          created_ms FROM ",
-    );
-    sql.rows(rows).push(" AS v");
-    conn.execute(sql).await?;
+        rows,
+        " AS v",
+    )
+    .await?;
     Ok(())
 }

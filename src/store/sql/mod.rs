@@ -178,6 +178,23 @@ impl Column {
         }
     }
 
+    /// Whether every value is present (no `NULL`s possible).
+    fn is_required(&self) -> bool {
+        matches!(self, Column::Text(_) | Column::Int(_) | Column::Float(_) | Column::Bool(_))
+    }
+
+    /// The values as single arguments, in row order.
+    fn into_scalars(self) -> Vec<Arg> {
+        match self {
+            Column::Text(v) => v.into_iter().map(Arg::Text).collect(),
+            Column::OptText(v) => v.into_iter().map(Arg::OptText).collect(),
+            Column::Int(v) => v.into_iter().map(Arg::Int).collect(),
+            Column::OptInt(v) => v.into_iter().map(Arg::OptInt).collect(),
+            Column::Float(v) => v.into_iter().map(Arg::Float).collect(),
+            Column::Bool(v) => v.into_iter().map(Arg::Bool).collect(),
+        }
+    }
+
     fn into_arg(self) -> Arg {
         match self {
             Column::Text(v) => Arg::Texts(v),
@@ -344,6 +361,65 @@ impl Sql {
     pub fn text(&self) -> &str {
         &self.text
     }
+}
+
+/// Most rows one SQLite statement of `insert_rows` takes (a power of two); a larger set
+/// runs the statement again for the rest.
+const SQLITE_ROWS_PER_STATEMENT: usize = 128;
+
+/// Runs `head (rows) tail` — an `INSERT … SELECT … FROM ` whose rows do not depend on one
+/// another — for a set of rows of any size, keeping their order (SQLite's rowid, the
+/// queue's FIFO among rows of one millisecond). PostgreSQL takes them in one statement
+/// (`UNNEST`, as `Sql::rows`). SQLite takes them as a multi-row `VALUES` of plain bound
+/// values, not JSON: decoding `json_each` rows was the largest SQLite cost of an accept
+/// (bench/RESULTS.md). So that each statement text is prepared once, a chunk's rows are
+/// padded with `NULL` rows up to the next power of two and the padding is filtered out
+/// by the first column, which must therefore never be `NULL`; `head` and `tail` take no
+/// values (the rows' placeholders are positional). Returns the rows affected.
+pub async fn insert_rows<C: Conn>(conn: &mut C, head: &str, rows: Rows, tail: &str) -> StoreResult<u64> {
+    if conn.dialect() == Dialect::Postgres {
+        let mut sql = Sql::new(Dialect::Postgres, head);
+        sql.rows(rows).push(tail);
+        return conn.execute(sql).await;
+    }
+    let total = rows.len();
+    debug_assert!(rows.columns.first().is_some_and(|(_, c)| c.is_required()), "the first column filters the padding");
+    debug_assert!(!head.contains('$') && !tail.contains('$'), "the rows' placeholders are positional");
+    let names: Vec<&'static str> = rows.columns.iter().map(|(n, _)| *n).collect();
+    let mut cells: Vec<std::vec::IntoIter<Arg>> =
+        rows.columns.into_iter().map(|(_, c)| c.into_scalars().into_iter()).collect();
+    let mut affected = 0;
+    let mut left = total;
+    while left > 0 {
+        let take = left.min(SQLITE_ROWS_PER_STATEMENT);
+        let mut sql = Sql::new(Dialect::Sqlite, head);
+        sql.push("(SELECT ");
+        for (i, name) in names.iter().enumerate() {
+            if i > 0 {
+                sql.push(", ");
+            }
+            sql.push(&format!("column{} AS {name}", i + 1));
+        }
+        sql.push(" FROM (VALUES ");
+        for row in 0..take.next_power_of_two() {
+            sql.push(if row == 0 { "(" } else { ", (" });
+            for (i, column) in cells.iter_mut().enumerate() {
+                if i > 0 {
+                    sql.push(", ");
+                }
+                let value = if row < take { column.next().unwrap_or(Arg::OptText(None)) } else { Arg::OptText(None) };
+                // Plain `?`, bound in order: SQLite looks a named (`$n`) parameter up by
+                // walking the statement's list of names, once per value — quadratic in a
+                // statement of a thousand values.
+                sql.push("?").arg(value);
+            }
+            sql.push(")");
+        }
+        sql.push(") WHERE column1 IS NOT NULL)").push(tail);
+        affected += conn.execute(sql).await?;
+        left -= take;
+    }
+    Ok(affected)
 }
 
 /// Row types both backends can decode (the derive of `FromRow` is generic over rows).
@@ -556,6 +632,30 @@ mod tests {
         lite.in_list("id", vec!["a".into(), "b".into()]);
         assert_eq!(lite.text(), "SELECT 1 WHERE id IN (SELECT value FROM json_each($1))");
         assert_eq!(lite.args, vec![Arg::Json(r#"["a","b"]"#.into())]);
+    }
+
+    #[tokio::test]
+    async fn insert_rows_keeps_every_row_its_values_and_their_order_at_any_count() {
+        use sqlx::Connection;
+        let mut conn = SqliteConnection::connect("sqlite::memory:").await.expect("an in-memory database");
+        conn.run("CREATE TABLE t (id TEXT NOT NULL, n INTEGER, flag INTEGER NOT NULL)").await.expect("a table");
+        let mut expected = Vec::new();
+        for count in [0usize, 1, 3, 128, 129, 300] {
+            let ids: Vec<String> = (0..count).map(|i| format!("{count}-{i}")).collect();
+            let ns: Vec<Option<i64>> = (0..count).map(|i| (i % 3 != 0).then_some(i as i64)).collect();
+            let flags: Vec<bool> = (0..count).map(|i| i % 2 == 0).collect();
+            let rows = Rows::new().text("id", ids.clone()).opt_int("n", ns.clone()).bool("flag", flags.clone());
+            let affected = insert_rows(&mut conn, "INSERT INTO t (id, n, flag) SELECT id, n, flag FROM ", rows, " AS v")
+                .await
+                .expect("inserted");
+            assert_eq!(affected, count as u64, "{count} rows, no padding");
+            expected.extend(ids.into_iter().zip(ns).zip(flags).map(|((id, n), flag)| (id, n, flag)));
+        }
+        let stored: Vec<(String, Option<i64>, bool)> = sqlx::query_as("SELECT id, n, flag FROM t ORDER BY rowid")
+            .fetch_all(&mut conn)
+            .await
+            .expect("read back");
+        assert_eq!(stored, expected);
     }
 
     #[test]
