@@ -79,7 +79,7 @@ pub struct ChannelUpsert {
     pub master_label: String,
     pub message_type: MessageType,
     pub consent_type: ChannelConsentLevel,
-    pub provider: String,
+    pub provider: ProviderName,
     pub messaging_platform_key: String,
     pub is_active: bool,
     pub rate_limit_per_second: f64,
@@ -98,12 +98,13 @@ impl ChannelSpec {
                 format!("message_type is required ({})", MessageType::allowed()),
             ));
         }
-        let provider = if self.provider.is_empty() { "log".to_owned() } else { self.provider };
-        if !PROVIDERS.contains(&provider.as_str()) {
+        let provider =
+            if self.provider.is_empty() { Some(ProviderName::Log) } else { ProviderName::parse(&self.provider) };
+        if provider.is_none() {
             v.push(Violation::new(
                 "channel.provider",
                 ErrorKind::InvalidInput,
-                format!("unknown provider {}; expected one of {}", quoted(&provider), PROVIDERS.join(", ")),
+                format!("unknown provider {}; expected one of {}", quoted(&self.provider), ProviderName::allowed()),
             ));
         }
         if !self.rate_limit_per_second.is_finite() || self.rate_limit_per_second < 0.0 {
@@ -118,7 +119,7 @@ impl ChannelSpec {
         for (key, value) in &self.provider_options {
             refuse_control_characters(&format!("channel.provider_options.{key}"), &format!("{key}{value}"), &mut v);
         }
-        if provider == "webhook"
+        if provider == Some(ProviderName::Webhook)
             && let Some(url) = self.provider_options.get("url")
         {
             check_webhook_url(url, &mut v);
@@ -131,7 +132,7 @@ impl ChannelSpec {
             master_label,
             message_type: self.message_type.unwrap_or(MessageType::Text),
             consent_type: self.consent_type.unwrap_or(ChannelConsentLevel::ImplicitOptIn),
-            provider,
+            provider: provider.unwrap_or(ProviderName::Log),
             messaging_platform_key: self.messaging_platform_key,
             is_active: self.is_active,
             rate_limit_per_second: self.rate_limit_per_second,

@@ -11,6 +11,7 @@ pub mod params;
 pub mod principal;
 pub mod query;
 pub mod rates;
+pub mod reason;
 pub mod receipt;
 pub mod replication;
 pub mod schedule;

@@ -19,7 +19,7 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
 use super::{ReceiptsState, Refusal, Reported, channel_for, header, record};
-use crate::domain::model::Channel;
+use crate::domain::model::{Channel, ProviderName};
 use crate::domain::receipt::Report;
 use crate::providers::webhook;
 use crate::store::{MessageKey, ReceiptOutcome};
@@ -103,7 +103,7 @@ async fn authenticate(
     headers: &HeaderMap,
     body: &Bytes,
 ) -> Result<(String, Channel), Refusal> {
-    let (tenant, channel) = channel_for(state, raw, "webhook").await?;
+    let (tenant, channel) = channel_for(state, raw, ProviderName::Webhook).await?;
     let id = header(headers, "webhook-id").ok_or(Refusal::Unsigned("webhook-id"))?;
     let timestamp = header(headers, "webhook-timestamp").ok_or(Refusal::Unsigned("webhook-timestamp"))?;
     let signature = header(headers, "webhook-signature").ok_or(Refusal::Unsigned("webhook-signature"))?;
@@ -143,8 +143,12 @@ async fn answer(
     items: Vec<Result<(String, Reported), ItemResult>>,
 ) -> Result<Response, Refusal> {
     let valid: Vec<Reported> = items.iter().filter_map(|i| i.as_ref().ok()).map(|(_, r)| r.clone()).collect();
-    let mut outcomes =
-        if valid.is_empty() { Vec::new() } else { record(state, "webhook", tenant, channel, valid).await? }.into_iter();
+    let mut outcomes = if valid.is_empty() {
+        Vec::new()
+    } else {
+        record(state, ProviderName::Webhook, tenant, channel, valid).await?
+    }
+    .into_iter();
     let results: Vec<ItemResult> = items
         .into_iter()
         .map(|item| match item {

@@ -21,7 +21,7 @@ use axum::routing::{get, post};
 
 use crate::config::ReceiptsConfig;
 use crate::domain::ids::IdKind;
-use crate::domain::model::Channel;
+use crate::domain::model::{Channel, ProviderName};
 use crate::domain::{RecordId, receipt::Report};
 use crate::metrics::Metrics;
 use crate::providers::webhook::SigningKeys;
@@ -107,7 +107,7 @@ impl IntoResponse for Refusal {
 }
 
 /// The channel a callback URL names, with its tenant, if it is one of `provider`'s.
-async fn channel_for(state: &ReceiptsState, raw: &str, provider: &str) -> Result<(String, Channel), Refusal> {
+async fn channel_for(state: &ReceiptsState, raw: &str, provider: ProviderName) -> Result<(String, Channel), Refusal> {
     let id = RecordId::parse(raw, IdKind::MessagingChannel).map_err(|_| Refusal::NotFound)?;
     match state.service.store().find_channel_owner(&id).await {
         Ok(Some((tenant, channel))) if channel.provider == provider => Ok((tenant, channel)),
@@ -129,7 +129,7 @@ pub struct Reported {
 /// streams of the requests that changed are told at once.
 async fn record(
     state: &ReceiptsState,
-    provider: &'static str,
+    provider: ProviderName,
     tenant: &str,
     channel: &Channel,
     reported: Vec<Reported>,
