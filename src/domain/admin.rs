@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 
+use super::Checked;
 use super::ids::{IdKind, RecordId};
 use super::model::*;
 use super::params::MAX_LIST_ITEMS;
@@ -84,6 +85,8 @@ pub struct ChannelUpsert {
     pub is_active: bool,
     pub rate_limit_per_second: f64,
     pub provider_options: BTreeMap<String, String>,
+    /// Private: a value comes only out of `ChannelSpec::check`, never written out field by field.
+    _checked: Checked,
 }
 
 impl ChannelSpec {
@@ -137,6 +140,7 @@ impl ChannelSpec {
             is_active: self.is_active,
             rate_limit_per_second: self.rate_limit_per_second,
             provider_options: self.provider_options,
+            _checked: Checked,
         })
     }
 }
@@ -164,6 +168,8 @@ pub struct DefinitionUpsert {
     pub parameters: Vec<MessageParameter>,
     pub text_layout: String,
     pub external_template: Option<ExternalTemplate>,
+    /// Private: a value comes only out of `DefinitionSpec::check`, never written out field by field.
+    _checked: Checked,
 }
 
 /// The `{!Name}` merge fields of a layout, in order.
@@ -282,6 +288,7 @@ impl DefinitionSpec {
             parameters: self.parameters,
             text_layout: self.text_layout,
             external_template: self.external_template,
+            _checked: Checked,
         })
     }
 }
@@ -303,6 +310,8 @@ pub struct EndUserUpsert {
     pub platform_key: String,
     pub name: String,
     pub consent_status: ConsentStatus,
+    /// Private: a value comes only out of `check_end_users`, never written out field by field.
+    _checked: Checked,
 }
 
 /// End users per upsert call.
@@ -359,6 +368,7 @@ pub fn check_end_users(specs: Vec<EndUserSpec>) -> Result<Vec<EndUserUpsert>, Ve
                 platform_key: key,
                 name: s.name,
                 consent_status: s.consent_status.unwrap_or(ConsentStatus::ImplicitlyOptedIn),
+                _checked: Checked,
             });
         }
     }
@@ -382,6 +392,8 @@ pub struct SubscriptionUpsert {
     pub name: String,
     pub channel_id: RecordId,
     pub is_active: bool,
+    /// Private: a value comes only out of `SubscriptionSpec::check`, never written out field by field.
+    _checked: Checked,
 }
 
 impl SubscriptionSpec {
@@ -409,6 +421,7 @@ impl SubscriptionSpec {
             name,
             channel_id: channel_id.expect("checked above"),
             is_active: self.is_active,
+            _checked: Checked,
         })
     }
 }
