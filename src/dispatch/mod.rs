@@ -37,6 +37,7 @@ use crate::providers::{OutboundMessage, ProviderError, Providers, TemplateMessag
 use crate::service::events::Events;
 use crate::store::{Claim, MessageOutcome, Started, Store, StoreError, Work, WorkItem};
 
+pub mod config;
 mod plan;
 pub mod policy;
 
