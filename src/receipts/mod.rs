@@ -52,8 +52,11 @@ pub fn router(state: ReceiptsState) -> Router {
     Router::new()
         .route("/receipts/twilio/{channel}", post(twilio::status_callback))
         .route("/receipts/whatsapp/{channel}", get(whatsapp::verify).post(whatsapp::notification))
-        .route("/receipts/webhook/{channel}/v1/acknowledgement", post(gateway::acknowledgement))
-        .route("/receipts/webhook/{channel}/v1/delivery-failed", post(gateway::delivery_failed))
+        .route(
+            "/receipts/webhook/{channel}/v1/acknowledgement",
+            post(gateway::per_item::<gateway::AcknowledgementCall>),
+        )
+        .route("/receipts/webhook/{channel}/v1/delivery-failed", post(gateway::per_item::<gateway::FailureCall>))
         .with_state(Arc::new(state))
 }
 
