@@ -114,11 +114,11 @@ pub async fn redrive<C: Conn>(
                 d,
                 "SELECT m.identifier, m.request_id FROM messages m JOIN end_users e ON e.id = m.end_user_id \
                  JOIN send_requests r ON r.id = m.request_id \
-                 WHERE m.tenant = $1 AND m.status = 'Failed' AND m.reason = 'RetriesExhausted' \
-                 AND m.updated_ms >= $2 AND m.updated_ms < $3 AND e.channel_id = $4 AND r.canceled_ms IS NULL \
-                 ORDER BY m.updated_ms, m.identifier LIMIT $5",
+                 WHERE m.tenant = $1 AND m.status = 'Failed' AND m.reason = $2 \
+                 AND m.updated_ms >= $3 AND m.updated_ms < $4 AND e.channel_id = $5 AND r.canceled_ms IS NULL \
+                 ORDER BY m.updated_ms, m.identifier LIMIT $6",
             );
-            sql.arg(tenant).arg(*from_ms).arg(*before_ms).arg(channel.as_str()).arg(i64::from(limit) + 1);
+            sql.arg(tenant).arg(reason).arg(*from_ms).arg(*before_ms).arg(channel.as_str()).arg(i64::from(limit) + 1);
             sql
         }
     };
