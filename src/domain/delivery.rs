@@ -128,7 +128,7 @@ pub fn template_for(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::params::{Scalar, ValueKey};
+    use crate::domain::params::{RawItem, RawParam, RawValue, ValueKey, check_params};
 
     fn input() -> GateInput {
         GateInput {
@@ -215,8 +215,19 @@ mod tests {
         assert_eq!(gate(&GateInput { now_ms: 11_000, ..i }), Gate::Fail(FailureReason::SessionWaitExpired));
     }
 
+    /// A text parameter (a list when `key` is a list key), checked as a request's would be.
     fn text(name: &str, items: &[&str], key: ValueKey) -> ParamValue {
-        ParamValue { name: name.into(), key, items: items.iter().map(|s| Scalar::Text(s.to_string())).collect() }
+        let declared = MessageParameter {
+            name: name.into(),
+            label: String::new(),
+            value_type: ParameterValueType::Text,
+            is_required: false,
+            is_list: key.is_list(),
+            max_list_items: 0,
+        };
+        let items = items.iter().map(|s| RawItem::Str(s.to_string())).collect();
+        let raw = RawParam { name: name.into(), values: vec![RawValue { key, items }] };
+        check_params(&[declared], vec![raw]).unwrap().remove(0)
     }
 
     #[test]

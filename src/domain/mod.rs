@@ -22,7 +22,7 @@ pub mod violation;
 pub use ids::{IdKind, RecordId};
 
 /// The private field that seals a checked domain type (`send::NewSendRequest`, the
-/// `admin::*Upsert`s): outside its module no one can write a value out field by field
+/// `admin::*Upsert`s, `params::ParamValue`): outside its module no one can write a value out field by field
 /// (private fields forbid struct literals and `..` updates there), so the only way to
 /// one is its checking constructor. Their other fields stay readable.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

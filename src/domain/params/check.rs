@@ -8,6 +8,7 @@ use time::OffsetDateTime;
 
 use super::text::{parse_date, parse_datetime};
 use super::{ParamValue, RawItem, RawParam, RawValue, Scalar, ValueKey};
+use crate::domain::Checked;
 use crate::domain::ids::RecordId;
 use crate::domain::model::{MessageParameter, ParameterValueType};
 use crate::domain::violation::{ErrorKind, Violation, Violations, echo, quoted};
@@ -104,6 +105,7 @@ pub fn check_params(declared: &[MessageParameter], raw: Vec<RawParam>) -> Result
                 name: param.name,
                 key: ValueKey::for_type(decl.value_type, decl.is_list),
                 items,
+                _checked: Checked,
             }),
             Err(message) => violations.push(Violation::new(field, ErrorKind::InvalidType, message)),
         }

@@ -10,6 +10,7 @@ mod text;
 use serde_json::{Map, Value, json};
 use time::{Date, OffsetDateTime};
 
+use super::Checked;
 use super::ids::RecordId;
 use super::model::ParameterValueType;
 
@@ -170,12 +171,14 @@ impl Scalar {
     }
 }
 
-/// A checked parameter value.
+/// A checked parameter value: made only by `check_params`, or read back from the text
+/// `params_to_json` stored (the private field keeps anything else from making one).
 #[derive(Debug, Clone, PartialEq)]
 pub struct ParamValue {
     pub name: String,
     pub key: ValueKey,
     pub items: Vec<Scalar>,
+    _checked: Checked,
 }
 
 impl ParamValue {
@@ -217,7 +220,7 @@ pub fn params_from_json(text: &str) -> Vec<ParamValue> {
                 other => vec![other],
             };
             let items = scalars.into_iter().filter_map(|v| stored_scalar(key, v)).collect();
-            Some(ParamValue { name, key, items })
+            Some(ParamValue { name, key, items, _checked: Checked })
         })
         .collect()
 }
