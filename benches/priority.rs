@@ -18,7 +18,7 @@ use convmsg::clock::SystemClock;
 use convmsg::config::{Config, TenantConfig, TokenConfig};
 use convmsg::domain::principal::{generate_token, hash_token};
 use convmsg::grpc::pb;
-use convmsg::providers::{Delivered, OutboundMessage, Provider, ProviderError};
+use convmsg::providers::{Delivered, OutboundMessage, Provider, ProviderError, ProviderName};
 use convmsg::server::app::App;
 use futures_util::StreamExt;
 use tokio_util::sync::CancellationToken;
@@ -43,8 +43,8 @@ struct Slow {
 
 #[async_trait]
 impl Provider for Slow {
-    fn name(&self) -> &'static str {
-        "webhook"
+    fn name(&self) -> ProviderName {
+        ProviderName::Webhook
     }
 
     async fn send(&self, _message: &OutboundMessage) -> Result<Delivered, ProviderError> {

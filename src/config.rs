@@ -3,23 +3,28 @@
 //! with `__`: `CONVMSG_ADMISSION__MAX_CONCURRENT_REQUESTS=500`; see `env`), then
 //! command-line flags. The commented reference is `config/convmsg.example.toml`.
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
+use crate::providers::ProvidersConfig;
+pub use crate::telemetry::config::{LogConfig, LogFormat, OtlpProtocol, TelemetryConfig};
 use figment::Figment;
 use figment::providers::{Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 
-use crate::providers::ProvidersConfig;
-pub use crate::telemetry::config::{LogConfig, LogFormat, OtlpProtocol, TelemetryConfig};
-
 mod env;
 pub mod events;
 pub mod receipts;
+mod records;
 mod redact;
 
 pub use events::{EventEndpointConfig, EventsConfig};
 pub use receipts::ReceiptsConfig;
+pub use records::{
+    ChannelConfig, DefinitionConfig, EndUserConfig, ParameterConfig, ProvisioningConfig, TemplateConfig, TenantConfig,
+    TokenConfig,
+};
+
+pub use crate::dispatch::config::DispatchConfig;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(default, deny_unknown_fields)]
@@ -60,17 +65,6 @@ pub struct Config {
     pub event_endpoints: Vec<EventEndpointConfig>,
     /// What happens to the records the file declares.
     pub provisioning: ProvisioningConfig,
-}
-
-/// The records declared in the file (`[[channels]]`, `[[definitions]]`, `[[end_users]]`).
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct ProvisioningConfig {
-    /// At start, delete the records an earlier start declared that the file no longer
-    /// lists (end users, then components, then channels). Records made through the API
-    /// are never touched; one still needed (pending messages, say) is kept, with a
-    /// warning, and tried again at the next start.
-    pub prune: bool,
 }
 
 impl Default for Config {
@@ -277,198 +271,6 @@ impl Default for RestConfig {
     fn default() -> Self {
         RestConfig { body_limit_bytes: 1_048_576, max_inputs_per_call: 100, body_timeout_ms: 10_000 }
     }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(default, deny_unknown_fields)]
-pub struct DispatchConfig {
-    /// Run the dispatcher in this process (turn off for an accept-only replica).
-    pub enabled: bool,
-    /// Requests in progress at once across all replicas; the rest wait in the queue.
-    pub max_in_progress_requests: u32,
-    /// Messages of one request in flight at once.
-    pub per_request_concurrency: usize,
-    /// How long a claim stays with a replica without renewal; a dead replica's work is
-    /// taken over after this.
-    pub lease_ms: u64,
-    /// Most requests claimed in one go.
-    pub claim_batch: u32,
-    /// How often the dispatcher looks for due work when nothing wakes it (changes made
-    /// by other replicas, retries coming due).
-    pub poll_interval_ms: u64,
-    /// Longest a message is held by session gating before it fails SessionWaitExpired.
-    pub session_wait_max_ms: u64,
-    /// Longest one provider call may take before it counts as a transient failure.
-    pub provider_timeout_ms: u64,
-    /// On shutdown, how long sends and calls in flight may take to finish, counted from
-    /// the signal; keep it shorter than the pod's `terminationGracePeriodSeconds`.
-    pub drain_period_ms: u64,
-    /// Delay after the 1st, 2nd, … transient failure; past the end: RetriesExhausted.
-    pub retry_schedule_ms: Vec<u64>,
-    /// ± this fraction of each retry delay, at random.
-    pub retry_jitter: f64,
-}
-
-impl Default for DispatchConfig {
-    fn default() -> Self {
-        DispatchConfig {
-            enabled: true,
-            max_in_progress_requests: 200,
-            per_request_concurrency: 5,
-            lease_ms: 30_000,
-            claim_batch: 50,
-            poll_interval_ms: 1_000,
-            session_wait_max_ms: 48 * 3_600_000,
-            provider_timeout_ms: 15_000,
-            drain_period_ms: 20_000,
-            retry_schedule_ms: vec![1_000, 5_000, 30_000, 120_000, 600_000],
-            retry_jitter: 0.2,
-        }
-    }
-}
-
-impl DispatchConfig {
-    pub fn settings(&self) -> crate::dispatch::DispatchSettings {
-        use std::time::Duration;
-        crate::dispatch::DispatchSettings {
-            max_in_progress_requests: self.max_in_progress_requests.max(1),
-            per_request_concurrency: self.per_request_concurrency.max(1),
-            lease_ms: self.lease_ms.max(100) as i64,
-            claim_batch: self.claim_batch.max(1),
-            poll_interval: Duration::from_millis(self.poll_interval_ms.max(10)),
-            session_wait_max_ms: self.session_wait_max_ms as i64,
-            provider_timeout: Duration::from_millis(self.provider_timeout_ms.max(1)),
-            drain_period: Duration::from_millis(self.drain_period_ms),
-            retry: crate::dispatch::policy::RetryPolicy {
-                schedule_ms: self.retry_schedule_ms.clone(),
-                jitter: self.retry_jitter,
-            },
-        }
-    }
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct TenantConfig {
-    pub name: String,
-    #[serde(default)]
-    pub tokens: Vec<TokenConfig>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct TokenConfig {
-    /// SHA-256 hex of the token (`convmsg token new` prints it).
-    pub sha256: String,
-    /// Any of `send`, `read`, `admin`.
-    pub scopes: Vec<String>,
-    #[serde(default)]
-    pub label: String,
-    /// When the token stops working, RFC 3339 (`2027-01-01T00:00:00Z`); unset = never.
-    #[serde(default)]
-    pub expires_at: Option<String>,
-}
-
-fn default_tenant() -> String {
-    "default".into()
-}
-
-fn yes() -> bool {
-    true
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct ChannelConfig {
-    #[serde(default = "default_tenant")]
-    pub tenant: String,
-    pub developer_name: String,
-    #[serde(default)]
-    pub master_label: String,
-    /// `Text`, `WhatsApp`, `AppleBusinessChat`, `EmbeddedMessaging`, `Custom`, …
-    pub message_type: String,
-    /// `ImplicitOptIn` (default), `ExplicitOptIn` or `DoubleOptIn`.
-    #[serde(default)]
-    pub consent_type: Option<String>,
-    #[serde(default)]
-    pub provider: String,
-    #[serde(default)]
-    pub messaging_platform_key: String,
-    #[serde(default = "yes")]
-    pub is_active: bool,
-    #[serde(default)]
-    pub rate_limit_per_second: f64,
-    #[serde(default)]
-    pub provider_options: BTreeMap<String, String>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct ParameterConfig {
-    pub name: String,
-    #[serde(default)]
-    pub label: String,
-    /// `Text`, `Url`, `RecordId`, `ImageId`, `Date`, `DateTime`, `Integer`, `Double`, `Boolean`.
-    pub value_type: String,
-    #[serde(default)]
-    pub is_required: bool,
-    #[serde(default)]
-    pub is_list: bool,
-    #[serde(default)]
-    pub max_list_items: u32,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct TemplateConfig {
-    pub template_name: String,
-    #[serde(default)]
-    pub language: String,
-    /// `Approved`, `Pending`, `Rejected`, `Paused`, `Disabled`.
-    pub status: String,
-    #[serde(default)]
-    pub account_identifier: String,
-    #[serde(default)]
-    pub body_parameters: Vec<String>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct DefinitionConfig {
-    #[serde(default = "default_tenant")]
-    pub tenant: String,
-    pub api_name: String,
-    #[serde(default)]
-    pub master_label: String,
-    /// `Notification` (default), `Action`, `AutoResponse`, `Link`.
-    #[serde(default)]
-    pub definition_type: Option<String>,
-    #[serde(default = "yes")]
-    pub is_active: bool,
-    #[serde(default)]
-    pub parameters: Vec<ParameterConfig>,
-    #[serde(default)]
-    pub text_layout: String,
-    #[serde(default)]
-    pub external_template: Option<TemplateConfig>,
-}
-
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct EndUserConfig {
-    #[serde(default = "default_tenant")]
-    pub tenant: String,
-    /// Optional fixed id (`0PA…`), so other systems can refer to it.
-    #[serde(default)]
-    pub id: Option<String>,
-    /// The channel's developer name.
-    pub channel: String,
-    pub messaging_platform_key: String,
-    #[serde(default)]
-    pub name: String,
-    /// `ImplicitlyOptedIn` (default), `ExplicitlyOptedIn`, `DoublyOptedIn`, `OptedOut`.
-    #[serde(default)]
-    pub consent_status: Option<String>,
 }
 
 /// Values given on the command line; `None` leaves the lower layers' value.

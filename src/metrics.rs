@@ -16,6 +16,7 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
+use crate::domain::model::ProviderName;
 use crate::store::{PoolStats, QueueStats};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -44,7 +45,7 @@ pub struct OutcomeLabels {
     /// `delivered`, `failed`, `retry` or `waiting`.
     pub outcome: &'static str,
     /// The failure or wait reason code; `none` for deliveries, `Transient` for retries.
-    pub reason: String,
+    pub reason: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -64,7 +65,7 @@ pub struct EventLabels {
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ProviderLabels {
-    pub provider: String,
+    pub provider: &'static str,
     /// `success`, `transient`, `permanent` or `timeout`.
     pub outcome: &'static str,
 }
@@ -72,7 +73,7 @@ pub struct ProviderLabels {
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct WaitLabels {
     /// The waiting reason (`SessionActive`, `SessionOpen`).
-    pub reason: String,
+    pub reason: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -240,12 +241,12 @@ impl Metrics {
         self.http_duration.get_or_create(&labels).observe(elapsed.as_secs_f64());
     }
 
-    pub fn count_message(&self, outcome: &'static str, reason: &str) {
-        self.messages.get_or_create(&OutcomeLabels { outcome, reason: reason.to_owned() }).inc();
+    pub fn count_message(&self, outcome: &'static str, reason: &'static str) {
+        self.messages.get_or_create(&OutcomeLabels { outcome, reason }).inc();
     }
 
-    pub fn count_receipt(&self, provider: &'static str, outcome: &'static str) {
-        self.receipts.get_or_create(&ReceiptLabels { provider, outcome }).inc();
+    pub fn count_receipt(&self, provider: ProviderName, outcome: &'static str) {
+        self.receipts.get_or_create(&ReceiptLabels { provider: provider.as_str(), outcome }).inc();
     }
 
     pub fn count_event(&self, outcome: &'static str) {
@@ -256,9 +257,9 @@ impl Metrics {
         self.endpoints_disabled.inc();
     }
 
-    pub fn observe_provider(&self, provider: &str, outcome: &'static str, elapsed: Duration) {
+    pub fn observe_provider(&self, provider: ProviderName, outcome: &'static str, elapsed: Duration) {
         self.provider_duration
-            .get_or_create(&ProviderLabels { provider: provider.to_owned(), outcome })
+            .get_or_create(&ProviderLabels { provider: provider.as_str(), outcome })
             .observe(elapsed.as_secs_f64());
     }
 
@@ -284,7 +285,7 @@ impl Metrics {
         self.oldest_due_age.set(age_ms as f64 / 1000.0);
         self.held_messages.clear();
         for (reason, n) in &stats.held_by_reason {
-            self.held_messages.get_or_create(&WaitLabels { reason: reason.clone() }).set(*n as i64);
+            self.held_messages.get_or_create(&WaitLabels { reason: reason.as_str() }).set(*n as i64);
         }
     }
 
@@ -305,6 +306,7 @@ impl Metrics {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::reason::WaitReason;
 
     #[test]
     fn the_exposition_names_every_series_with_its_suffix() {
@@ -318,7 +320,7 @@ mod tests {
             leased: 1,
             expired_leases: 1,
             oldest_due_ms: Some(1_000),
-            held_by_reason: vec![("SessionActive".into(), 4)],
+            held_by_reason: vec![(WaitReason::SessionActive, 4)],
         };
         metrics.set_queue(&stats, 3_500);
         metrics.set_pool(PoolStats { idle: 2, in_use: 1 });

@@ -28,14 +28,16 @@ use tracing::field::Empty;
 
 use crate::clock::SharedClock;
 use crate::domain::RecordId;
-use crate::domain::delivery::{Gate, reason, render_text, template_for};
+use crate::domain::delivery::{Gate, render_text, template_for};
 use crate::domain::model::{MessageDefinition, RequestStatus};
 use crate::domain::params::{ParamValue, params_from_json};
+use crate::domain::reason::FailureReason;
 use crate::metrics::Metrics;
 use crate::providers::{OutboundMessage, ProviderError, Providers, TemplateMessage};
 use crate::service::events::Events;
 use crate::store::{Claim, MessageOutcome, Started, Store, StoreError, Work, WorkItem};
 
+pub mod config;
 mod plan;
 pub mod policy;
 
@@ -396,9 +398,9 @@ impl Dispatcher {
             return Ok(true); // shutting down: the message stays due for whoever resumes
         }
         let outcome = match decision {
-            Gate::Fail(why) => MessageOutcome::Failed { reason: why.into() },
+            Gate::Fail(reason) => MessageOutcome::Failed { reason },
             Gate::Wait { reason, since_ms, recheck_at_ms } => {
-                MessageOutcome::Wait { reason: reason.into(), since_ms, recheck_at_ms, loaded_at_ms: work.loaded_at_ms }
+                MessageOutcome::Wait { reason, since_ms, recheck_at_ms, loaded_at_ms: work.loaded_at_ms }
             }
             Gate::Send => {
                 if let SendTime::Later(at_ms) = time {
@@ -418,7 +420,7 @@ impl Dispatcher {
                 )
                 .in_scope(|| self.prepare(work, params, item))
                 {
-                    Err(why) => MessageOutcome::Failed { reason: why.into() },
+                    Err(reason) => MessageOutcome::Failed { reason },
                     Ok(message) => return self.send(work, item, message, time).await,
                 }
             }
@@ -426,8 +428,9 @@ impl Dispatcher {
         self.record(work, item, outcome).await
     }
 
-    fn prepare(&self, work: &Work, params: &[ParamValue], item: &WorkItem) -> Result<OutboundMessage, &'static str> {
-        let definition: &MessageDefinition = work.definition.as_ref().ok_or(reason::DEFINITION_UNAVAILABLE)?;
+    fn prepare(&self, work: &Work, params: &[ParamValue], item: &WorkItem) -> Result<OutboundMessage, FailureReason> {
+        let definition: &MessageDefinition =
+            work.definition.as_ref().ok_or(FailureReason::MessageDefinitionUnavailable)?;
         let template = template_for(item.channel.message_type, definition, params)?;
         Ok(OutboundMessage {
             message_identifier: item.identifier.clone(),
@@ -458,8 +461,8 @@ impl Dispatcher {
         mut message: OutboundMessage,
         time: SendTime,
     ) -> Result<bool, StoreError> {
-        let Some(provider) = self.providers.get(&item.channel.provider) else {
-            let outcome = MessageOutcome::Failed { reason: reason::PROVIDER_MISCONFIGURED.into() };
+        let Some(provider) = self.providers.get(item.channel.provider) else {
+            let outcome = MessageOutcome::Failed { reason: FailureReason::ProviderMisconfigured };
             return self.record(work, item, outcome).await;
         };
         let mut send_at = match time {
@@ -496,7 +499,7 @@ impl Dispatcher {
             otel.name = "provider.send",
             otel.kind = "client",
             otel.status_code = Empty,
-            convmsg.provider = provider.name(),
+            convmsg.provider = provider.name().as_str(),
             messaging.message.id = %item.identifier,
             convmsg.attempt = attempts,
             convmsg.outcome = Empty,
@@ -543,7 +546,7 @@ impl Dispatcher {
                     Some(delay) => MessageOutcome::Retry { at_ms: self.clock.now_ms() + delay as i64, error: detail },
                     None => {
                         tracing::info!(message_identifier = %item.identifier, attempts, %detail, "retries exhausted");
-                        MessageOutcome::Failed { reason: reason::RETRIES_EXHAUSTED.into() }
+                        MessageOutcome::Failed { reason: FailureReason::RetriesExhausted }
                     }
                 }
             }
@@ -560,12 +563,12 @@ impl Dispatcher {
             self.events.request_changed(&work.request_id);
             match &outcome {
                 MessageOutcome::Success { .. } => self.metrics.count_message("delivered", "none"),
-                MessageOutcome::Failed { reason } => self.metrics.count_message("failed", reason),
+                MessageOutcome::Failed { reason } => self.metrics.count_message("failed", reason.as_str()),
                 MessageOutcome::Retry { .. } => {
                     self.metrics.count_message("retry", "Transient");
                     self.metrics.count_retry();
                 }
-                MessageOutcome::Wait { reason, .. } => self.metrics.count_message("waiting", reason),
+                MessageOutcome::Wait { reason, .. } => self.metrics.count_message("waiting", reason.as_str()),
             }
         }
         Ok(kept)

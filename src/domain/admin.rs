@@ -3,6 +3,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 
+use super::Checked;
 use super::ids::{IdKind, RecordId};
 use super::model::*;
 use super::params::MAX_LIST_ITEMS;
@@ -79,11 +80,13 @@ pub struct ChannelUpsert {
     pub master_label: String,
     pub message_type: MessageType,
     pub consent_type: ChannelConsentLevel,
-    pub provider: String,
+    pub provider: ProviderName,
     pub messaging_platform_key: String,
     pub is_active: bool,
     pub rate_limit_per_second: f64,
     pub provider_options: BTreeMap<String, String>,
+    /// Private: a value comes only out of `ChannelSpec::check`, never written out field by field.
+    _checked: Checked,
 }
 
 impl ChannelSpec {
@@ -98,12 +101,13 @@ impl ChannelSpec {
                 format!("message_type is required ({})", MessageType::allowed()),
             ));
         }
-        let provider = if self.provider.is_empty() { "log".to_owned() } else { self.provider };
-        if !PROVIDERS.contains(&provider.as_str()) {
+        let provider =
+            if self.provider.is_empty() { Some(ProviderName::Log) } else { ProviderName::parse(&self.provider) };
+        if provider.is_none() {
             v.push(Violation::new(
                 "channel.provider",
                 ErrorKind::InvalidInput,
-                format!("unknown provider {}; expected one of {}", quoted(&provider), PROVIDERS.join(", ")),
+                format!("unknown provider {}; expected one of {}", quoted(&self.provider), ProviderName::allowed()),
             ));
         }
         if !self.rate_limit_per_second.is_finite() || self.rate_limit_per_second < 0.0 {
@@ -118,7 +122,7 @@ impl ChannelSpec {
         for (key, value) in &self.provider_options {
             refuse_control_characters(&format!("channel.provider_options.{key}"), &format!("{key}{value}"), &mut v);
         }
-        if provider == "webhook"
+        if provider == Some(ProviderName::Webhook)
             && let Some(url) = self.provider_options.get("url")
         {
             check_webhook_url(url, &mut v);
@@ -131,11 +135,12 @@ impl ChannelSpec {
             master_label,
             message_type: self.message_type.unwrap_or(MessageType::Text),
             consent_type: self.consent_type.unwrap_or(ChannelConsentLevel::ImplicitOptIn),
-            provider,
+            provider: provider.unwrap_or(ProviderName::Log),
             messaging_platform_key: self.messaging_platform_key,
             is_active: self.is_active,
             rate_limit_per_second: self.rate_limit_per_second,
             provider_options: self.provider_options,
+            _checked: Checked,
         })
     }
 }
@@ -163,6 +168,8 @@ pub struct DefinitionUpsert {
     pub parameters: Vec<MessageParameter>,
     pub text_layout: String,
     pub external_template: Option<ExternalTemplate>,
+    /// Private: a value comes only out of `DefinitionSpec::check`, never written out field by field.
+    _checked: Checked,
 }
 
 /// The `{!Name}` merge fields of a layout, in order.
@@ -281,6 +288,7 @@ impl DefinitionSpec {
             parameters: self.parameters,
             text_layout: self.text_layout,
             external_template: self.external_template,
+            _checked: Checked,
         })
     }
 }
@@ -302,6 +310,8 @@ pub struct EndUserUpsert {
     pub platform_key: String,
     pub name: String,
     pub consent_status: ConsentStatus,
+    /// Private: a value comes only out of `check_end_users`, never written out field by field.
+    _checked: Checked,
 }
 
 /// End users per upsert call.
@@ -358,6 +368,7 @@ pub fn check_end_users(specs: Vec<EndUserSpec>) -> Result<Vec<EndUserUpsert>, Ve
                 platform_key: key,
                 name: s.name,
                 consent_status: s.consent_status.unwrap_or(ConsentStatus::ImplicitlyOptedIn),
+                _checked: Checked,
             });
         }
     }
@@ -381,6 +392,8 @@ pub struct SubscriptionUpsert {
     pub name: String,
     pub channel_id: RecordId,
     pub is_active: bool,
+    /// Private: a value comes only out of `SubscriptionSpec::check`, never written out field by field.
+    _checked: Checked,
 }
 
 impl SubscriptionSpec {
@@ -408,6 +421,7 @@ impl SubscriptionSpec {
             name,
             channel_id: channel_id.expect("checked above"),
             is_active: self.is_active,
+            _checked: Checked,
         })
     }
 }

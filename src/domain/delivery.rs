@@ -5,44 +5,7 @@
 
 use super::model::*;
 use super::params::ParamValue;
-
-/// Failure reason codes written on the record (`FailedMessageErrorReasons`): the gate's
-/// and the dispatcher's own, and those providers give for permanent failures.
-pub mod reason {
-    /// The recipient's consent does not allow the message (at send time, or at the provider).
-    pub const END_USER_IS_NOT_OPTED_IN: &str = "EndUserIsNotOptedIn";
-    pub const CHANNEL_INACTIVE: &str = "ChannelInactive";
-    /// The channel needs an approved external template and there is none (usable).
-    pub const APPROVED_EXTERNAL_TEMPLATE_REQUIRED: &str = "ApprovedExternalTemplateRequired";
-    pub const SESSION_WAIT_EXPIRED: &str = "SessionWaitExpired";
-    pub const RETRIES_EXHAUSTED: &str = "RetriesExhausted";
-    pub const DEFINITION_UNAVAILABLE: &str = "MessageDefinitionUnavailable";
-    /// A setting the provider needs is missing or wrong (config or channel options).
-    pub const PROVIDER_MISCONFIGURED: &str = "ProviderMisconfigured";
-    /// The provider refused the message for a reason not listed here.
-    pub const PROVIDER_REJECTED: &str = "ProviderRejected";
-    /// The recipient's platform key is not a reachable address on this channel.
-    pub const INVALID_RECIPIENT: &str = "InvalidRecipient";
-    /// A free-form message outside the channel's customer-service window.
-    pub const OUTSIDE_MESSAGING_WINDOW: &str = "OutsideMessagingWindow";
-    /// The template exists but the provider refused this rendering of it.
-    pub const TEMPLATE_REJECTED: &str = "TemplateRejected";
-    /// The provider refused our credentials or their permissions.
-    pub const PROVIDER_AUTH_FAILED: &str = "ProviderAuthFailed";
-    /// A Standard Webhooks endpoint answered 410 Gone: it asks not to be called again.
-    pub const ENDPOINT_GONE: &str = "EndpointGone";
-    /// A webhook URL whose scheme or address the operator's rules refuse (not https, or
-    /// a loopback, private, link-local… address outside `providers.webhook.allowed_networks`).
-    pub const DESTINATION_NOT_ALLOWED: &str = "DestinationNotAllowed";
-    /// The message's end user was deleted before it could be sent (a request accepted
-    /// by a replica that had not yet heard of the delete).
-    pub const END_USER_DELETED: &str = "MessagingEndUserDeleted";
-    /// `CancelRequest` ended the message before it was sent.
-    pub const CANCELED: &str = "Canceled";
-    /// Why a held message waits (`waiting_reason`, not a failure).
-    pub const WAITING_SESSION_ACTIVE: &str = "SessionActive";
-    pub const WAITING_SESSION_OPEN: &str = "SessionOpen";
-}
+use super::reason::{FailureReason, WaitReason};
 
 /// Everything the gate looks at for one message.
 #[derive(Debug, Clone)]
@@ -66,11 +29,11 @@ pub struct GateInput {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Gate {
     Send,
-    Fail(&'static str),
+    Fail(FailureReason),
     /// Hold the message; look again at `recheck_at_ms` (when the wait expires) or
     /// sooner if the end user's session changes.
     Wait {
-        reason: &'static str,
+        reason: WaitReason,
         since_ms: i64,
         recheck_at_ms: i64,
     },
@@ -78,7 +41,7 @@ pub enum Gate {
 
 pub fn gate(i: &GateInput) -> Gate {
     if !i.channel_active {
-        return Gate::Fail(reason::CHANNEL_INACTIVE);
+        return Gate::Fail(FailureReason::ChannelInactive);
     }
     if i.enforce_consent {
         let allowed = match i.consent_type {
@@ -89,12 +52,12 @@ pub fn gate(i: &GateInput) -> Gate {
             ConsentType::Custom => true,
         };
         if !allowed {
-            return Gate::Fail(reason::END_USER_IS_NOT_OPTED_IN);
+            return Gate::Fail(FailureReason::EndUserIsNotOptedIn);
         }
     }
     let held = match (i.allowed_session_status, i.session_status) {
-        (AllowedSessionStatus::NonActive, Some(SessionStatus::Active)) => Some(reason::WAITING_SESSION_ACTIVE),
-        (AllowedSessionStatus::Closed, Some(s)) if s.is_open() => Some(reason::WAITING_SESSION_OPEN),
+        (AllowedSessionStatus::NonActive, Some(SessionStatus::Active)) => Some(WaitReason::SessionActive),
+        (AllowedSessionStatus::Closed, Some(s)) if s.is_open() => Some(WaitReason::SessionOpen),
         _ => None,
     };
     match held {
@@ -103,7 +66,7 @@ pub fn gate(i: &GateInput) -> Gate {
             let since_ms = i.waiting_since_ms.unwrap_or(i.now_ms);
             let recheck_at_ms = since_ms.saturating_add(i.session_wait_max_ms);
             if i.now_ms >= recheck_at_ms {
-                Gate::Fail(reason::SESSION_WAIT_EXPIRED)
+                Gate::Fail(FailureReason::SessionWaitExpired)
             } else {
                 Gate::Wait { reason: why, since_ms, recheck_at_ms }
             }
@@ -149,7 +112,7 @@ pub fn template_for(
     channel_type: MessageType,
     definition: &MessageDefinition,
     params: &[ParamValue],
-) -> Result<Option<RenderedTemplate>, &'static str> {
+) -> Result<Option<RenderedTemplate>, FailureReason> {
     let approved = definition.external_template.as_ref().filter(|t| t.status == ExternalTemplateStatus::Approved);
     match approved {
         Some(t) => Ok(Some(RenderedTemplate {
@@ -157,7 +120,7 @@ pub fn template_for(
             language: t.language.clone(),
             body_parameters: t.body_parameters.iter().map(|name| render_param(name, params)).collect(),
         })),
-        None if channel_type == MessageType::WhatsApp => Err(reason::APPROVED_EXTERNAL_TEMPLATE_REQUIRED),
+        None if channel_type == MessageType::WhatsApp => Err(FailureReason::ApprovedExternalTemplateRequired),
         None => Ok(None),
     }
 }
@@ -165,7 +128,7 @@ pub fn template_for(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::params::{Scalar, ValueKey};
+    use crate::domain::params::{RawItem, RawParam, RawValue, ValueKey, check_params};
 
     fn input() -> GateInput {
         GateInput {
@@ -186,7 +149,7 @@ mod tests {
     #[test]
     fn an_end_user_below_the_channels_consent_level_is_not_opted_in() {
         let i = GateInput { end_user_consent: ConsentStatus::ImplicitlyOptedIn, ..input() };
-        assert_eq!(gate(&i), Gate::Fail(reason::END_USER_IS_NOT_OPTED_IN));
+        assert_eq!(gate(&i), Gate::Fail(FailureReason::EndUserIsNotOptedIn));
         assert_eq!(gate(&GateInput { enforce_consent: false, ..i.clone() }), Gate::Send);
         assert_eq!(gate(&GateInput { end_user_consent: ConsentStatus::DoublyOptedIn, ..i }), Gate::Send);
     }
@@ -194,9 +157,9 @@ mod tests {
     #[test]
     fn subscription_consent_needs_an_opt_in_to_that_subscription() {
         let i = GateInput { consent_type: ConsentType::CommunicationSubscription, ..input() };
-        assert_eq!(gate(&i), Gate::Fail(reason::END_USER_IS_NOT_OPTED_IN));
+        assert_eq!(gate(&i), Gate::Fail(FailureReason::EndUserIsNotOptedIn));
         let out = GateInput { subscription_consent: Some(SubscriptionConsentStatus::OptedOut), ..i.clone() };
-        assert_eq!(gate(&out), Gate::Fail(reason::END_USER_IS_NOT_OPTED_IN));
+        assert_eq!(gate(&out), Gate::Fail(FailureReason::EndUserIsNotOptedIn));
         let opted = GateInput { subscription_consent: Some(SubscriptionConsentStatus::OptedIn), ..i };
         assert_eq!(gate(&opted), Gate::Send);
     }
@@ -214,7 +177,7 @@ mod tests {
 
     #[test]
     fn an_inactive_channel_fails_first() {
-        assert_eq!(gate(&GateInput { channel_active: false, ..input() }), Gate::Fail(reason::CHANNEL_INACTIVE));
+        assert_eq!(gate(&GateInput { channel_active: false, ..input() }), Gate::Fail(FailureReason::ChannelInactive));
     }
 
     #[test]
@@ -223,7 +186,7 @@ mod tests {
         let active = GateInput { session_status: Some(SessionStatus::Active), ..i.clone() };
         assert_eq!(
             gate(&active),
-            Gate::Wait { reason: reason::WAITING_SESSION_ACTIVE, since_ms: 1_000, recheck_at_ms: 11_000 }
+            Gate::Wait { reason: WaitReason::SessionActive, since_ms: 1_000, recheck_at_ms: 11_000 }
         );
         assert_eq!(gate(&GateInput { session_status: Some(SessionStatus::Waiting), ..i.clone() }), Gate::Send);
         assert_eq!(gate(&GateInput { session_status: None, ..i }), Gate::Send);
@@ -249,11 +212,22 @@ mod tests {
             ..input()
         };
         assert!(matches!(gate(&GateInput { now_ms: 10_999, ..i.clone() }), Gate::Wait { since_ms: 1_000, .. }));
-        assert_eq!(gate(&GateInput { now_ms: 11_000, ..i }), Gate::Fail(reason::SESSION_WAIT_EXPIRED));
+        assert_eq!(gate(&GateInput { now_ms: 11_000, ..i }), Gate::Fail(FailureReason::SessionWaitExpired));
     }
 
+    /// A text parameter (a list when `key` is a list key), checked as a request's would be.
     fn text(name: &str, items: &[&str], key: ValueKey) -> ParamValue {
-        ParamValue { name: name.into(), key, items: items.iter().map(|s| Scalar::Text(s.to_string())).collect() }
+        let declared = MessageParameter {
+            name: name.into(),
+            label: String::new(),
+            value_type: ParameterValueType::Text,
+            is_required: false,
+            is_list: key.is_list(),
+            max_list_items: 0,
+        };
+        let items = items.iter().map(|s| RawItem::Str(s.to_string())).collect();
+        let raw = RawParam { name: name.into(), values: vec![RawValue { key, items }] };
+        check_params(&[declared], vec![raw]).unwrap().remove(0)
     }
 
     #[test]
@@ -293,12 +267,12 @@ mod tests {
         let params = vec![text("Name", &["Ada"], ValueKey::Text)];
         assert_eq!(
             template_for(MessageType::WhatsApp, &definition(None), &params),
-            Err(reason::APPROVED_EXTERNAL_TEMPLATE_REQUIRED)
+            Err(FailureReason::ApprovedExternalTemplateRequired)
         );
         let pending = definition(Some(template(ExternalTemplateStatus::Pending)));
         assert_eq!(
             template_for(MessageType::WhatsApp, &pending, &params),
-            Err(reason::APPROVED_EXTERNAL_TEMPLATE_REQUIRED)
+            Err(FailureReason::ApprovedExternalTemplateRequired)
         );
         assert_eq!(template_for(MessageType::Text, &definition(None), &params), Ok(None));
         let approved = definition(Some(template(ExternalTemplateStatus::Approved)));

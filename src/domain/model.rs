@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::ids::RecordId;
+use super::reason::{FailureReason, WaitReason};
 
 /// A picklist: an enum stored and shown as its Salesforce API value.
 pub trait Picklist: Sized + Copy {
@@ -13,10 +14,10 @@ pub trait Picklist: Sized + Copy {
 
 /// Declares a picklist enum with its Salesforce API value for each variant.
 macro_rules! picklist {
-    ($(#[$meta:meta])* $name:ident { $($variant:ident => $api:literal),+ $(,)? }) => {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident => $api:literal),+ $(,)? }) => {
         $(#[$meta])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-        pub enum $name { $($variant),+ }
+        pub enum $name { $($(#[$vmeta])* $variant),+ }
 
         impl $name {
             pub const ALL: &'static [$name] = &[$($name::$variant),+];
@@ -50,6 +51,7 @@ macro_rules! picklist {
         }
     };
 }
+pub(crate) use picklist;
 
 picklist!(RequestType { SendNotificationMessages => "SendNotificationMessages" });
 picklist!(
@@ -188,8 +190,10 @@ impl SessionStatus {
     }
 }
 
-/// Providers a channel can be bound to.
-pub const PROVIDERS: &[&str] = &["log", "webhook", "whatsapp", "twilio"];
+picklist!(
+    /// The providers a channel can be bound to, by the name a channel stores.
+    ProviderName { Log => "log", Webhook => "webhook", WhatsApp => "whatsapp", Twilio => "twilio" }
+);
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Channel {
@@ -198,7 +202,7 @@ pub struct Channel {
     pub master_label: String,
     pub message_type: MessageType,
     pub consent_type: ChannelConsentLevel,
-    pub provider: String,
+    pub provider: ProviderName,
     pub messaging_platform_key: String,
     pub is_active: bool,
     pub rate_limit_per_second: f64,
@@ -292,8 +296,8 @@ pub struct MessageRecord {
     pub end_user_id: RecordId,
     pub platform_key: String,
     pub status: MessageState,
-    pub reason: Option<String>,
-    pub waiting_reason: Option<String>,
+    pub reason: Option<FailureReason>,
+    pub waiting_reason: Option<WaitReason>,
     pub attempts: u32,
     pub provider_message_id: Option<String>,
     pub created_ms: i64,

@@ -1,14 +1,19 @@
-//! A send request as the caller gave it (`SendInput`, from either door) and the checks
-//! that need nothing but the input itself: recipients, ids, enums already parsed by the
-//! door, consent combination, idempotency key. Checks that need stored records
-//! (definition, end users, subscription) happen in `service`, which then builds the
-//! `NewSendRequest` the store records. No I/O here.
+//! A send request as the caller gave it (`SendInput`, from either door), shaped by the
+//! checks that need nothing but the input itself (recipients, ids, enums already parsed
+//! by the door, consent combination, idempotency key) into a `ShapedSend`, then
+//! completed against the records it names (looked up by `service`: definition, end
+//! users, subscription) into the `NewSendRequest` the store records. Each step is the
+//! only way to the next. No I/O here.
+
+use std::collections::HashMap;
 
 use sha2::{Digest, Sha256};
 
+use super::Checked;
 use super::ids::{IdKind, RecordId};
-use super::model::{AllowedSessionStatus, ConsentType, Priority, RequestType};
-use super::params::{ParamValue, RawParam, params_to_json};
+use super::model::{AllowedSessionStatus, ConsentType, DefinitionType, MessageDefinition, Priority, RequestType};
+use super::params::{ParamValue, RawParam, check_params, params_to_json};
+use super::schedule::check_send_at;
 use super::violation::{ErrorKind, Violation, Violations, echo, quoted};
 
 /// Recipients per request (spec §3).
@@ -39,20 +44,34 @@ pub struct SendInput {
     pub send_at_ms: Option<i64>,
 }
 
-/// A `SendInput` whose shape is right: ids parsed, defaults applied.
+/// A `SendInput` whose shape is right: ids parsed, defaults applied. Made only by
+/// `SendInput::shape`; read through its accessors, and completed into a
+/// `NewSendRequest` by `complete` once the records it names are looked up.
 #[derive(Debug, Clone)]
 pub struct ShapedSend {
-    pub message_definition_name: String,
-    pub parameters: Vec<RawParam>,
-    pub request_type: RequestType,
-    pub enforce_consent: bool,
-    pub consent_type: ConsentType,
-    pub subscription_id: Option<RecordId>,
-    pub allowed_session_status: AllowedSessionStatus,
-    pub end_user_ids: Vec<RecordId>,
-    pub idempotency_key: Option<String>,
-    pub priority: Priority,
-    pub send_at_ms: Option<i64>,
+    message_definition_name: String,
+    parameters: Vec<RawParam>,
+    request_type: RequestType,
+    enforce_consent: bool,
+    consent_type: ConsentType,
+    subscription_id: Option<RecordId>,
+    allowed_session_status: AllowedSessionStatus,
+    end_user_ids: Vec<RecordId>,
+    idempotency_key: Option<String>,
+    priority: Priority,
+    send_at_ms: Option<i64>,
+}
+
+/// The tenant's records a shaped request names, as `service` looked them up.
+#[derive(Debug, Clone, Copy)]
+pub struct Found<'a> {
+    /// The messaging component named `message_definition_name`, if there is one.
+    pub definition: Option<&'a MessageDefinition>,
+    /// The platform key of each known end user among `end_user_ids`.
+    pub platform_keys: &'a HashMap<RecordId, String>,
+    /// Whether the subscription named (if any) is the tenant's.
+    pub subscription_exists: bool,
+    pub now_ms: i64,
 }
 
 impl SendInput {
@@ -144,6 +163,123 @@ impl SendInput {
     }
 }
 
+impl ShapedSend {
+    pub fn message_definition_name(&self) -> &str {
+        &self.message_definition_name
+    }
+
+    pub fn end_user_ids(&self) -> &[RecordId] {
+        &self.end_user_ids
+    }
+
+    pub fn subscription_id(&self) -> Option<&RecordId> {
+        self.subscription_id.as_ref()
+    }
+
+    pub fn idempotency_key(&self) -> Option<&str> {
+        self.idempotency_key.as_deref()
+    }
+
+    /// Checks the request against the records it names — the component (there, active,
+    /// a Notification; the parameters it declares), every recipient known, the
+    /// subscription the tenant's, `send_at` in range — and builds the request to record.
+    /// Reports every problem at once, in that order.
+    pub fn complete(self, found: Found<'_>, trace_context: Option<String>) -> Result<NewSendRequest, Vec<Violation>> {
+        let mut violations: Vec<Violation> = Vec::new();
+        let definition = match found.definition {
+            None => {
+                violations.push(Violation::new(
+                    "messageDefinitionName",
+                    ErrorKind::InvalidInput,
+                    format!("no messaging component named {}", quoted(&self.message_definition_name)),
+                ));
+                None
+            }
+            Some(d) if !d.is_active => {
+                violations.push(Violation::new(
+                    "messageDefinitionName",
+                    ErrorKind::InvalidInput,
+                    format!("messaging component {} is not active; only active components can be sent", d.api_name),
+                ));
+                None
+            }
+            Some(d) if d.definition_type != DefinitionType::Notification => {
+                violations.push(Violation::new(
+                    "messageDefinitionName",
+                    ErrorKind::InvalidInput,
+                    format!(
+                        "messaging component {} is of type {}; only Notification components can be sent",
+                        d.api_name, d.definition_type
+                    ),
+                ));
+                None
+            }
+            Some(d) => Some(d),
+        };
+        let parameters = match definition {
+            Some(d) => match check_params(&d.parameters, self.parameters) {
+                Ok(p) => p,
+                Err(v) => {
+                    violations.extend(v);
+                    Vec::new()
+                }
+            },
+            None => Vec::new(),
+        };
+
+        let mut recipients = Vec::with_capacity(self.end_user_ids.len());
+        for (i, id) in self.end_user_ids.iter().enumerate() {
+            match found.platform_keys.get(id) {
+                Some(key) => recipients.push((id.clone(), key.clone())),
+                None => violations.push(Violation::new(
+                    format!("messagingEndUserIds[{i}]"),
+                    ErrorKind::InvalidIdField,
+                    format!("no messaging end user {id}"),
+                )),
+            }
+        }
+
+        if let Some(sub) = &self.subscription_id
+            && !found.subscription_exists
+        {
+            violations.push(Violation::new(
+                "communicationSubscriptionId",
+                ErrorKind::InvalidIdField,
+                format!("no communication subscription {sub}"),
+            ));
+        }
+
+        let send_at_ms = match check_send_at(self.send_at_ms, found.now_ms) {
+            Ok(due) => due,
+            Err(v) => {
+                violations.push(v);
+                None
+            }
+        };
+
+        let Some(definition) = definition.filter(|_| violations.is_empty()) else {
+            return Err(violations);
+        };
+        Ok(NewSendRequest {
+            message_definition_name: definition.api_name.clone(),
+            message_definition_id: definition.id.clone(),
+            parameters,
+            request_type: self.request_type,
+            enforce_consent: self.enforce_consent,
+            consent_type: self.consent_type,
+            subscription_id: self.subscription_id,
+            allowed_session_status: self.allowed_session_status,
+            recipients,
+            idempotency_key: self.idempotency_key,
+            trace_context,
+            priority: self.priority,
+            send_at_ms,
+            requested_send_at_ms: self.send_at_ms,
+            _checked: Checked,
+        })
+    }
+}
+
 /// Text that no database can store or no person means: NUL and other control characters.
 pub fn refuse_control_characters(field: &str, text: &str, v: &mut Violations) {
     if text.chars().any(char::is_control) {
@@ -196,7 +332,8 @@ fn shape_recipients(raw: &[String], v: &mut Violations) -> Vec<RecordId> {
     ids
 }
 
-/// A fully checked request, ready to record in one transaction.
+/// A fully checked request, ready to record in one transaction. Made only by
+/// `ShapedSend::complete`; its fields stay readable for the store's accept path.
 #[derive(Debug, Clone)]
 pub struct NewSendRequest {
     pub message_definition_name: String,
@@ -218,6 +355,8 @@ pub struct NewSendRequest {
     /// The `send_at` the caller gave, as given: what the idempotency fingerprint compares,
     /// so a retry of the same call matches even once that time has come.
     pub requested_send_at_ms: Option<i64>,
+    /// Private: nothing outside this module can write one out field by field.
+    _checked: Checked,
 }
 
 impl NewSendRequest {
@@ -364,6 +503,46 @@ mod tests {
         assert_eq!((v[0].field.as_str(), v[0].kind), ("idempotencyKey", ErrorKind::InvalidInput));
         let v = violations(SendInput { message_definition_name: "N\u{0}".into(), ..input(1) });
         assert_eq!(v[0].field, "messageDefinitionName");
+    }
+
+    fn component(is_active: bool) -> MessageDefinition {
+        MessageDefinition {
+            id: RecordId::generate(IdKind::MessageDefinition),
+            api_name: "Notification".into(),
+            master_label: "Notification".into(),
+            definition_type: DefinitionType::Notification,
+            is_active,
+            parameters: vec![],
+            text_layout: String::new(),
+            external_template: None,
+            created_ms: 0,
+            updated_ms: 0,
+        }
+    }
+
+    #[test]
+    fn completing_against_the_records_reports_each_missing_one_in_field_order() {
+        let keys = HashMap::new();
+        let shaped = input(2).shape().unwrap();
+        let found = Found { definition: None, platform_keys: &keys, subscription_exists: true, now_ms: 0 };
+        let fields: Vec<String> = shaped.complete(found, None).unwrap_err().into_iter().map(|v| v.field).collect();
+        assert_eq!(fields, ["messageDefinitionName", "messagingEndUserIds[0]", "messagingEndUserIds[1]"]);
+    }
+
+    #[test]
+    fn a_complete_request_keeps_its_recipients_platform_keys_in_order() {
+        let shaped = input(2).shape().unwrap();
+        let keys: HashMap<RecordId, String> =
+            shaped.end_user_ids().iter().enumerate().map(|(i, id)| (id.clone(), format!("+1555{i}"))).collect();
+        let definition = component(true);
+        let found = Found { definition: Some(&definition), platform_keys: &keys, subscription_exists: true, now_ms: 0 };
+        let request = shaped.complete(found, None).unwrap();
+        let platform_keys: Vec<&str> = request.recipients.iter().map(|(_, key)| key.as_str()).collect();
+        assert_eq!(platform_keys, ["+15550", "+15551"]);
+        assert_eq!(request.message_definition_id, definition.id);
+        let inactive = component(false);
+        let found = Found { definition: Some(&inactive), ..found };
+        assert_eq!(input(2).shape().unwrap().complete(found, None).unwrap_err()[0].field, "messageDefinitionName");
     }
 
     #[test]

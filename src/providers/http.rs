@@ -9,8 +9,9 @@ use std::time::{Duration, SystemTime};
 use http::HeaderMap;
 use http::header::RETRY_AFTER;
 
-use super::ProviderError;
 use super::guard::{Destinations, GuardedResolver};
+use super::{ProviderError, ProviderName};
+use crate::domain::reason::FailureReason;
 
 /// Most of a response body a provider reads; the rest is dropped. Provider answers are
 /// small JSON documents; this keeps a misbehaving endpoint from filling memory.
@@ -96,7 +97,7 @@ pub(crate) fn url_with_segments(base: &reqwest::Url, segments: &[&str]) -> Resul
     let mut url = base.clone();
     {
         let mut path = url.path_segments_mut().map_err(|()| ProviderError::Permanent {
-            reason: super::reason::PROVIDER_MISCONFIGURED.into(),
+            reason: FailureReason::ProviderMisconfigured,
             detail: format!("{base} cannot carry a path"),
         })?;
         path.pop_if_empty();
@@ -107,7 +108,7 @@ pub(crate) fn url_with_segments(base: &reqwest::Url, segments: &[&str]) -> Resul
 
 /// A request that got no usable answer: timeouts, refused or reset connections, a body
 /// cut short. All are worth retrying.
-pub(crate) fn transport_error(provider: &str, err: &reqwest::Error) -> ProviderError {
+pub(crate) fn transport_error(provider: ProviderName, err: &reqwest::Error) -> ProviderError {
     let what = if err.is_timeout() {
         "timed out"
     } else if err.is_connect() {
@@ -131,7 +132,10 @@ fn error_chain(err: &dyn std::error::Error) -> String {
 }
 
 /// Reads at most [`MAX_BODY_BYTES`] of the body. A failure while reading is transient.
-pub(crate) async fn read_body(provider: &str, mut response: reqwest::Response) -> Result<Vec<u8>, ProviderError> {
+pub(crate) async fn read_body(
+    provider: ProviderName,
+    mut response: reqwest::Response,
+) -> Result<Vec<u8>, ProviderError> {
     let mut body = Vec::new();
     while let Some(chunk) = response.chunk().await.map_err(|e| transport_error(provider, &e))? {
         let room = MAX_BODY_BYTES - body.len();

@@ -14,7 +14,7 @@ use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
 
 use super::config::LogProviderConfig;
-use super::{Delivered, OutboundMessage, Provider, ProviderError};
+use super::{Delivered, OutboundMessage, Provider, ProviderError, ProviderName};
 
 /// Where the lines go.
 enum Sink {
@@ -115,8 +115,8 @@ impl LogProvider {
 
 #[async_trait]
 impl Provider for LogProvider {
-    fn name(&self) -> &'static str {
-        "log"
+    fn name(&self) -> ProviderName {
+        ProviderName::Log
     }
 
     async fn send(&self, message: &OutboundMessage) -> Result<Delivered, ProviderError> {

@@ -79,22 +79,24 @@ pub enum ProviderError {
     /// (e.g. `ProviderRejected`, `InvalidRecipient`, `EndUserIsNotOptedIn`,
     /// `OutsideMessagingWindow`, `ProviderAuthFailed`, `ProviderMisconfigured`).
     #[error("{reason}: {detail}")]
-    Permanent { reason: String, detail: String },
+    Permanent { reason: FailureReason, detail: String },
 }
 
 #[async_trait]
 pub trait Provider: Send + Sync + 'static {
     /// `log`, `webhook`, `whatsapp` or `twilio`.
-    fn name(&self) -> &'static str;
+    fn name(&self) -> ProviderName;
     async fn send(&self, message: &OutboundMessage) -> Result<Delivered, ProviderError>;
 }
 
+/// The names providers are registered and bound to channels by.
+pub use crate::domain::model::ProviderName;
 /// The permanent failure reasons providers give: the record's reason codes.
-pub use crate::domain::delivery::reason;
+pub use crate::domain::reason::FailureReason;
 
 impl ProviderError {
-    pub fn permanent(reason: &str, detail: impl Into<String>) -> Self {
-        ProviderError::Permanent { reason: reason.to_string(), detail: detail.into() }
+    pub fn permanent(reason: FailureReason, detail: impl Into<String>) -> Self {
+        ProviderError::Permanent { reason, detail: detail.into() }
     }
 
     pub fn transient(detail: impl Into<String>, retry_after: Option<Duration>) -> Self {
@@ -107,7 +109,7 @@ impl ProviderError {
 pub enum Classification {
     Transient,
     /// Carries the failure reason code.
-    Permanent(&'static str),
+    Permanent(FailureReason),
 }
 
 impl Classification {
@@ -116,8 +118,8 @@ impl Classification {
     pub fn from_status(status: u16) -> Classification {
         match status {
             408 | 429 | 500..=599 => Classification::Transient,
-            401 => Classification::Permanent(reason::PROVIDER_AUTH_FAILED),
-            _ => Classification::Permanent(reason::PROVIDER_REJECTED),
+            401 => Classification::Permanent(FailureReason::ProviderAuthFailed),
+            _ => Classification::Permanent(FailureReason::ProviderRejected),
         }
     }
 
@@ -156,11 +158,11 @@ impl Providers {
 
     /// Adds (or replaces) a provider under its `name()`; tests register fakes this way.
     pub fn insert(&mut self, provider: Arc<dyn Provider>) {
-        self.by_name.insert(provider.name(), provider);
+        self.by_name.insert(provider.name().as_str(), provider);
     }
 
-    pub fn get(&self, name: &str) -> Option<Arc<dyn Provider>> {
-        self.by_name.get(name).cloned()
+    pub fn get(&self, name: ProviderName) -> Option<Arc<dyn Provider>> {
+        self.by_name.get(name.as_str()).cloned()
     }
 
     pub fn names(&self) -> impl Iterator<Item = &'static str> + '_ {
@@ -172,26 +174,26 @@ impl Providers {
 /// permanently, naming the missing settings.
 #[derive(Debug, Clone)]
 pub struct Unconfigured {
-    name: &'static str,
+    name: ProviderName,
     missing: Vec<&'static str>,
 }
 
 impl Unconfigured {
-    pub fn new(name: &'static str, missing: Vec<&'static str>) -> Self {
+    pub fn new(name: ProviderName, missing: Vec<&'static str>) -> Self {
         Unconfigured { name, missing }
     }
 }
 
 #[async_trait]
 impl Provider for Unconfigured {
-    fn name(&self) -> &'static str {
+    fn name(&self) -> ProviderName {
         self.name
     }
 
     async fn send(&self, _message: &OutboundMessage) -> Result<Delivered, ProviderError> {
         let missing = self.missing.join(", ");
         Err(ProviderError::permanent(
-            reason::PROVIDER_MISCONFIGURED,
+            FailureReason::ProviderMisconfigured,
             format!("the {} provider is not configured: set {missing}", self.name),
         ))
     }
@@ -199,14 +201,14 @@ impl Provider for Unconfigured {
 
 /// A channel option the provider cannot do without, or a `ProviderMisconfigured` naming it.
 pub(crate) fn required_option<'m>(
-    provider: &str,
+    provider: ProviderName,
     message: &'m OutboundMessage,
     key: &str,
 ) -> Result<&'m str, ProviderError> {
     match message.channel_options.get(key).map(|v| v.trim()) {
         Some(value) if !value.is_empty() => Ok(value),
         _ => Err(ProviderError::permanent(
-            reason::PROVIDER_MISCONFIGURED,
+            FailureReason::ProviderMisconfigured,
             format!("channel {} (provider {provider}) has no provider_options.{key}", message.channel_developer_name),
         )),
     }
@@ -237,19 +239,20 @@ mod tests {
     async fn the_registry_built_from_defaults_has_all_four_providers() {
         let providers = Providers::from_config(&ProvidersConfig::default()).unwrap();
         assert_eq!(providers.names().collect::<Vec<_>>(), ["log", "twilio", "webhook", "whatsapp"]);
-        assert!(providers.get("carrier-pigeon").is_none());
+        assert!(ProviderName::ALL.iter().all(|name| providers.get(*name).is_some()));
     }
 
     #[tokio::test]
     async fn a_provider_without_credentials_fails_every_message_naming_the_missing_setting() {
         let providers = Providers::from_config(&ProvidersConfig::default()).unwrap();
-        for (name, setting) in
-            [("whatsapp", "providers.whatsapp.access_token"), ("twilio", "providers.twilio.auth_token")]
-        {
+        for (name, setting) in [
+            (ProviderName::WhatsApp, "providers.whatsapp.access_token"),
+            (ProviderName::Twilio, "providers.twilio.auth_token"),
+        ] {
             let err = providers.get(name).unwrap().send(&message()).await.unwrap_err();
             match err {
                 ProviderError::Permanent { reason, detail } => {
-                    assert_eq!(reason, reason::PROVIDER_MISCONFIGURED);
+                    assert_eq!(reason, FailureReason::ProviderMisconfigured);
                     assert!(detail.contains(setting), "{detail}");
                 }
                 other => panic!("{name}: {other:?}"),
@@ -259,11 +262,11 @@ mod tests {
 
     #[tokio::test]
     async fn a_missing_channel_option_names_the_channel_and_the_key() {
-        let err = required_option("webhook", &message(), "url").unwrap_err();
+        let err = required_option(ProviderName::Webhook, &message(), "url").unwrap_err();
         assert_eq!(
             err,
             ProviderError::permanent(
-                reason::PROVIDER_MISCONFIGURED,
+                FailureReason::ProviderMisconfigured,
                 "channel sms_us (provider webhook) has no provider_options.url"
             )
         );

@@ -16,9 +16,10 @@ use super::http::{
     build_client, parse_base_url, read_body, record_request, record_status, retry_after, snippet, transport_error,
     url_with_segments,
 };
-use super::{Classification, Delivered, OutboundMessage, Provider, ProviderError, Unconfigured, reason};
+use super::{Classification, Delivered, OutboundMessage, Provider, ProviderError, ProviderName, Unconfigured};
+use crate::domain::reason::FailureReason;
 
-const NAME: &str = "twilio";
+const NAME: ProviderName = ProviderName::Twilio;
 
 /// The registered provider: the real one, or [`Unconfigured`] naming whichever
 /// credentials are missing.
@@ -92,10 +93,10 @@ struct ErrorAnswer {
 pub fn classify_code(code: i64) -> Option<Classification> {
     use Classification::*;
     Some(match code {
-        21610 => Permanent(reason::END_USER_IS_NOT_OPTED_IN),
-        21211 | 21614 | 21612 | 21635 => Permanent(reason::INVALID_RECIPIENT),
-        21212 | 21606 => Permanent(reason::PROVIDER_MISCONFIGURED),
-        20003 => Permanent(reason::PROVIDER_AUTH_FAILED),
+        21610 => Permanent(FailureReason::EndUserIsNotOptedIn),
+        21211 | 21614 | 21612 | 21635 => Permanent(FailureReason::InvalidRecipient),
+        21212 | 21606 => Permanent(FailureReason::ProviderMisconfigured),
+        20003 => Permanent(FailureReason::ProviderAuthFailed),
         20429 => Transient,
         _ => return None,
     })
@@ -103,7 +104,7 @@ pub fn classify_code(code: i64) -> Option<Classification> {
 
 #[async_trait]
 impl Provider for TwilioProvider {
-    fn name(&self) -> &'static str {
+    fn name(&self) -> ProviderName {
         NAME
     }
 
@@ -115,7 +116,7 @@ impl Provider for TwilioProvider {
             None if !from.is_empty() => ("From", from),
             None => {
                 return Err(ProviderError::permanent(
-                    reason::PROVIDER_MISCONFIGURED,
+                    FailureReason::ProviderMisconfigured,
                     format!(
                         "channel {} (provider twilio) has neither a messaging_platform_key (From) nor \
                          provider_options.messaging_service_sid",
@@ -168,13 +169,13 @@ mod tests {
         let provider = from_config(&TwilioProviderConfig::default()).unwrap();
         let err = provider.send(&crate::providers::tests::message()).await.unwrap_err();
         let ProviderError::Permanent { reason: r, detail } = err else { panic!("{err:?}") };
-        assert_eq!(r, reason::PROVIDER_MISCONFIGURED);
+        assert_eq!(r, FailureReason::ProviderMisconfigured);
         assert!(detail.contains("providers.twilio.account_sid") && detail.contains("providers.twilio.auth_token"));
     }
 
     #[test]
     fn unknown_codes_are_left_to_the_http_status() {
-        assert_eq!(classify_code(21610), Some(Classification::Permanent(reason::END_USER_IS_NOT_OPTED_IN)));
+        assert_eq!(classify_code(21610), Some(Classification::Permanent(FailureReason::EndUserIsNotOptedIn)));
         assert_eq!(classify_code(30007), None);
     }
 }

@@ -39,9 +39,10 @@ use super::http::{
     build_guarded_client, is_transient_status, read_body, record_request, record_status, retry_after, snippet,
     transport_error,
 };
-use super::{Delivered, OutboundMessage, Provider, ProviderError, TemplateMessage, reason, required_option};
+use super::{Delivered, OutboundMessage, Provider, ProviderError, ProviderName, TemplateMessage, required_option};
+use crate::domain::reason::FailureReason;
 
-const NAME: &str = "webhook";
+const NAME: ProviderName = ProviderName::Webhook;
 /// The Standard Webhooks secret prefix.
 const SECRET_PREFIX: &str = "whsec_";
 /// The `type` of every event this provider sends.
@@ -145,7 +146,7 @@ impl WebhookProvider {
         let (tenant, channel) = (&message.tenant, &message.channel_developer_name);
         self.keys.key_for(tenant, channel).ok_or_else(|| {
                 ProviderError::permanent(
-                    reason::PROVIDER_MISCONFIGURED,
+                    FailureReason::ProviderMisconfigured,
                     format!(
                         "no webhook signing secret for channel {channel} of tenant {tenant}: set \
                          providers.webhook.tenants.{tenant}.secrets.{channel} or providers.webhook.tenants.{tenant}.secret"
@@ -236,7 +237,7 @@ impl<'a> From<&'a TemplateMessage> for EventTemplate<'a> {
 
 #[async_trait]
 impl Provider for WebhookProvider {
-    fn name(&self) -> &'static str {
+    fn name(&self) -> ProviderName {
         NAME
     }
 
@@ -244,7 +245,7 @@ impl Provider for WebhookProvider {
         let url = required_option(NAME, message, "url")?;
         let url = reqwest::Url::parse(url).map_err(|e| {
             ProviderError::permanent(
-                reason::PROVIDER_MISCONFIGURED,
+                FailureReason::ProviderMisconfigured,
                 format!("channel {}: provider_options.url is not a URL: {e}", message.channel_developer_name),
             )
         })?;
@@ -309,9 +310,9 @@ impl Provider for WebhookProvider {
             return Err(ProviderError::transient(detail, wait));
         }
         if status == reqwest::StatusCode::GONE {
-            return Err(ProviderError::permanent(reason::ENDPOINT_GONE, detail));
+            return Err(ProviderError::permanent(FailureReason::EndpointGone, detail));
         }
-        Err(ProviderError::permanent(reason::PROVIDER_REJECTED, detail))
+        Err(ProviderError::permanent(FailureReason::ProviderRejected, detail))
     }
 }
 
@@ -325,7 +326,7 @@ fn is_receiver_id(id: &str) -> bool {
 /// A destination the guard refused: permanent, naming the channel.
 fn refusal(message: &OutboundMessage, why: &str) -> ProviderError {
     ProviderError::permanent(
-        reason::DESTINATION_NOT_ALLOWED,
+        FailureReason::DestinationNotAllowed,
         format!("channel {}: provider_options.url: {why}", message.channel_developer_name),
     )
 }

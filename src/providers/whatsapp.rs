@@ -18,10 +18,11 @@ use super::http::{
     url_with_segments,
 };
 use super::{
-    Classification, Delivered, OutboundMessage, Provider, ProviderError, Unconfigured, reason, required_option,
+    Classification, Delivered, OutboundMessage, Provider, ProviderError, ProviderName, Unconfigured, required_option,
 };
+use crate::domain::reason::FailureReason;
 
-const NAME: &str = "whatsapp";
+const NAME: ProviderName = ProviderName::WhatsApp;
 
 /// The registered provider: the real one, or [`Unconfigured`] when there is no token.
 pub fn from_config(config: &WhatsAppProviderConfig) -> anyhow::Result<Arc<dyn Provider>> {
@@ -155,14 +156,14 @@ struct ErrorData {
 pub fn classify_code(code: i64) -> Option<Classification> {
     use Classification::*;
     Some(match code {
-        131047 => Permanent(reason::OUTSIDE_MESSAGING_WINDOW),
+        131047 => Permanent(FailureReason::OutsideMessagingWindow),
         4 | 80007 | 130429 | 131048 | 131056 => Transient,
         1 | 2 | 131000 | 131016 | 133004 => Transient,
-        131026 | 131030 | 131021 => Permanent(reason::INVALID_RECIPIENT),
-        131050 => Permanent(reason::END_USER_IS_NOT_OPTED_IN),
-        132001 | 132015 | 132016 => Permanent(reason::APPROVED_EXTERNAL_TEMPLATE_REQUIRED),
-        132000 | 132005 | 132007 | 132012 => Permanent(reason::TEMPLATE_REJECTED),
-        0 | 3 | 10 | 190 | 200..=299 => Permanent(reason::PROVIDER_AUTH_FAILED),
+        131026 | 131030 | 131021 => Permanent(FailureReason::InvalidRecipient),
+        131050 => Permanent(FailureReason::EndUserIsNotOptedIn),
+        132001 | 132015 | 132016 => Permanent(FailureReason::ApprovedExternalTemplateRequired),
+        132000 | 132005 | 132007 | 132012 => Permanent(FailureReason::TemplateRejected),
+        0 | 3 | 10 | 190 | 200..=299 => Permanent(FailureReason::ProviderAuthFailed),
         _ => return None,
     })
 }
@@ -174,14 +175,14 @@ fn digits(recipient: &str) -> String {
 
 #[async_trait]
 impl Provider for WhatsAppProvider {
-    fn name(&self) -> &'static str {
+    fn name(&self) -> ProviderName {
         NAME
     }
 
     async fn send(&self, message: &OutboundMessage) -> Result<Delivered, ProviderError> {
         let Some(template) = &message.template else {
             return Err(ProviderError::permanent(
-                reason::APPROVED_EXTERNAL_TEMPLATE_REQUIRED,
+                FailureReason::ApprovedExternalTemplateRequired,
                 format!(
                     "whatsapp: definition {} has no approved external template; WhatsApp accepts only \
                      template messages outside a customer-service window",
@@ -193,7 +194,7 @@ impl Provider for WhatsAppProvider {
         let to = digits(&message.recipient);
         if to.is_empty() {
             return Err(ProviderError::permanent(
-                reason::INVALID_RECIPIENT,
+                FailureReason::InvalidRecipient,
                 format!("whatsapp: recipient {} has no digits", crate::telemetry::mask(&message.recipient)),
             ));
         }
@@ -263,8 +264,8 @@ mod tests {
     #[test]
     fn unknown_codes_are_left_to_the_http_status() {
         assert_eq!(classify_code(100), None);
-        assert_eq!(classify_code(131047), Some(Classification::Permanent(reason::OUTSIDE_MESSAGING_WINDOW)));
-        assert_eq!(classify_code(250), Some(Classification::Permanent(reason::PROVIDER_AUTH_FAILED)));
+        assert_eq!(classify_code(131047), Some(Classification::Permanent(FailureReason::OutsideMessagingWindow)));
+        assert_eq!(classify_code(250), Some(Classification::Permanent(FailureReason::ProviderAuthFailed)));
     }
 
     #[tokio::test]
@@ -276,7 +277,7 @@ mod tests {
         let err = provider.send(&message).await.unwrap_err();
         assert!(
             matches!(&err, ProviderError::Permanent { reason, detail }
-            if reason == reason::PROVIDER_MISCONFIGURED && detail.contains("providers.whatsapp.access_token")),
+            if *reason == FailureReason::ProviderMisconfigured && detail.contains("providers.whatsapp.access_token")),
             "{err:?}"
         );
     }

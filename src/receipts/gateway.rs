@@ -19,7 +19,7 @@ use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 
 use super::{ReceiptsState, Refusal, Reported, channel_for, header, record};
-use crate::domain::model::Channel;
+use crate::domain::model::{Channel, ProviderName};
 use crate::domain::receipt::Report;
 use crate::providers::webhook;
 use crate::store::{MessageKey, ReceiptOutcome};
@@ -29,14 +29,14 @@ pub const MAX_ITEMS: usize = 25;
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct AcknowledgementCall {
+pub(super) struct AcknowledgementCall {
     #[serde(default)]
     acknowledgements: Vec<serde_json::Value>,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Acknowledgement {
+pub(super) struct Acknowledgement {
     acknowledged_conversation_entry_identifier: String,
     acknowledgement_type: String,
     #[serde(default)]
@@ -45,14 +45,14 @@ struct Acknowledgement {
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct FailureCall {
+pub(super) struct FailureCall {
     #[serde(default)]
     failures: Vec<serde_json::Value>,
 }
 
 #[derive(Deserialize)]
 #[serde(rename_all = "camelCase")]
-struct Failure {
+pub(super) struct Failure {
     conversation_entry_identifier: String,
     #[serde(default)]
     error_code: Option<String>,
@@ -63,7 +63,7 @@ struct Failure {
 /// One item's result.
 #[derive(Serialize, Debug)]
 #[serde(rename_all = "camelCase")]
-struct ItemResult {
+pub(super) struct ItemResult {
     identifier: Option<String>,
     success: bool,
     /// `Applied`, `Unchanged` (a duplicate or a late report) or `Unknown` (no such
@@ -103,7 +103,7 @@ async fn authenticate(
     headers: &HeaderMap,
     body: &Bytes,
 ) -> Result<(String, Channel), Refusal> {
-    let (tenant, channel) = channel_for(state, raw, "webhook").await?;
+    let (tenant, channel) = channel_for(state, raw, ProviderName::Webhook).await?;
     let id = header(headers, "webhook-id").ok_or(Refusal::Unsigned("webhook-id"))?;
     let timestamp = header(headers, "webhook-timestamp").ok_or(Refusal::Unsigned("webhook-timestamp"))?;
     let signature = header(headers, "webhook-signature").ok_or(Refusal::Unsigned("webhook-signature"))?;
@@ -143,8 +143,12 @@ async fn answer(
     items: Vec<Result<(String, Reported), ItemResult>>,
 ) -> Result<Response, Refusal> {
     let valid: Vec<Reported> = items.iter().filter_map(|i| i.as_ref().ok()).map(|(_, r)| r.clone()).collect();
-    let mut outcomes =
-        if valid.is_empty() { Vec::new() } else { record(state, "webhook", tenant, channel, valid).await? }.into_iter();
+    let mut outcomes = if valid.is_empty() {
+        Vec::new()
+    } else {
+        record(state, ProviderName::Webhook, tenant, channel, valid).await?
+    }
+    .into_iter();
     let results: Vec<ItemResult> = items
         .into_iter()
         .map(|item| match item {
@@ -168,92 +172,92 @@ async fn answer(
     Ok((StatusCode::OK, Json(serde_json::json!({ "results": results }))).into_response())
 }
 
-/// One gateway call: authenticated, its body read as `C` ("not {what}" when it is not),
-/// its `list` of items bounded to `MAX_ITEMS`, each item read by `read` (given its field
-/// name, `list[i]`) — one that does not read is answered as invalid, the others are
-/// recorded — and answered item by item.
-async fn per_item<C: serde::de::DeserializeOwned>(
-    state: &ReceiptsState,
-    raw_channel: &str,
-    headers: &HeaderMap,
-    body: &Bytes,
-    (what, list): (&str, &str),
-    items_of: impl FnOnce(C) -> Vec<serde_json::Value>,
-    read: impl Fn(&str, serde_json::Value) -> Result<(String, Reported), ItemResult>,
+/// One kind of gateway call: its body, the list of items it carries, and what one
+/// item reports.
+pub(super) trait GatewayCall: serde::de::DeserializeOwned {
+    type Item: serde::de::DeserializeOwned;
+    /// What a body that does not read is not (`not an acknowledgement call`).
+    const WHAT: &'static str;
+    /// The field holding the items.
+    const LIST: &'static str;
+    fn items(self) -> Vec<serde_json::Value>;
+    /// The item's identifier and report, or why it is invalid; `field` is `list[i]`.
+    fn report(item: Self::Item, field: &str) -> Result<(String, Reported), ItemResult>;
+}
+
+/// `POST /receipts/webhook/{channel}/v1/acknowledgement`: `Delivered` or `Read`.
+impl GatewayCall for AcknowledgementCall {
+    type Item = Acknowledgement;
+    const WHAT: &'static str = "an acknowledgement call";
+    const LIST: &'static str = "acknowledgements";
+
+    fn items(self) -> Vec<serde_json::Value> {
+        self.acknowledgements
+    }
+
+    fn report(ack: Acknowledgement, field: &str) -> Result<(String, Reported), ItemResult> {
+        let id = ack.acknowledged_conversation_entry_identifier;
+        let report = match ack.acknowledgement_type.as_str() {
+            "Delivered" => Report::Delivered,
+            "Read" => Report::Read,
+            other => {
+                return Err(ItemResult::invalid(
+                    Some(id),
+                    format!("{field}.acknowledgementType: {other:?} is not Delivered or Read"),
+                ));
+            }
+        };
+        Ok((id.clone(), Reported { key: key_of(&id), report, at_ms: ack.acknowledgement_timestamp }))
+    }
+}
+
+/// `POST /receipts/webhook/{channel}/v1/delivery-failed`: `Undelivered`, with the
+/// gateway's error code when it gives one.
+impl GatewayCall for FailureCall {
+    type Item = Failure;
+    const WHAT: &'static str = "a delivery-failed call";
+    const LIST: &'static str = "failures";
+
+    fn items(self) -> Vec<serde_json::Value> {
+        self.failures
+    }
+
+    fn report(failure: Failure, _field: &str) -> Result<(String, Reported), ItemResult> {
+        let id = failure.conversation_entry_identifier;
+        let code = failure.error_code.filter(|c| !c.trim().is_empty());
+        let report = Report::Failed { code };
+        Ok((id.clone(), Reported { key: key_of(&id), report, at_ms: failure.failure_timestamp }))
+    }
+}
+
+/// One gateway call of kind `C`: authenticated, its body read as `C` ("not {WHAT}" when
+/// it is not), its items bounded to `MAX_ITEMS`, each read as `C::Item` and reported —
+/// one that does not read is answered as invalid, naming its field `list[i]`, the others
+/// are recorded — and answered item by item.
+pub(super) async fn per_item<C: GatewayCall>(
+    State(state): State<Arc<ReceiptsState>>,
+    Path(raw_channel): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
 ) -> Response {
     let handled = async {
-        let (tenant, channel) = authenticate(state, raw_channel, headers, body).await?;
-        let call: C = serde_json::from_slice(body).map_err(|e| Refusal::Malformed(format!("not {what}: {e}")))?;
-        let raw_items = items_of(call);
-        check_count(raw_items.len(), list)?;
-        let items = raw_items.into_iter().enumerate().map(|(i, raw)| read(&format!("{list}[{i}]"), raw)).collect();
-        answer(state, &tenant, &channel, items).await
+        let (tenant, channel) = authenticate(&state, &raw_channel, &headers, &body).await?;
+        let call: C = serde_json::from_slice(&body).map_err(|e| Refusal::Malformed(format!("not {}: {e}", C::WHAT)))?;
+        let raw_items = call.items();
+        check_count(raw_items.len(), C::LIST)?;
+        let items = raw_items
+            .into_iter()
+            .enumerate()
+            .map(|(i, raw)| {
+                let field = format!("{}[{i}]", C::LIST);
+                let item =
+                    serde_json::from_value(raw).map_err(|e| ItemResult::invalid(None, format!("{field}: {e}")))?;
+                C::report(item, &field)
+            })
+            .collect();
+        answer(&state, &tenant, &channel, items).await
     };
     handled.await.unwrap_or_else(IntoResponse::into_response)
-}
-
-/// `POST /receipts/webhook/{channel}/v1/acknowledgement`.
-pub async fn acknowledgement(
-    State(state): State<Arc<ReceiptsState>>,
-    Path(channel): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let kind = ("an acknowledgement call", "acknowledgements");
-    per_item(
-        &state,
-        &channel,
-        &headers,
-        &body,
-        kind,
-        |c: AcknowledgementCall| c.acknowledgements,
-        |field, raw| {
-            let ack: Acknowledgement =
-                serde_json::from_value(raw).map_err(|e| ItemResult::invalid(None, format!("{field}: {e}")))?;
-            let id = ack.acknowledged_conversation_entry_identifier;
-            let report = match ack.acknowledgement_type.as_str() {
-                "Delivered" => Report::Delivered,
-                "Read" => Report::Read,
-                other => {
-                    return Err(ItemResult::invalid(
-                        Some(id),
-                        format!("{field}.acknowledgementType: {other:?} is not Delivered or Read"),
-                    ));
-                }
-            };
-            Ok((id.clone(), Reported { key: key_of(&id), report, at_ms: ack.acknowledgement_timestamp }))
-        },
-    )
-    .await
-}
-
-/// `POST /receipts/webhook/{channel}/v1/delivery-failed`.
-pub async fn delivery_failed(
-    State(state): State<Arc<ReceiptsState>>,
-    Path(channel): Path<String>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    let kind = ("a delivery-failed call", "failures");
-    per_item(
-        &state,
-        &channel,
-        &headers,
-        &body,
-        kind,
-        |c: FailureCall| c.failures,
-        |field, raw| {
-            let failure: Failure =
-                serde_json::from_value(raw).map_err(|e| ItemResult::invalid(None, format!("{field}: {e}")))?;
-            let id = failure.conversation_entry_identifier;
-            let code = failure.error_code.filter(|c| !c.trim().is_empty());
-            Ok((
-                id.clone(),
-                Reported { key: key_of(&id), report: Report::Failed { code }, at_ms: failure.failure_timestamp },
-            ))
-        },
-    )
-    .await
 }
 
 #[cfg(test)]

@@ -21,7 +21,7 @@ use axum::routing::{get, post};
 
 use crate::config::ReceiptsConfig;
 use crate::domain::ids::IdKind;
-use crate::domain::model::Channel;
+use crate::domain::model::{Channel, ProviderName};
 use crate::domain::{RecordId, receipt::Report};
 use crate::metrics::Metrics;
 use crate::providers::webhook::SigningKeys;
@@ -52,8 +52,11 @@ pub fn router(state: ReceiptsState) -> Router {
     Router::new()
         .route("/receipts/twilio/{channel}", post(twilio::status_callback))
         .route("/receipts/whatsapp/{channel}", get(whatsapp::verify).post(whatsapp::notification))
-        .route("/receipts/webhook/{channel}/v1/acknowledgement", post(gateway::acknowledgement))
-        .route("/receipts/webhook/{channel}/v1/delivery-failed", post(gateway::delivery_failed))
+        .route(
+            "/receipts/webhook/{channel}/v1/acknowledgement",
+            post(gateway::per_item::<gateway::AcknowledgementCall>),
+        )
+        .route("/receipts/webhook/{channel}/v1/delivery-failed", post(gateway::per_item::<gateway::FailureCall>))
         .with_state(Arc::new(state))
 }
 
@@ -107,7 +110,7 @@ impl IntoResponse for Refusal {
 }
 
 /// The channel a callback URL names, with its tenant, if it is one of `provider`'s.
-async fn channel_for(state: &ReceiptsState, raw: &str, provider: &str) -> Result<(String, Channel), Refusal> {
+async fn channel_for(state: &ReceiptsState, raw: &str, provider: ProviderName) -> Result<(String, Channel), Refusal> {
     let id = RecordId::parse(raw, IdKind::MessagingChannel).map_err(|_| Refusal::NotFound)?;
     match state.service.store().find_channel_owner(&id).await {
         Ok(Some((tenant, channel))) if channel.provider == provider => Ok((tenant, channel)),
@@ -129,7 +132,7 @@ pub struct Reported {
 /// streams of the requests that changed are told at once.
 async fn record(
     state: &ReceiptsState,
-    provider: &'static str,
+    provider: ProviderName,
     tenant: &str,
     channel: &Channel,
     reported: Vec<Reported>,

@@ -17,6 +17,7 @@ use hmac_sha1::{KeyInit, Mac};
 
 use super::{ReceiptsState, Refusal, Reported, called_url, channel_for, header, record, text};
 use crate::config::receipts::ReceiptSecret;
+use crate::domain::model::ProviderName;
 use crate::domain::receipt::Report;
 use crate::store::MessageKey;
 
@@ -79,7 +80,7 @@ pub async fn status_callback(
 }
 
 async fn handle(state: &ReceiptsState, raw: &str, uri: &Uri, headers: &HeaderMap, body: &Bytes) -> Result<(), Refusal> {
-    let (tenant, channel) = channel_for(state, raw, "twilio").await?;
+    let (tenant, channel) = channel_for(state, raw, ProviderName::Twilio).await?;
     let signature = header(headers, SIGNATURE).ok_or(Refusal::Unsigned("X-Twilio-Signature"))?;
     let token = state
         .config
@@ -105,7 +106,7 @@ async fn handle(state: &ReceiptsState, raw: &str, uri: &Uri, headers: &HeaderMap
     let status = status.ok_or(Refusal::Malformed("MessageStatus is missing".into()))?;
     let Some(report) = report(status, field("ErrorCode")) else { return Ok(()) };
     let reported = vec![Reported { key: MessageKey::ProviderId(sid.to_owned()), report, at_ms: None }];
-    record(state, "twilio", &tenant, &channel, reported).await?;
+    record(state, ProviderName::Twilio, &tenant, &channel, reported).await?;
     Ok(())
 }
 

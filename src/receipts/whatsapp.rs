@@ -18,6 +18,7 @@ use sha2::Sha256;
 
 use super::{ReceiptsState, Refusal, Reported, channel_for, header, record};
 use crate::config::receipts::ReceiptSecret;
+use crate::domain::model::ProviderName;
 use crate::domain::receipt::Report;
 use crate::store::MessageKey;
 
@@ -25,7 +26,7 @@ const SIGNATURE: &str = "x-hub-signature-256";
 
 /// `GET /receipts/whatsapp/{channel}`: Meta's subscription check.
 pub async fn verify(State(state): State<Arc<ReceiptsState>>, Path(channel): Path<String>, uri: Uri) -> Response {
-    let (tenant, channel) = match channel_for(&state, &channel, "whatsapp").await {
+    let (tenant, channel) = match channel_for(&state, &channel, ProviderName::WhatsApp).await {
         Ok(found) => found,
         Err(refusal) => return refusal.into_response(),
     };
@@ -155,7 +156,7 @@ pub async fn notification(
     body: Bytes,
 ) -> Response {
     let handled = async {
-        let (tenant, channel) = channel_for(&state, &channel, "whatsapp").await?;
+        let (tenant, channel) = channel_for(&state, &channel, ProviderName::WhatsApp).await?;
         let signature = header(&headers, SIGNATURE).ok_or(Refusal::Unsigned("X-Hub-Signature-256"))?;
         let secret = state
             .config
@@ -172,7 +173,7 @@ pub async fn notification(
         }
         let reported = receipts(&body)?;
         if !reported.is_empty() {
-            record(&state, "whatsapp", &tenant, &channel, reported).await?;
+            record(&state, ProviderName::WhatsApp, &tenant, &channel, reported).await?;
         }
         Ok(())
     };

@@ -18,6 +18,7 @@ use super::{RestState, SOBJECT, Version};
 use crate::domain::model::{ConsentType, DeliveryState, MessageRecord, MessageState, RequestRecord};
 use crate::domain::principal::Principal;
 use crate::domain::query::{Field, Source};
+use crate::domain::reason::FailureReason;
 use crate::domain::{ErrorKind, Violation};
 use crate::error::AppError;
 use crate::store::reads::MessageCounts;
@@ -186,7 +187,7 @@ pub fn field_value(r: &RequestRecord, counts: &MessageCounts, field: Field) -> N
         Field::SuccessMeuPlatformKeys => keys(MessageState::Success),
         Field::FailedMeuPlatformKeys => keys(MessageState::Failed),
         Field::FailedMessageErrorReasons => {
-            joined(in_state(MessageState::Failed).map(|m| m.reason.as_deref().unwrap_or("Unknown")))
+            joined(in_state(MessageState::Failed).map(|m| m.reason.map_or("Unknown", FailureReason::as_str)))
         }
         Field::DeliveredMessageIdentifiers => delivered(Some(DeliveryState::Delivered)),
         Field::ReadMessageIdentifiers => delivered(Some(DeliveryState::Read)),
@@ -245,7 +246,7 @@ mod tests {
             end_user_id: RecordId::generate(IdKind::MessagingEndUser),
             platform_key: format!("+1555000000{n}"),
             status,
-            reason: reason.map(str::to_owned),
+            reason: reason.map(|r| FailureReason::parse(r).unwrap()),
             waiting_reason: None,
             attempts: 1,
             provider_message_id: None,

@@ -130,7 +130,7 @@ pub async fn reload_tokens(service: &Service, auth: &Authenticator, now_ms: i64)
 /// is set and other declared tenants have none (it signs for tenant `default` only).
 fn check_webhook_secrets(config: &Config) -> anyhow::Result<()> {
     let webhook = &config.providers.webhook;
-    for (i, c) in config.channels.iter().enumerate().filter(|(_, c)| c.provider == "webhook") {
+    for (i, c) in config.channels.iter().enumerate().filter(|(_, c)| c.provider == ProviderName::Webhook.as_str()) {
         if webhook.secret_setting_for(&c.tenant, &c.developer_name).is_none() {
             let (tenant, name) = (&c.tenant, &c.developer_name);
             bail!(

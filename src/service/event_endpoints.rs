@@ -24,6 +24,33 @@ pub struct NewEndpoint {
     pub secret: String,
 }
 
+impl NewEndpoint {
+    /// Checks the name, event types and URL (against the SSRF guard's rules too) and
+    /// makes the endpoint: a new id, enabled, created now.
+    fn endpoint(&self, destinations: &Destinations, now_ms: i64) -> Result<EventEndpoint, AppError> {
+        let event_types = check_endpoint(&self.name, &self.url, &self.event_types).map_err(AppError::Invalid)?;
+        check_url(destinations, &self.url)?;
+        Ok(EventEndpoint {
+            id: format!("ep_{}", uuid::Uuid::new_v4().simple()),
+            name: self.name.trim().to_owned(),
+            url: self.url.trim().to_owned(),
+            event_types,
+            enabled: true,
+            disabled_reason: None,
+            failing_since_ms: None,
+            created_ms: now_ms,
+            updated_ms: now_ms,
+        })
+    }
+}
+
+/// A secret given by the caller must be a Standard Webhooks secret (`whsec_` + base64).
+fn check_secret(secret: &str) -> Result<(), AppError> {
+    decode_secret(secret, "secret")
+        .map(drop)
+        .map_err(|e| AppError::invalid(Violation::new("secret", ErrorKind::InvalidInput, e.to_string())))
+}
+
 fn check_url(destinations: &Destinations, url: &str) -> Result<(), AppError> {
     let parsed = reqwest::Url::parse(url.trim())
         .map_err(|e| AppError::invalid(Violation::new("url", ErrorKind::InvalidInput, format!("url: {e}"))))?;
@@ -40,22 +67,8 @@ pub async fn declare(
     tenant: &str,
     new: NewEndpoint,
 ) -> Result<EventEndpoint, AppError> {
-    let event_types = check_endpoint(&new.name, &new.url, &new.event_types).map_err(AppError::Invalid)?;
-    check_url(destinations, &new.url)?;
-    decode_secret(&new.secret, "secret")
-        .map_err(|e| AppError::invalid(Violation::new("secret", ErrorKind::InvalidInput, e.to_string())))?;
-    let now = service.clock().now_ms();
-    let endpoint = EventEndpoint {
-        id: format!("ep_{}", uuid::Uuid::new_v4().simple()),
-        name: new.name.trim().to_owned(),
-        url: new.url.trim().to_owned(),
-        event_types,
-        enabled: true,
-        disabled_reason: None,
-        failing_since_ms: None,
-        created_ms: now,
-        updated_ms: now,
-    };
+    let endpoint = new.endpoint(destinations, service.clock().now_ms())?;
+    check_secret(&new.secret)?;
     Ok(service.store().declare_event_endpoint(tenant, &endpoint, new.secret.trim()).await?)
 }
 
@@ -67,26 +80,12 @@ pub async fn create(
     new: NewEndpoint,
 ) -> Result<(EventEndpoint, String), AppError> {
     principal.require(Scope::Admin)?;
-    let event_types = check_endpoint(&new.name, &new.url, &new.event_types).map_err(AppError::Invalid)?;
-    check_url(destinations, &new.url)?;
+    let endpoint = new.endpoint(destinations, service.clock().now_ms())?;
     let secret = if new.secret.trim().is_empty() {
         format!("whsec_{}", base64::engine::general_purpose::STANDARD.encode(rand::random::<[u8; 24]>()))
     } else {
-        decode_secret(&new.secret, "secret")
-            .map_err(|e| AppError::invalid(Violation::new("secret", ErrorKind::InvalidInput, e.to_string())))?;
+        check_secret(&new.secret)?;
         new.secret.trim().to_owned()
-    };
-    let now = service.clock().now_ms();
-    let endpoint = EventEndpoint {
-        id: format!("ep_{}", uuid::Uuid::new_v4().simple()),
-        name: new.name.trim().to_owned(),
-        url: new.url.trim().to_owned(),
-        event_types,
-        enabled: true,
-        disabled_reason: None,
-        failing_since_ms: None,
-        created_ms: now,
-        updated_ms: now,
     };
     let created =
         service.store().create_event_endpoint(&principal.tenant, &endpoint, &secret).await?.ok_or_else(|| {

@@ -13,6 +13,7 @@ use async_trait::async_trait;
 use crate::domain::admin::{ChannelUpsert, DefinitionUpsert, EndUserUpsert, SubscriptionUpsert};
 use crate::domain::events::EventEndpoint;
 use crate::domain::model::*;
+use crate::domain::reason::{FailureReason, WaitReason};
 use crate::domain::send::NewSendRequest;
 use crate::domain::{ErrorKind, RecordId, Violation};
 
@@ -523,7 +524,7 @@ pub enum MessageOutcome {
         provider_message_id: Option<String>,
     },
     Failed {
-        reason: String,
+        reason: FailureReason,
     },
     /// A transient failure: try again at `at_ms`.
     Retry {
@@ -534,7 +535,7 @@ pub enum MessageOutcome {
     /// `loaded_at_ms` is when the session state behind the decision was read; if the
     /// session changed since, the message is due again at once rather than at `recheck_at_ms`.
     Wait {
-        reason: String,
+        reason: WaitReason,
         since_ms: i64,
         recheck_at_ms: i64,
         loaded_at_ms: i64,
@@ -563,7 +564,7 @@ pub struct QueueStats {
     /// or a delayed request due but not yet moved to it); `None` when none is due.
     pub oldest_due_ms: Option<i64>,
     /// Messages held by session gating, by waiting reason.
-    pub held_by_reason: Vec<(String, u64)>,
+    pub held_by_reason: Vec<(WaitReason, u64)>,
 }
 
 #[cfg(test)]

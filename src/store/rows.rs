@@ -46,7 +46,7 @@ impl ChannelRow {
             id: id(self.id),
             developer_name: self.developer_name,
             master_label: self.master_label,
-            provider: self.provider,
+            provider: parse_pick("channels.provider", &self.provider)?,
             messaging_platform_key: self.platform_key,
             is_active: self.is_active,
             rate_limit_per_second: self.rate_limit_per_second,
@@ -239,8 +239,12 @@ impl MessageRow {
             identifier: self.identifier,
             end_user_id: id(self.end_user_id),
             platform_key: self.platform_key,
-            reason: self.reason,
-            waiting_reason: self.waiting_reason,
+            reason: self.reason.as_deref().map(|r| parse_pick("messages.reason", r)).transpose()?,
+            waiting_reason: self
+                .waiting_reason
+                .as_deref()
+                .map(|r| parse_pick("messages.waiting_reason", r))
+                .transpose()?,
             attempts: u32::try_from(self.attempts).unwrap_or(u32::MAX),
             provider_message_id: self.provider_message_id,
             created_ms: self.created_ms,

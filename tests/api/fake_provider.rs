@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use convmsg::clock::{Clock, ManualClock};
-use convmsg::providers::{Delivered, OutboundMessage, Provider, ProviderError};
+use convmsg::providers::{Delivered, FailureReason, OutboundMessage, Provider, ProviderError, ProviderName};
 use tokio::sync::Semaphore;
 
 #[derive(Default)]
@@ -29,17 +29,22 @@ pub struct FakeProvider {
     /// The server's clock, set once the server exists.
     clock: Arc<Mutex<ManualClock>>,
     /// The provider it stands in for (`webhook` unless `named`).
-    name: &'static str,
+    name: ProviderName,
 }
 
 impl FakeProvider {
     pub fn new(clock: ManualClock) -> Self {
-        FakeProvider { state: Arc::default(), gate: None, clock: Arc::new(Mutex::new(clock)), name: "webhook" }
+        FakeProvider {
+            state: Arc::default(),
+            gate: None,
+            clock: Arc::new(Mutex::new(clock)),
+            name: ProviderName::Webhook,
+        }
     }
 
     /// Stands in for the provider `name` (`twilio`, `whatsapp`, …).
-    pub fn named(name: &'static str, clock: ManualClock) -> Self {
-        FakeProvider { name, ..Self::new(clock) }
+    pub fn named(name: &str, clock: ManualClock) -> Self {
+        FakeProvider { name: ProviderName::parse(name).expect("a provider name"), ..Self::new(clock) }
     }
 
     /// Sends wait until `release` is called.
@@ -101,12 +106,13 @@ pub fn transient(retry_after: Option<Duration>) -> Result<Delivered, ProviderErr
 }
 
 pub fn permanent(reason: &str) -> Result<Delivered, ProviderError> {
-    Err(ProviderError::Permanent { reason: reason.into(), detail: "rejected by fake".into() })
+    let reason = FailureReason::parse(reason).expect("a failure reason");
+    Err(ProviderError::Permanent { reason, detail: "rejected by fake".into() })
 }
 
 #[async_trait]
 impl Provider for FakeProvider {
-    fn name(&self) -> &'static str {
+    fn name(&self) -> ProviderName {
         self.name
     }
 

@@ -12,7 +12,7 @@ use std::time::Duration;
 use axum::body::{Body, Bytes};
 use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Response, StatusCode};
 use convmsg::providers::config::ProvidersConfig;
-use convmsg::providers::{Delivered, OutboundMessage, Provider, ProviderError, Providers};
+use convmsg::providers::{Delivered, FailureReason, OutboundMessage, Provider, ProviderError, ProviderName, Providers};
 use tokio::task::JoinHandle;
 
 /// Provider timeout in these tests: short, so the "never answers" tests stay quick.
@@ -183,6 +183,7 @@ pub fn message() -> OutboundMessage {
 /// The named provider from a registry built from `config`.
 pub fn provider(config: &ProvidersConfig, name: &str) -> Arc<dyn Provider> {
     let providers = Providers::from_config(config).expect("providers from config");
+    let name = ProviderName::parse(name).expect("a provider name");
     providers.get(name).expect("the provider is registered")
 }
 
@@ -198,7 +199,7 @@ pub async fn bounded<T>(future: impl Future<Output = T>) -> T {
 
 /// Asserts a permanent failure with `reason`; returns its detail.
 #[track_caller]
-pub fn assert_permanent(result: Result<Delivered, ProviderError>, reason: &str) -> String {
+pub fn assert_permanent(result: Result<Delivered, ProviderError>, reason: FailureReason) -> String {
     match result {
         Err(ProviderError::Permanent { reason: got, detail }) => {
             assert_eq!(got, reason, "detail: {detail}");

@@ -5,8 +5,9 @@ use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use convmsg::providers::FailureReason;
 use convmsg::providers::config::ProvidersConfig;
-use convmsg::providers::{OutboundMessage, Provider, reason};
+use convmsg::providers::{OutboundMessage, Provider};
 use serde_json::json;
 
 use crate::fake::{
@@ -120,7 +121,7 @@ async fn a_twilio_channel_without_a_sender_is_misconfigured_and_nothing_is_sent(
     let (twilio, mut message) = twilio_at(&server.base_url, AUTH_TOKEN);
     message.channel_platform_key = String::new();
 
-    let detail = assert_permanent(send(&*twilio, &message).await, reason::PROVIDER_MISCONFIGURED);
+    let detail = assert_permanent(send(&*twilio, &message).await, FailureReason::ProviderMisconfigured);
     assert!(detail.contains("messaging_service_sid"), "{detail}");
     assert!(server.requests().is_empty());
 }
@@ -130,7 +131,7 @@ async fn a_twilio_unsubscribed_recipient_fails_permanently_as_not_opted_in() {
     let server = messages_api(|_| twilio_error(400, 21610, "Attempt to send to unsubscribed recipient")).await;
     let (twilio, message) = twilio_at(&server.base_url, AUTH_TOKEN);
 
-    let detail = assert_permanent(send(&*twilio, &message).await, reason::END_USER_IS_NOT_OPTED_IN);
+    let detail = assert_permanent(send(&*twilio, &message).await, FailureReason::EndUserIsNotOptedIn);
     assert!(detail.contains("21610"), "{detail}");
 }
 
@@ -139,7 +140,7 @@ async fn an_invalid_twilio_number_fails_permanently_as_invalid_recipient() {
     for code in [21211, 21614, 21612, 21635] {
         let server = messages_api(move |_| twilio_error(400, code, "The 'To' number is not valid")).await;
         let (twilio, message) = twilio_at(&server.base_url, AUTH_TOKEN);
-        assert_permanent(send(&*twilio, &message).await, reason::INVALID_RECIPIENT);
+        assert_permanent(send(&*twilio, &message).await, FailureReason::InvalidRecipient);
     }
 }
 
@@ -148,7 +149,7 @@ async fn a_wrong_twilio_sender_fails_permanently_as_misconfigured() {
     for code in [21212, 21606] {
         let server = messages_api(move |_| twilio_error(400, code, "The 'From' number is not valid")).await;
         let (twilio, message) = twilio_at(&server.base_url, AUTH_TOKEN);
-        assert_permanent(send(&*twilio, &message).await, reason::PROVIDER_MISCONFIGURED);
+        assert_permanent(send(&*twilio, &message).await, FailureReason::ProviderMisconfigured);
     }
 }
 
@@ -157,7 +158,7 @@ async fn wrong_twilio_credentials_fail_permanently_as_provider_auth_failed() {
     let server = messages_api(queued).await;
     let (twilio, message) = twilio_at(&server.base_url, "not-the-token");
 
-    let detail = assert_permanent(send(&*twilio, &message).await, reason::PROVIDER_AUTH_FAILED);
+    let detail = assert_permanent(send(&*twilio, &message).await, FailureReason::ProviderAuthFailed);
     assert!(detail.contains("20003"), "{detail}");
 }
 
@@ -185,7 +186,7 @@ async fn any_other_twilio_refusal_fails_permanently_as_provider_rejected() {
             .await;
     let (twilio, message) = twilio_at(&server.base_url, AUTH_TOKEN);
 
-    let detail = assert_permanent(send(&*twilio, &message).await, reason::PROVIDER_REJECTED);
+    let detail = assert_permanent(send(&*twilio, &message).await, FailureReason::ProviderRejected);
     assert!(detail.contains("21617"), "{detail}");
 }
 

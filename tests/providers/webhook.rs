@@ -4,8 +4,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
+use convmsg::providers::FailureReason;
 use convmsg::providers::config::ProvidersConfig;
-use convmsg::providers::{Provider, ProviderError, TemplateMessage, reason};
+use convmsg::providers::{Provider, ProviderError, TemplateMessage};
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 
@@ -199,7 +200,7 @@ async fn a_webhook_answering_410_fails_permanently_as_endpoint_gone() {
     let server = receiver(SECRET, |_| Reply::text(410, "gone")).await;
     let (webhook, message) = webhook_at(&server.base_url);
 
-    assert_permanent(send(&*webhook, &message).await, reason::ENDPOINT_GONE);
+    assert_permanent(send(&*webhook, &message).await, FailureReason::EndpointGone);
 }
 
 #[tokio::test]
@@ -207,7 +208,7 @@ async fn other_webhook_refusals_fail_permanently_as_provider_rejected() {
     for status in [400, 401, 404, 422] {
         let server = receiver(SECRET, move |_| Reply::text(status, "no")).await;
         let (webhook, message) = webhook_at(&server.base_url);
-        let detail = assert_permanent(send(&*webhook, &message).await, reason::PROVIDER_REJECTED);
+        let detail = assert_permanent(send(&*webhook, &message).await, FailureReason::ProviderRejected);
         assert!(detail.contains(&status.to_string()), "{detail}");
     }
 }
@@ -218,7 +219,7 @@ async fn a_webhook_redirect_is_not_followed() {
         receiver(SECRET, |_| Reply::text(307, "").with_header("location", "http://127.0.0.1:9/elsewhere")).await;
     let (webhook, message) = webhook_at(&server.base_url);
 
-    assert_permanent(send(&*webhook, &message).await, reason::PROVIDER_REJECTED);
+    assert_permanent(send(&*webhook, &message).await, FailureReason::ProviderRejected);
     assert_eq!(server.requests().len(), 1);
 }
 
@@ -259,14 +260,14 @@ async fn a_channel_without_a_url_or_a_secret_is_misconfigured_and_nothing_is_sen
     let server = receiver(SECRET, |_| Reply::text(200, "")).await;
     let (webhook, mut message) = webhook_at(&server.base_url);
     message.channel_options.clear();
-    let detail = assert_permanent(send(&*webhook, &message).await, reason::PROVIDER_MISCONFIGURED);
+    let detail = assert_permanent(send(&*webhook, &message).await, FailureReason::ProviderMisconfigured);
     assert!(detail.contains("provider_options.url"), "{detail}");
 
     let mut config = loopback_config();
     config.webhook.timeout_ms = TIMEOUT_MS;
     let unsigned = provider(&config, "webhook");
     let (_, message) = webhook_at(&server.base_url);
-    let detail = assert_permanent(send(&*unsigned, &message).await, reason::PROVIDER_MISCONFIGURED);
+    let detail = assert_permanent(send(&*unsigned, &message).await, FailureReason::ProviderMisconfigured);
     assert!(detail.contains("providers.webhook.tenants.default.secret"), "{detail}");
 
     assert!(server.requests().is_empty());

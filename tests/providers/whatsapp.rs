@@ -3,8 +3,9 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use convmsg::providers::FailureReason;
 use convmsg::providers::config::ProvidersConfig;
-use convmsg::providers::{OutboundMessage, Provider, TemplateMessage, reason};
+use convmsg::providers::{OutboundMessage, Provider, TemplateMessage};
 use serde_json::json;
 
 use crate::fake::{
@@ -132,7 +133,7 @@ async fn a_whatsapp_message_without_an_approved_template_fails_without_calling_m
     let (whatsapp, mut message) = whatsapp_at(&server.base_url, TOKEN);
     message.template = None;
 
-    assert_permanent(send(&*whatsapp, &message).await, reason::APPROVED_EXTERNAL_TEMPLATE_REQUIRED);
+    assert_permanent(send(&*whatsapp, &message).await, FailureReason::ApprovedExternalTemplateRequired);
     assert!(server.requests().is_empty());
 }
 
@@ -142,7 +143,7 @@ async fn a_whatsapp_channel_without_a_phone_number_id_is_misconfigured() {
     let (whatsapp, mut message) = whatsapp_at(&server.base_url, TOKEN);
     message.channel_options.clear();
 
-    let detail = assert_permanent(send(&*whatsapp, &message).await, reason::PROVIDER_MISCONFIGURED);
+    let detail = assert_permanent(send(&*whatsapp, &message).await, FailureReason::ProviderMisconfigured);
     assert!(detail.contains("phone_number_id"), "{detail}");
     assert!(server.requests().is_empty());
 }
@@ -160,7 +161,7 @@ async fn a_whatsapp_message_outside_the_24_hour_window_fails_permanently_as_outs
     .await;
     let (whatsapp, message) = whatsapp_at(&server.base_url, TOKEN);
 
-    let detail = assert_permanent(send(&*whatsapp, &message).await, reason::OUTSIDE_MESSAGING_WINDOW);
+    let detail = assert_permanent(send(&*whatsapp, &message).await, FailureReason::OutsideMessagingWindow);
     assert!(detail.contains("131047"), "{detail}");
 }
 
@@ -169,14 +170,14 @@ async fn a_rejected_whatsapp_token_fails_permanently_as_provider_auth_failed() {
     let server = graph_api(accepted).await;
     let (whatsapp, message) = whatsapp_at(&server.base_url, "EAAG-revoked");
 
-    assert_permanent(send(&*whatsapp, &message).await, reason::PROVIDER_AUTH_FAILED);
+    assert_permanent(send(&*whatsapp, &message).await, FailureReason::ProviderAuthFailed);
 }
 
 #[tokio::test]
 async fn every_mapped_graph_error_code_gets_its_reason_or_is_transient() {
     // (code, HTTP status Meta answers with, expected reason; None = transient)
-    let table: &[(i64, u16, Option<&str>)] = &[
-        (131047, 400, Some(reason::OUTSIDE_MESSAGING_WINDOW)),
+    let table: &[(i64, u16, Option<FailureReason>)] = &[
+        (131047, 400, Some(FailureReason::OutsideMessagingWindow)),
         (130429, 400, None),
         (131056, 400, None),
         (131048, 400, None),
@@ -187,24 +188,24 @@ async fn every_mapped_graph_error_code_gets_its_reason_or_is_transient() {
         (131000, 500, None),
         (131016, 503, None),
         (133004, 503, None),
-        (131026, 400, Some(reason::INVALID_RECIPIENT)),
-        (131030, 400, Some(reason::INVALID_RECIPIENT)),
-        (131021, 400, Some(reason::INVALID_RECIPIENT)),
-        (131050, 400, Some(reason::END_USER_IS_NOT_OPTED_IN)),
-        (132001, 404, Some(reason::APPROVED_EXTERNAL_TEMPLATE_REQUIRED)),
-        (132015, 400, Some(reason::APPROVED_EXTERNAL_TEMPLATE_REQUIRED)),
-        (132016, 400, Some(reason::APPROVED_EXTERNAL_TEMPLATE_REQUIRED)),
-        (132000, 400, Some(reason::TEMPLATE_REJECTED)),
-        (132005, 400, Some(reason::TEMPLATE_REJECTED)),
-        (132007, 400, Some(reason::TEMPLATE_REJECTED)),
-        (132012, 400, Some(reason::TEMPLATE_REJECTED)),
-        (190, 401, Some(reason::PROVIDER_AUTH_FAILED)),
-        (0, 401, Some(reason::PROVIDER_AUTH_FAILED)),
-        (10, 403, Some(reason::PROVIDER_AUTH_FAILED)),
-        (200, 403, Some(reason::PROVIDER_AUTH_FAILED)),
+        (131026, 400, Some(FailureReason::InvalidRecipient)),
+        (131030, 400, Some(FailureReason::InvalidRecipient)),
+        (131021, 400, Some(FailureReason::InvalidRecipient)),
+        (131050, 400, Some(FailureReason::EndUserIsNotOptedIn)),
+        (132001, 404, Some(FailureReason::ApprovedExternalTemplateRequired)),
+        (132015, 400, Some(FailureReason::ApprovedExternalTemplateRequired)),
+        (132016, 400, Some(FailureReason::ApprovedExternalTemplateRequired)),
+        (132000, 400, Some(FailureReason::TemplateRejected)),
+        (132005, 400, Some(FailureReason::TemplateRejected)),
+        (132007, 400, Some(FailureReason::TemplateRejected)),
+        (132012, 400, Some(FailureReason::TemplateRejected)),
+        (190, 401, Some(FailureReason::ProviderAuthFailed)),
+        (0, 401, Some(FailureReason::ProviderAuthFailed)),
+        (10, 403, Some(FailureReason::ProviderAuthFailed)),
+        (200, 403, Some(FailureReason::ProviderAuthFailed)),
         // Not mapped: the HTTP status decides.
-        (100, 400, Some(reason::PROVIDER_REJECTED)),
-        (131049, 400, Some(reason::PROVIDER_REJECTED)),
+        (100, 400, Some(FailureReason::ProviderRejected)),
+        (131049, 400, Some(FailureReason::ProviderRejected)),
         (999_999, 503, None),
     ];
     for &(code, status, expected) in table {

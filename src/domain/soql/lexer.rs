@@ -6,23 +6,13 @@
 //! numbers carry their sign (SOQL has no arithmetic).
 
 use super::error::{Code, SoqlError};
+use crate::domain::query::CmpOp;
 
 /// Where a token starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Pos {
     pub row: u32,
     pub column: u32,
-}
-
-/// A comparison operator as written.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum OpTok {
-    Eq,
-    Ne,
-    Lt,
-    Le,
-    Gt,
-    Ge,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -39,7 +29,8 @@ pub enum Tok {
     Date(String),
     /// `YYYY-MM-DDThh:mm:ss[.fff](Z|±hh:mm|±hhmm)`.
     DateTime(String),
-    Op(OpTok),
+    /// A comparison operator as written (`=`, `!=`, `<`, `<=`, `>`, `>=`).
+    Op(CmpOp),
     LParen,
     RParen,
     Comma,
@@ -82,12 +73,12 @@ pub fn tokenize(query: &str) -> Result<Vec<Token>, SoqlError> {
             ',' => lexer.single(Tok::Comma),
             '.' => lexer.single(Tok::Dot),
             ':' => lexer.single(Tok::Colon),
-            '=' => lexer.single(Tok::Op(OpTok::Eq)),
-            '!' if lexer.peek(1) == Some('=') => lexer.double(Tok::Op(OpTok::Ne)),
-            '<' if lexer.peek(1) == Some('=') => lexer.double(Tok::Op(OpTok::Le)),
-            '>' if lexer.peek(1) == Some('=') => lexer.double(Tok::Op(OpTok::Ge)),
-            '<' => lexer.single(Tok::Op(OpTok::Lt)),
-            '>' => lexer.single(Tok::Op(OpTok::Gt)),
+            '=' => lexer.single(Tok::Op(CmpOp::Eq)),
+            '!' if lexer.peek(1) == Some('=') => lexer.double(Tok::Op(CmpOp::Ne)),
+            '<' if lexer.peek(1) == Some('=') => lexer.double(Tok::Op(CmpOp::Le)),
+            '>' if lexer.peek(1) == Some('=') => lexer.double(Tok::Op(CmpOp::Ge)),
+            '<' => lexer.single(Tok::Op(CmpOp::Lt)),
+            '>' => lexer.single(Tok::Op(CmpOp::Gt)),
             '\'' => lexer.string(pos)?,
             c if c.is_ascii_digit() => lexer.number_or_date(pos)?,
             '+' | '-' if lexer.peek(1).is_some_and(|d| d.is_ascii_digit()) => {
@@ -322,8 +313,8 @@ mod tests {
         assert_eq!(kinds[..4], [&ident("SELECT"), &ident("Id"), &Tok::Comma, &ident("Name")]);
         assert_eq!(tokens[4].pos, Pos { row: 2, column: 3 });
         assert_eq!(tokens[4].text, "FROM");
-        assert!(kinds.contains(&&Tok::Op(OpTok::Ne)));
-        assert!(kinds.contains(&&Tok::Op(OpTok::Le)));
+        assert!(kinds.contains(&&Tok::Op(CmpOp::Ne)));
+        assert!(kinds.contains(&&Tok::Op(CmpOp::Le)));
         assert!(kinds.contains(&&Tok::Number("-3.5".into())));
         assert_eq!(kinds.last(), Some(&&Tok::Eof));
     }

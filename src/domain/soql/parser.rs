@@ -17,7 +17,8 @@
 //! where it appears, naming the token.
 
 use super::error::{Code, SoqlError};
-use super::lexer::{OpTok, Pos, Tok, Token};
+use super::lexer::{Pos, Tok, Token};
+use crate::domain::query::CmpOp;
 
 /// A word or name with where it was written.
 #[derive(Debug, Clone, PartialEq)]
@@ -95,7 +96,7 @@ pub enum Expr {
     And(Vec<Expr>),
     Or(Vec<Expr>),
     Not(Box<Expr>),
-    Compare { field: Path, op: Spanned<OpTok>, value: Value },
+    Compare { field: Path, op: Spanned<CmpOp>, value: Value },
     In { field: Path, op_pos: Pos, negated: bool, values: Vec<Value> },
     Like { field: Path, op_pos: Pos, value: Value },
 }

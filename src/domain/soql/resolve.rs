@@ -5,7 +5,7 @@
 //! and error codes throughout; every refusal names its token and position.
 
 use super::error::{Code, SoqlError};
-use super::lexer::{OpTok, Pos};
+use super::lexer::Pos;
 use super::parser::{Expr, FieldsKind, Literal, OrderItem, Path, Query, SelectItem, Value as Lit};
 use crate::domain::ids::RecordId;
 use crate::domain::query::dates::{self, DateLiteral, Lookup};
@@ -273,7 +273,7 @@ fn condition(names: &Names, expr: &Expr, now_ms: i64) -> Result<Condition, SoqlE
         Expr::Not(inner) => Ok(Condition::Not(Box::new(condition(names, inner, now_ms)?))),
         Expr::Compare { field, op, value } => {
             let field = names.filterable(field)?;
-            compare(field, to_cmp(op.value), op.pos, value, now_ms)
+            compare(field, op.value, op.pos, value, now_ms)
         }
         Expr::In { field, op_pos, negated, values } => {
             let field = names.filterable(field)?;
@@ -286,17 +286,6 @@ fn condition(names: &Names, expr: &Expr, now_ms: i64) -> Result<Condition, SoqlE
             let field = names.filterable(field)?;
             like(field, *op_pos, value)
         }
-    }
-}
-
-fn to_cmp(op: OpTok) -> CmpOp {
-    match op {
-        OpTok::Eq => CmpOp::Eq,
-        OpTok::Ne => CmpOp::Ne,
-        OpTok::Lt => CmpOp::Lt,
-        OpTok::Le => CmpOp::Le,
-        OpTok::Gt => CmpOp::Gt,
-        OpTok::Ge => CmpOp::Ge,
     }
 }
 

@@ -152,7 +152,7 @@ pub async fn upsert_channel<C: Conn>(
     );
     sql.bind(id.as_str()).push(", ").bind(tenant).push(", ").bind(&c.developer_name).push(", ");
     sql.bind(&c.master_label).push(", ").bind(c.message_type.as_str()).push(", ");
-    sql.bind(c.consent_type.as_str()).push(", ").bind(&c.provider).push(", ");
+    sql.bind(c.consent_type.as_str()).push(", ").bind(c.provider.as_str()).push(", ");
     sql.bind(&c.messaging_platform_key).push(", ").bind(c.is_active).push(", ");
     sql.bind(c.rate_limit_per_second).push(", ").bind(options).push(", ").bind(now).push(", ").bind(now);
     sql.push(

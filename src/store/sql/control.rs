@@ -8,8 +8,8 @@ use super::counts::{self, Deltas};
 use super::outbox::{self, NewEvent};
 use super::{Conn, Sql};
 use crate::domain::RecordId;
-use crate::domain::delivery::reason;
 use crate::domain::model::{Picklist, RequestStatus};
+use crate::domain::reason::FailureReason;
 use crate::store::{CancelOutcome, RedriveScope, Redriven, StoreError, StoreResult};
 
 /// Cancels the tenant's request `id`: its `Pending` messages fail `Canceled`; when no
@@ -44,11 +44,11 @@ pub async fn cancel_request<C: Conn>(
         "UPDATE messages SET status = 'Failed', reason = $1, waiting_reason = NULL, waiting_since_ms = NULL, \
          next_attempt_ms = NULL, updated_ms = $2 WHERE request_id = $3 AND status = 'Pending' RETURNING identifier",
     );
-    fail.arg(reason::CANCELED).arg(now).arg(id.as_str());
+    fail.arg(FailureReason::Canceled.as_str()).arg(now).arg(id.as_str());
     let ended: Vec<(String,)> = conn.fetch_all(fail).await?;
     let mut events: Vec<NewEvent> = ended
         .into_iter()
-        .map(|(identifier,)| NewEvent::message_failed(tenant, id.as_str(), &identifier, reason::CANCELED, now))
+        .map(|(identifier,)| NewEvent::message_failed(tenant, id.as_str(), &identifier, FailureReason::Canceled, now))
         .collect();
     let mut in_flight =
         Sql::new(d, "SELECT CAST(COUNT(*) AS BIGINT) FROM messages WHERE status = 'InProgress' AND request_id = ");
@@ -77,7 +77,7 @@ pub async fn cancel_request<C: Conn>(
 }
 
 /// Queues again up to `limit` of the tenant's messages in `scope` that failed for a
-/// transient reason (`reason::REDRIVABLE`), skipping cancelled requests. Each keeps its
+/// transient reason (`RetriesExhausted`), skipping cancelled requests. Each keeps its
 /// identifier and starts a fresh retry schedule (attempts 0, due now). Their requests'
 /// rows are locked first (as every dispatcher write locks them), then: a `Completed`
 /// request is `Pending` and ready again, its CompletedDate cleared (it gets a new one
@@ -92,7 +92,7 @@ pub async fn redrive<C: Conn>(
     shard: i64,
 ) -> StoreResult<Option<Redriven>> {
     let d = conn.dialect();
-    let reason = reason::RETRIES_EXHAUSTED;
+    let reason = FailureReason::RetriesExhausted.as_str();
     let candidates = match scope {
         RedriveScope::Request(id) => {
             let mut exists = Sql::new(d, "SELECT id FROM send_requests WHERE id = ");
@@ -114,11 +114,11 @@ pub async fn redrive<C: Conn>(
                 d,
                 "SELECT m.identifier, m.request_id FROM messages m JOIN end_users e ON e.id = m.end_user_id \
                  JOIN send_requests r ON r.id = m.request_id \
-                 WHERE m.tenant = $1 AND m.status = 'Failed' AND m.reason = 'RetriesExhausted' \
-                 AND m.updated_ms >= $2 AND m.updated_ms < $3 AND e.channel_id = $4 AND r.canceled_ms IS NULL \
-                 ORDER BY m.updated_ms, m.identifier LIMIT $5",
+                 WHERE m.tenant = $1 AND m.status = 'Failed' AND m.reason = $2 \
+                 AND m.updated_ms >= $3 AND m.updated_ms < $4 AND e.channel_id = $5 AND r.canceled_ms IS NULL \
+                 ORDER BY m.updated_ms, m.identifier LIMIT $6",
             );
-            sql.arg(tenant).arg(*from_ms).arg(*before_ms).arg(channel.as_str()).arg(i64::from(limit) + 1);
+            sql.arg(tenant).arg(reason).arg(*from_ms).arg(*before_ms).arg(channel.as_str()).arg(i64::from(limit) + 1);
             sql
         }
     };

@@ -19,7 +19,7 @@ use super::counts::{self, Deltas};
 use super::outbox::{self, NewEvent};
 use super::{Conn, Rows, Sql};
 use crate::domain::RecordId;
-use crate::domain::delivery::reason;
+use crate::domain::reason::FailureReason;
 use crate::store::*;
 
 /// A message's send begins (it is `InProgress`, one more attempt).
@@ -173,7 +173,7 @@ pub async fn apply<C: Conn>(conn: &mut C, writes: &DeliveryWrites<'_>, shard: i6
         .zip(&kept)
         .filter(|(o, k)| **k && canceled(&o.request))
         .filter(|(o, _)| matches!(o.outcome, MessageOutcome::Retry { .. } | MessageOutcome::Wait { .. }))
-        .map(|(o, _)| Outcome { outcome: MessageOutcome::Failed { reason: reason::CANCELED.into() }, ..(*o).clone() })
+        .map(|(o, _)| Outcome { outcome: MessageOutcome::Failed { reason: FailureReason::Canceled }, ..(*o).clone() })
         .collect();
     let outcomes: Vec<&Outcome> = writes
         .outcomes
@@ -193,7 +193,7 @@ pub async fn apply<C: Conn>(conn: &mut C, writes: &DeliveryWrites<'_>, shard: i6
                     &tenant_of(&o.request),
                     o.request.as_str(),
                     &o.identifier,
-                    reason,
+                    *reason,
                     o.now_ms,
                 ));
             }
@@ -250,7 +250,7 @@ async fn record_outcomes<C: Conn>(conn: &mut C, outcomes: &[&&Outcome]) -> Store
                 ("Success", None, None, None, None, false, Some(provider_message_id.clone()), None, false, 0)
             }
             MessageOutcome::Failed { reason } => {
-                ("Failed", Some(reason.clone()), None, None, None, false, None, None, false, 0)
+                ("Failed", Some(reason.as_str().to_owned()), None, None, None, false, None, None, false, 0)
             }
             MessageOutcome::Retry { at_ms, error } => {
                 ("Pending", None, None, Some(*at_ms), None, true, None, Some(error.clone()), false, 0)
@@ -258,7 +258,7 @@ async fn record_outcomes<C: Conn>(conn: &mut C, outcomes: &[&&Outcome]) -> Store
             MessageOutcome::Wait { reason, since_ms, recheck_at_ms, loaded_at_ms } => (
                 "Pending",
                 None,
-                Some(reason.clone()),
+                Some(reason.as_str().to_owned()),
                 Some(*recheck_at_ms),
                 Some(*since_ms),
                 false,
@@ -357,7 +357,7 @@ async fn finish<C: Conn>(
         d,
         "UPDATE messages SET status = 'Failed', reason = $1, next_attempt_ms = NULL, waiting_reason = NULL          WHERE status = 'Pending' AND NOT EXISTS (SELECT 1 FROM end_users e WHERE e.id = messages.end_user_id) AND ",
     );
-    orphans.arg(reason::END_USER_DELETED).in_list("request_id", ids.clone());
+    orphans.arg(FailureReason::MessagingEndUserDeleted.as_str()).in_list("request_id", ids.clone());
     conn.execute(orphans).await?;
     let mut open = Sql::new(
         d,

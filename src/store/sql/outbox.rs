@@ -12,6 +12,7 @@ use sqlx::FromRow;
 
 use super::{Conn, Dialect, Rows, Sql};
 use crate::domain::events::{EventEndpoint, EventType};
+use crate::domain::reason::FailureReason;
 use crate::store::{StoreError, StoreResult};
 
 /// An event to enqueue with the state change it reports.
@@ -27,7 +28,13 @@ pub struct NewEvent {
 
 impl NewEvent {
     /// `message.failed`: `identifier` of `request` ended `Failed` with `reason` at `now_ms`.
-    pub fn message_failed(tenant: &str, request: &str, identifier: &str, reason: &str, now_ms: i64) -> NewEvent {
+    pub fn message_failed(
+        tenant: &str,
+        request: &str,
+        identifier: &str,
+        reason: FailureReason,
+        now_ms: i64,
+    ) -> NewEvent {
         NewEvent {
             tenant: tenant.to_owned(),
             kind: EventType::MessageFailed,
@@ -37,7 +44,7 @@ impl NewEvent {
                 "request_id": request,
                 "message_identifier": identifier,
                 "status": "Failed",
-                "reason": reason,
+                "reason": reason.as_str(),
                 "occurred_at": super::delivery::rfc3339(now_ms),
             }),
             now_ms,

@@ -191,7 +191,7 @@ impl DueRow {
                 master_label: self.master_label,
                 message_type,
                 consent_type: required,
-                provider: self.provider,
+                provider: parse_pick("channels.provider", &self.provider)?,
                 messaging_platform_key: self.channel_platform_key,
                 is_active: self.is_active,
                 rate_limit_per_second: self.rate_limit_per_second,

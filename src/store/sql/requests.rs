@@ -7,7 +7,7 @@ use super::counts::{self, Deltas};
 use super::{Conn, Dialect, Sql};
 use crate::domain::RecordId;
 use crate::domain::model::{Priority, RequestRecord, RequestStatus};
-use crate::store::rows::{MessageRow, RequestRow};
+use crate::store::rows::{MessageRow, RequestRow, parse_pick};
 use crate::store::{QueueStats, StoreResult};
 
 pub async fn get_request<C: Conn>(conn: &mut C, tenant: &str, id: &RecordId) -> StoreResult<Option<RequestRecord>> {
@@ -59,8 +59,12 @@ pub async fn queue_stats<C: Conn>(conn: &mut C, now: i64) -> StoreResult<QueueSt
         "SELECT waiting_reason, CAST(COUNT(*) AS BIGINT) FROM messages \
          WHERE status = 'Pending' AND waiting_reason IS NOT NULL GROUP BY waiting_reason",
     );
-    stats.held_by_reason =
-        conn.fetch_all::<(String, i64)>(held).await?.into_iter().map(|(r, n)| (r, n.max(0) as u64)).collect();
+    stats.held_by_reason = conn
+        .fetch_all::<(String, i64)>(held)
+        .await?
+        .into_iter()
+        .map(|(r, n)| Ok((parse_pick("messages.waiting_reason", &r)?, n.max(0) as u64)))
+        .collect::<StoreResult<_>>()?;
     Ok(stats)
 }
 
