@@ -288,7 +288,10 @@ pub fn mask(key: &str) -> String {
 /// W3C trace context and baggage, built once (it is asked of on every call).
 fn propagator() -> &'static TextMapCompositePropagator {
     static PROPAGATOR: std::sync::LazyLock<TextMapCompositePropagator> = std::sync::LazyLock::new(|| {
-        TextMapCompositePropagator::new(vec![Box::new(TraceContextPropagator::new()), Box::new(BaggagePropagator::new())])
+        TextMapCompositePropagator::new(vec![
+            Box::new(TraceContextPropagator::new()),
+            Box::new(BaggagePropagator::new()),
+        ])
     });
     &PROPAGATOR
 }

@@ -645,16 +645,15 @@ mod tests {
             let ns: Vec<Option<i64>> = (0..count).map(|i| (i % 3 != 0).then_some(i as i64)).collect();
             let flags: Vec<bool> = (0..count).map(|i| i % 2 == 0).collect();
             let rows = Rows::new().text("id", ids.clone()).opt_int("n", ns.clone()).bool("flag", flags.clone());
-            let affected = insert_rows(&mut conn, "INSERT INTO t (id, n, flag) SELECT id, n, flag FROM ", rows, " AS v")
-                .await
-                .expect("inserted");
+            let affected =
+                insert_rows(&mut conn, "INSERT INTO t (id, n, flag) SELECT id, n, flag FROM ", rows, " AS v")
+                    .await
+                    .expect("inserted");
             assert_eq!(affected, count as u64, "{count} rows, no padding");
             expected.extend(ids.into_iter().zip(ns).zip(flags).map(|((id, n), flag)| (id, n, flag)));
         }
-        let stored: Vec<(String, Option<i64>, bool)> = sqlx::query_as("SELECT id, n, flag FROM t ORDER BY rowid")
-            .fetch_all(&mut conn)
-            .await
-            .expect("read back");
+        let stored: Vec<(String, Option<i64>, bool)> =
+            sqlx::query_as("SELECT id, n, flag FROM t ORDER BY rowid").fetch_all(&mut conn).await.expect("read back");
         assert_eq!(stored, expected);
     }
 
