@@ -549,6 +549,15 @@ pub struct PoolStats {
     pub in_use: u32,
 }
 
+impl PoolStats {
+    /// A pool's use now (either backend's).
+    pub fn of<DB: sqlx::Database>(pool: &sqlx::Pool<DB>) -> Self {
+        let size = pool.size();
+        let idle = u32::try_from(pool.num_idle()).unwrap_or(u32::MAX).min(size);
+        PoolStats { idle, in_use: size - idle }
+    }
+}
+
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct QueueStats {
     /// Pending requests (due now or later).

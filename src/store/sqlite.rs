@@ -143,8 +143,6 @@ impl Backend for SqliteBackend {
     }
 
     fn pool_stats(&self) -> PoolStats {
-        let size = self.pool.size();
-        let idle = u32::try_from(self.pool.num_idle()).unwrap_or(u32::MAX).min(size);
-        PoolStats { idle, in_use: size - idle }
+        PoolStats::of(&self.pool)
     }
 }
