@@ -45,7 +45,7 @@ pub fn check_send(input: SendInput) {
         Err(violations) => return assert_client_error(AppError::Invalid(violations)),
     };
     let declared = declared();
-    match check_params(&declared, shaped.parameters) {
+    match check_params(&declared, shaped.parameters().to_vec()) {
         Ok(params) => {
             let layout: String = declared.iter().map(|d| format!("{{!{}}} ", d.name)).collect();
             let _ = convmsg::domain::delivery::render_text(&layout, &params);

@@ -172,6 +172,11 @@ impl ShapedSend {
         &self.end_user_ids
     }
 
+    /// The parameters as given, before `complete` checks them against the component.
+    pub fn parameters(&self) -> &[RawParam] {
+        &self.parameters
+    }
+
     pub fn subscription_id(&self) -> Option<&RecordId> {
         self.subscription_id.as_ref()
     }
