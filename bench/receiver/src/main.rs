@@ -28,7 +28,7 @@ async fn main() -> std::io::Result<()> {
         tokio::spawn(async move {
             let answer = service_fn(move |request: Request<Incoming>| async move {
                 // Read the whole body, as a provider would, before answering.
-                let _ = http_body_util_collect(request.into_body()).await;
+                let _ = drain(request.into_body()).await;
                 tokio::time::sleep(delay).await;
                 let mut response = Response::new(String::new());
                 *response.status_mut() = StatusCode::NO_CONTENT;
@@ -40,7 +40,7 @@ async fn main() -> std::io::Result<()> {
 }
 
 /// Drains a request body frame by frame.
-async fn http_body_util_collect(mut body: Incoming) -> Result<(), hyper::Error> {
+async fn drain(mut body: Incoming) -> Result<(), hyper::Error> {
     use hyper::body::Body;
     use std::pin::Pin;
     while let Some(frame) = std::future::poll_fn(|cx| Pin::new(&mut body).poll_frame(cx)).await {

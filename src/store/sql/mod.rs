@@ -381,8 +381,10 @@ pub async fn insert_rows<C: Conn>(conn: &mut C, head: &str, rows: Rows, tail: &s
         return conn.execute(sql).await;
     }
     let total = rows.len();
-    debug_assert!(rows.columns.first().is_some_and(|(_, c)| c.is_required()), "the first column filters the padding");
-    debug_assert!(!head.contains('$') && !tail.contains('$'), "the rows' placeholders are positional");
+    // Checked in release builds too: a NULL in a nullable first column would be taken
+    // for padding and its row silently not inserted.
+    assert!(rows.columns.first().is_some_and(|(_, c)| c.is_required()), "the first column filters the padding");
+    assert!(!head.contains('$') && !tail.contains('$'), "the rows' placeholders are positional");
     let names: Vec<&'static str> = rows.columns.iter().map(|(n, _)| *n).collect();
     let mut cells: Vec<std::vec::IntoIter<Arg>> =
         rows.columns.into_iter().map(|(_, c)| c.into_scalars().into_iter()).collect();
