@@ -143,8 +143,9 @@ impl Dispatcher {
                     for claim in claims {
                         let me = self.clone();
                         running.spawn(async move {
-                            if let Err(e) = me.process(claim.clone()).await {
-                                tracing::warn!(request_id = %claim.request_id, error = %crate::error::error_chain(&e), "delivery interrupted; the request will be resumed");
+                            let request_id = claim.request_id.clone();
+                            if let Err(e) = me.process(claim).await {
+                                tracing::warn!(request_id = %request_id, error = %crate::error::error_chain(&e), "delivery interrupted; the request will be resumed");
                             }
                         });
                     }
@@ -263,10 +264,11 @@ impl Dispatcher {
     /// Delivers the claim; when the database fails mid-way (unavailable or busy), tries
     /// again after a pause for as long as the lease holds, so an outage shorter than the
     /// lease does not leave the request waiting for its lease to expire.
-    async fn process_claim(self: Arc<Self>, claim: Claim) -> Result<Option<RequestStatus>, StoreError> {
+    async fn process_claim(self: Arc<Self>, mut claim: Claim) -> Result<Option<RequestStatus>, StoreError> {
         let mut attempt: u32 = 0;
+        let mut preloaded = claim.work.take();
         let result = loop {
-            match self.clone().process_claim_once(&claim).await {
+            match self.clone().process_claim_once(&claim, preloaded.take()).await {
                 Err(e @ (StoreError::Unavailable(_) | StoreError::Busy(_)))
                     if !self.stopping.is_cancelled()
                         && self.may_send(&claim.request_id, &claim.lease, self.clock.now_ms()) =>
@@ -291,9 +293,17 @@ impl Dispatcher {
         result
     }
 
-    async fn process_claim_once(self: Arc<Self>, claim: &Claim) -> Result<Option<RequestStatus>, StoreError> {
+    /// One go at the claim: with the work read at the claim, or read now.
+    async fn process_claim_once(
+        self: Arc<Self>,
+        claim: &Claim,
+        preloaded: Option<Box<Work>>,
+    ) -> Result<Option<RequestStatus>, StoreError> {
         async {
-            let work = self.store.load_work(claim, self.clock.now_ms()).await?;
+            let work = match preloaded {
+                Some(work) => *work,
+                None => self.store.load_work(claim, self.clock.now_ms()).await?,
+            };
             let params = params_from_json(&work.parameters_json);
             let now = self.clock.now_ms();
             let decisions: Vec<Gate> = work.items.iter().map(|item| self.decide(&work, item, now)).collect();
@@ -305,22 +315,48 @@ impl Dispatcher {
                 .zip(times)
                 .map(|((item, decision), time)| self.deliver(&work, &params, item, decision, time))
                 .collect();
-            let lost = futures_util::stream::iter(sends)
-                .buffer_unordered(self.settings.per_request_concurrency.max(1))
-                .fold(false, |lost, r| async move {
-                    if let Err(e) = &r {
-                        // The message stays due; finishing the claim makes it Pending again.
-                        tracing::warn!(error = %crate::error::error_chain(e), "recording a message outcome failed");
-                    }
-                    lost || matches!(r, Ok(false))
-                })
-                .await;
+            // A message's slot frees once its outcome is queued with the writer, not
+            // committed; the answers are awaited meanwhile (they tell the request's
+            // watchers). The claim's finish is queued behind the last outcome, and the
+            // writer applies writes in the order queued: most often they share a commit.
+            let mut sends =
+                futures_util::stream::iter(sends).buffer_unordered(self.settings.per_request_concurrency.max(1));
+            let mut answers = futures_util::stream::FuturesUnordered::new();
+            let mut lost = false;
+            loop {
+                tokio::select! {
+                    queued = sends.next() => match queued {
+                        Some(Ok(answer)) => answers.push(answer),
+                        Some(Err(e)) => outcome_not_recorded(&e),
+                        None => break,
+                    },
+                    Some(kept) = answers.next(), if !answers.is_empty() => match kept {
+                        Ok(kept) => lost |= !kept,
+                        Err(e) => outcome_not_recorded(&e),
+                    },
+                }
+            }
+            let finish = self.store.finish_request(&claim.lease, &claim.request_id, self.clock.now_ms()).await;
+            if finish.is_ok() {
+                // The slot frees with this commit: the claim loop queues its next claim
+                // behind the finish, so the claim takes the slot in the same commit.
+                self.events.work_available();
+            }
+            while let Some(kept) = answers.next().await {
+                match kept {
+                    Ok(kept) => lost |= !kept,
+                    Err(e) => outcome_not_recorded(&e),
+                }
+            }
+            let status = finish?.await?;
             if lost {
                 return Ok(None);
             }
-            let status = self.store.finish_request(&claim.lease, &claim.request_id, self.clock.now_ms()).await?;
             if status.is_some() {
                 self.events.request_changed(&claim.request_id);
+                if status == Some(RequestStatus::Completed) {
+                    self.events.events_enqueued(); // request.completed
+                }
                 if status == Some(RequestStatus::Pending) {
                     // It may already be due again (a retry in the past): look at once.
                     self.events.work_available();
@@ -384,8 +420,9 @@ impl Dispatcher {
             .is_some_and(|h| h.lease == lease && !h.lost.is_cancelled() && now + margin < h.valid_until_ms)
     }
 
-    /// Renders and sends one message the gate decided on, and records the outcome.
-    /// `Ok(false)` when the lease was lost (another replica owns the request now).
+    /// Renders and sends one message the gate decided on, and queues the outcome.
+    /// The answer comes to `false` when the lease was lost (another replica owns the
+    /// request now).
     async fn deliver(
         &self,
         work: &Work,
@@ -393,9 +430,9 @@ impl Dispatcher {
         item: &WorkItem,
         decision: Gate,
         time: SendTime,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Recorded, StoreError> {
         if self.stopping.is_cancelled() {
-            return Ok(true); // shutting down: the message stays due for whoever resumes
+            return Ok(known(true)); // shutting down: the message stays due for whoever resumes
         }
         let outcome = match decision {
             Gate::Fail(reason) => MessageOutcome::Failed { reason },
@@ -406,12 +443,12 @@ impl Dispatcher {
                 if let SendTime::Later(at_ms) = time {
                     // Back to the queue until the channel's slots near: no attempt counted.
                     let outcome = MessageOutcome::Retry { at_ms, error: RATE_LIMITED.into() };
-                    let kept = self
+                    let queued = self
                         .store
                         .record_outcome(&work.lease, &work.request_id, &item.identifier, &outcome, self.clock.now_ms())
                         .await?;
                     self.metrics.count_message("rate_limited", "none");
-                    return Ok(kept);
+                    return Ok(Box::pin(queued));
                 }
                 match tracing::info_span!(
                     "dispatch.render",
@@ -460,7 +497,7 @@ impl Dispatcher {
         item: &WorkItem,
         mut message: OutboundMessage,
         time: SendTime,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<Recorded, StoreError> {
         let Some(provider) = self.providers.get(item.channel.provider) else {
             let outcome = MessageOutcome::Failed { reason: FailureReason::ProviderMisconfigured };
             return self.record(work, item, outcome).await;
@@ -472,7 +509,7 @@ impl Dispatcher {
         loop {
             tokio::select! {
                 _ = self.clock.sleep_until(send_at) => {}
-                _ = self.stopping.cancelled() => return Ok(true), // not started: stays due
+                _ = self.stopping.cancelled() => return Ok(known(true)), // not started: stays due
             }
             // A provider paused the channel meanwhile: wait for the pause too.
             match self.paused_until(&item.channel.id) {
@@ -482,14 +519,14 @@ impl Dispatcher {
         }
         let now = self.clock.now_ms();
         if !self.may_send(&work.request_id, &work.lease, now) {
-            return Ok(false);
+            return Ok(known(false));
         }
         // The fence before the provider call: the lease still holds and the message is
         // still to send (a cancel on any replica makes it final first).
         match self.store.start_message(&work.lease, &work.request_id, &item.identifier, now).await? {
             Started::Sending => {}
-            Started::LeaseLost => return Ok(false),
-            Started::Final => return Ok(true),
+            Started::LeaseLost => return Ok(known(false)),
+            Started::Final => return Ok(known(true)),
         }
         self.events.request_changed(&work.request_id);
         let attempts = item.attempts + 1;
@@ -554,25 +591,48 @@ impl Dispatcher {
         self.record(work, item, outcome).await
     }
 
-    async fn record(&self, work: &Work, item: &WorkItem, outcome: MessageOutcome) -> Result<bool, StoreError> {
-        let kept = self
+    /// Queues the outcome; once it is committed, tells the request's watchers and counts it.
+    async fn record(&self, work: &Work, item: &WorkItem, outcome: MessageOutcome) -> Result<Recorded, StoreError> {
+        let queued = self
             .store
             .record_outcome(&work.lease, &work.request_id, &item.identifier, &outcome, self.clock.now_ms())
             .await?;
-        if kept {
-            self.events.request_changed(&work.request_id);
-            match &outcome {
-                MessageOutcome::Success { .. } => self.metrics.count_message("delivered", "none"),
-                MessageOutcome::Failed { reason } => self.metrics.count_message("failed", reason.as_str()),
-                MessageOutcome::Retry { .. } => {
-                    self.metrics.count_message("retry", "Transient");
-                    self.metrics.count_retry();
+        let (events, metrics, request) = (self.events.clone(), self.metrics.clone(), work.request_id.clone());
+        Ok(Box::pin(async move {
+            let kept = queued.await?;
+            if kept {
+                events.request_changed(&request);
+                if !matches!(outcome, MessageOutcome::Success { .. }) {
+                    // message.failed (a retry or a hold of a cancelled request fails too)
+                    events.events_enqueued();
                 }
-                MessageOutcome::Wait { reason, .. } => self.metrics.count_message("waiting", reason.as_str()),
+                match &outcome {
+                    MessageOutcome::Success { .. } => metrics.count_message("delivered", "none"),
+                    MessageOutcome::Failed { reason } => metrics.count_message("failed", reason.as_str()),
+                    MessageOutcome::Retry { .. } => {
+                        metrics.count_message("retry", "Transient");
+                        metrics.count_retry();
+                    }
+                    MessageOutcome::Wait { reason, .. } => metrics.count_message("waiting", reason.as_str()),
+                }
             }
-        }
-        Ok(kept)
+            Ok(kept)
+        }))
     }
+}
+
+/// A message's turn once its outcome is queued: awaiting it gives whether the outcome
+/// was kept (false: the lease was lost).
+type Recorded = futures_util::future::BoxFuture<'static, Result<bool, StoreError>>;
+
+/// The message stays due: finishing the claim makes it Pending again.
+fn outcome_not_recorded(e: &StoreError) {
+    tracing::warn!(error = %crate::error::error_chain(e), "recording a message outcome failed");
+}
+
+/// A turn whose answer is known without a write.
+fn known(kept: bool) -> Recorded {
+    Box::pin(std::future::ready(Ok(kept)))
 }
 
 /// A lease this process holds.

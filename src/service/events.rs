@@ -32,13 +32,16 @@ impl Events {
         self.work.notified().await;
     }
 
+    /// Tells the request's watchers (streams). Changes that queue status events say so
+    /// apart (`events_enqueued`): most changes queue none, and waking the event sender
+    /// for each would have it read the outbox for every message sent.
     pub fn request_changed(&self, id: &RecordId) {
         // No subscribers is fine.
         let _ = self.changes.send(id.clone());
-        self.outbox.notify_one();
     }
 
-    /// Status events were queued (a replay): wakes the sender.
+    /// Status events may have been queued (a message failed, a request completed or was
+    /// cancelled, a replay): wakes the sender.
     pub fn events_enqueued(&self) {
         self.outbox.notify_one();
     }

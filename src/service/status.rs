@@ -47,6 +47,7 @@ impl Service {
         }
         tracing::info!(request_id = %id, "request cancelled");
         self.events.request_changed(&id);
+        self.events.events_enqueued();
         self.store
             .get_request(&principal.tenant, &id)
             .await?

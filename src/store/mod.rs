@@ -31,6 +31,7 @@ pub use reads::RequestReads;
 pub use sql::outbox::{Attempt, AttemptResult, Disabled, DueDelivery, EndpointChange};
 pub use sql::receipts::{MessageKey, Receipt, ReceiptOutcome};
 pub use tokens::{ActiveToken, TokenGrant, TokenRecord, TokenSource};
+pub use writer::Queued;
 
 /// Cloneable so that one failed group commit can be reported to every caller in it.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -267,7 +268,10 @@ pub trait Store: RequestReads + Send + Sync + 'static {
         identifier: &str,
         now_ms: i64,
     ) -> StoreResult<Started>;
-    /// Records what happened to a message; false when the lease was lost.
+    /// Queues what happened to a message with the group-commit writer; awaiting the
+    /// answer gives whether it was recorded once committed (false: the lease was lost).
+    /// The caller need not wait before queuing the claim's finish: writes are applied in
+    /// the order queued, most often in one commit.
     async fn record_outcome(
         &self,
         owner: &str,
@@ -275,10 +279,16 @@ pub trait Store: RequestReads + Send + Sync + 'static {
         identifier: &str,
         outcome: &MessageOutcome,
         now_ms: i64,
-    ) -> StoreResult<bool>;
-    /// Ends `owner`'s claim: Completed when every message is final, else Pending again,
-    /// due when its earliest message is. `None` when the lease was lost.
-    async fn finish_request(&self, owner: &str, request: &RecordId, now_ms: i64) -> StoreResult<Option<RequestStatus>>;
+    ) -> StoreResult<Queued<bool>>;
+    /// Queues the end of `owner`'s claim, after the outcomes queued before it: Completed
+    /// when every message is final, else Pending again, due when its earliest message
+    /// is. The answer is `None` when the lease was lost.
+    async fn finish_request(
+        &self,
+        owner: &str,
+        request: &RecordId,
+        now_ms: i64,
+    ) -> StoreResult<Queued<Option<RequestStatus>>>;
     /// Gives back every lease the process `owner` holds (lease ids `<owner>#…`, at
     /// shutdown), so other replicas resume at once.
     async fn release_leases(&self, owner: &str, now_ms: i64) -> StoreResult<u64>;
@@ -465,7 +475,7 @@ pub enum CancelOutcome {
 }
 
 /// A request claimed for delivery.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Claim {
     pub request_id: RecordId,
     pub tenant: String,
@@ -481,6 +491,9 @@ pub struct Claim {
     /// The trace context stored at accept (`traceparent`, then `\n` and `tracestate`
     /// when there is one), so the delivery span can join the caller's trace.
     pub trace_context: Option<String>,
+    /// The request's work, read in the claim's transaction; a turn that must start
+    /// again (the database failed mid-way) reads it afresh (`Store::load_work`).
+    pub work: Option<Box<Work>>,
 }
 
 /// A claimed request and its due messages, with what the gate and the renderer need.

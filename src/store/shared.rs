@@ -38,7 +38,8 @@ pub trait Backend: Send + Sync + 'static {
     async fn begin_dispatch_write(&self) -> StoreResult<Self::Write> {
         self.begin_write().await
     }
-    /// Claims under the backend's claim lock (see `sql::delivery::claim`).
+    /// Claims atomically across replicas (see `sql::queue::claim`): on SQLite as a write
+    /// of the group-commit batch, on PostgreSQL under the claim lock.
     async fn claim(
         &self,
         lease: &str,
@@ -324,7 +325,7 @@ impl<B: Backend> Store for SqlStore<B> {
         identifier: &str,
         outcome: &MessageOutcome,
         now_ms: i64,
-    ) -> StoreResult<bool> {
+    ) -> StoreResult<Queued<bool>> {
         let outcome = Outcome {
             lease: owner.to_owned(),
             request: request.clone(),
@@ -332,12 +333,17 @@ impl<B: Backend> Store for SqlStore<B> {
             outcome: outcome.clone(),
             now_ms,
         };
-        through_writer!(self, self.backend.delivery_writer().record_outcome(outcome))
+        Ok(through_writer!(self, self.backend.delivery_writer().record_outcome(outcome))?.watched(&self.health))
     }
 
-    async fn finish_request(&self, owner: &str, request: &RecordId, now_ms: i64) -> StoreResult<Option<RequestStatus>> {
+    async fn finish_request(
+        &self,
+        owner: &str,
+        request: &RecordId,
+        now_ms: i64,
+    ) -> StoreResult<Queued<Option<RequestStatus>>> {
         let finish = Finish { lease: owner.to_owned(), request: request.clone(), now_ms };
-        through_writer!(self, self.backend.delivery_writer().finish(finish))
+        Ok(through_writer!(self, self.backend.delivery_writer().finish(finish))?.watched(&self.health))
     }
 
     async fn release_leases(&self, owner: &str, now_ms: i64) -> StoreResult<u64> {

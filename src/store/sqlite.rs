@@ -1,9 +1,9 @@
 //! The embedded SQLite backend: one file in WAL mode with `synchronous=FULL`, so an
 //! acknowledged request has reached the disk (fsync of the WAL) before the caller hears
 //! of it. SQLite has one write lock, so one writer task does every write of the process
-//! on its own connection: accepts and the dispatcher's writes are group-committed, many
-//! to a transaction and one fsync; every other write (provisioning, claims, retention)
-//! borrows that connection between batches. Reads use two pools of their own — the
+//! on its own connection: accepts and the dispatcher's writes (claims too) are
+//! group-committed, many to a transaction and one fsync; every other write (provisioning,
+//! retention) borrows that connection between batches. Reads use two pools of their own — the
 //! doors', and the dispatcher's — so neither starves the other and no read waits on a
 //! write (WAL).
 
@@ -19,8 +19,8 @@ use sqlx::sqlite::{
 };
 
 use super::shared::{Backend, SqlStore};
-use super::sql::{Conn, counts, queue};
-use super::writer::{Connect, Loaned, Writer};
+use super::sql::{Conn, counts};
+use super::writer::{ClaimAsk, Connect, Loaned, Writer};
 use super::*;
 
 /// Settings for the SQLite store.
@@ -124,10 +124,10 @@ impl Backend for SqliteBackend {
         max_in_progress: u32,
         batch: u32,
     ) -> StoreResult<Vec<Claim>> {
-        let mut tx = self.begin_write().await?;
-        let claims = queue::claim(&mut *tx, lease, now_ms, lease_ms, max_in_progress, batch, 0).await?;
-        self.commit(tx).await?;
-        Ok(claims)
+        // In the writer's next batch, after its finishes: the claim shares their commit
+        // and takes the slots they freed.
+        let ask = ClaimAsk { lease: lease.to_owned(), now_ms, lease_ms, max_in_progress, batch };
+        self.writer.claim(ask).await
     }
 
     fn accept_writer(&self) -> &Writer<SqliteConnection> {

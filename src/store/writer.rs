@@ -1,11 +1,13 @@
 //! The group-commit writer: one task owns one database connection and records whatever
 //! writes are waiting — accepts, and the dispatcher's message starts, outcomes, lease
-//! renewals and claim ends — in ONE transaction and one commit (one fsync / WAL flush),
-//! so durability is shared instead of paid per write. On SQLite a single writer does
+//! renewals, claim ends and (SQLite) claims — in ONE transaction and one commit (one
+//! fsync / WAL flush), so durability is shared instead of paid per write. Within a batch
+//! the kinds are applied in that order, so a claim sees the slots the batch's finishes
+//! freed, and a finish sees the outcomes queued before it. On SQLite a single writer does
 //! every write of the process (SQLite has one write lock; other writes borrow the
 //! writer's connection between batches, `Loan`); on PostgreSQL each replica runs one for
 //! accepts and one for the dispatcher, on connections of their own, so neither waits for
-//! a pool connection behind callers.
+//! a pool connection behind callers (its claims take a lock of their own, `postgres`).
 //!
 //! An answer is sent only after `COMMIT` succeeded on a live connection. If the batch
 //! fails because the database is unavailable, every write in it is refused UNAVAILABLE
@@ -22,13 +24,15 @@ use std::sync::Arc;
 
 use tokio::sync::{mpsc, oneshot};
 
+use super::health::Health;
 use super::sql::Conn;
 use super::sql::accept::{self, AcceptItem};
 use super::sql::delivery::{self, DeliveryWrites, Finish, Outcome, Renewal, Start};
+use super::sql::queue;
 use super::sql::receipts::{self, Receipt, ReceiptOutcome};
 use crate::domain::model::RequestStatus;
 use crate::domain::send::NewSendRequest;
-use crate::store::{AcceptOutcome, Started, StoreError, StoreResult};
+use crate::store::{AcceptOutcome, Claim, Started, StoreError, StoreResult};
 
 /// Opens a fresh connection for the writer.
 pub type Connect<C> = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = StoreResult<C>> + Send>> + Send + Sync>;
@@ -47,10 +51,53 @@ pub enum Op<C> {
     Outcome(Outcome, Reply<bool>),
     Renew(Renewal, Reply<Vec<bool>>),
     Finish(Finish, Reply<Option<RequestStatus>>),
+    /// Claims due requests (see `sql::queue::claim`), after the batch's finishes.
+    Claim(ClaimAsk, Reply<Vec<Claim>>),
     /// Delivery receipts from providers (one call's worth), answered in order.
     Receipts(Vec<Receipt>, Reply<Vec<ReceiptOutcome>>),
     /// Lends the connection, between batches, for a transaction of the borrower's own.
     Loan(oneshot::Sender<Loaned<C>>),
+}
+
+/// What a claim asks for (see `Store::claim_requests`).
+#[derive(Debug, Clone)]
+pub struct ClaimAsk {
+    pub lease: String,
+    pub now_ms: i64,
+    pub lease_ms: i64,
+    pub max_in_progress: u32,
+    pub batch: u32,
+}
+
+/// A write the writer has taken: awaiting it gives its result once its batch committed
+/// (or was refused). Writes are taken in the order they were queued, so a write queued
+/// after this one is applied in the same transaction or a later one.
+pub struct Queued<T> {
+    answer: oneshot::Receiver<StoreResult<T>>,
+    /// Told what the write came to (an unavailable database is probed at once).
+    health: Option<Arc<Health>>,
+}
+
+impl<T> Queued<T> {
+    /// Reports the answer to `health` too.
+    pub fn watched(mut self, health: &Arc<Health>) -> Self {
+        self.health = Some(health.clone());
+        self
+    }
+}
+
+impl<T> Future for Queued<T> {
+    type Output = StoreResult<T>;
+    fn poll(mut self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> std::task::Poll<Self::Output> {
+        let this = &mut *self;
+        Pin::new(&mut this.answer).poll(cx).map(|answer| {
+            let result = answer.map_err(|_| closed()).and_then(|r| r);
+            match &this.health {
+                Some(health) => health.observe(result),
+                None => result,
+            }
+        })
+    }
 }
 
 /// The sending side, cheap to clone.
@@ -81,10 +128,15 @@ impl<C: Conn + 'static> Writer<C> {
         self.ops.send(op).await.map_err(|_| closed())
     }
 
-    async fn ask<T>(&self, op: impl FnOnce(Reply<T>) -> Op<C>) -> StoreResult<T> {
+    /// Queues the write; its answer comes later.
+    async fn queue<T>(&self, op: impl FnOnce(Reply<T>) -> Op<C>) -> StoreResult<Queued<T>> {
         let (reply, answer) = oneshot::channel();
         self.send(op(reply)).await?;
-        answer.await.map_err(|_| closed())?
+        Ok(Queued { answer, health: None })
+    }
+
+    async fn ask<T>(&self, op: impl FnOnce(Reply<T>) -> Op<C>) -> StoreResult<T> {
+        self.queue(op).await?.await
     }
 
     pub async fn accept(&self, tenant: &str, request: NewSendRequest, now_ms: i64) -> StoreResult<AcceptOutcome> {
@@ -95,16 +147,20 @@ impl<C: Conn + 'static> Writer<C> {
         self.ask(|reply| Op::Start(start, reply)).await
     }
 
-    pub async fn record_outcome(&self, outcome: Outcome) -> StoreResult<bool> {
-        self.ask(|reply| Op::Outcome(outcome, reply)).await
+    pub async fn record_outcome(&self, outcome: Outcome) -> StoreResult<Queued<bool>> {
+        self.queue(|reply| Op::Outcome(outcome, reply)).await
     }
 
     pub async fn renew(&self, renewal: Renewal) -> StoreResult<Vec<bool>> {
         self.ask(|reply| Op::Renew(renewal, reply)).await
     }
 
-    pub async fn finish(&self, finish: Finish) -> StoreResult<Option<RequestStatus>> {
-        self.ask(|reply| Op::Finish(finish, reply)).await
+    pub async fn finish(&self, finish: Finish) -> StoreResult<Queued<Option<RequestStatus>>> {
+        self.queue(|reply| Op::Finish(finish, reply)).await
+    }
+
+    pub async fn claim(&self, ask: ClaimAsk) -> StoreResult<Vec<Claim>> {
+        self.ask(|reply| Op::Claim(ask, reply)).await
     }
 
     pub async fn record_receipts(&self, receipts: Vec<Receipt>) -> StoreResult<Vec<ReceiptOutcome>> {
@@ -212,6 +268,7 @@ struct Batch<C> {
     outcomes: Vec<(Outcome, Reply<bool>)>,
     renewals: Vec<(Renewal, Reply<Vec<bool>>)>,
     finishes: Vec<(Finish, Reply<Option<RequestStatus>>)>,
+    claims: Vec<(ClaimAsk, Reply<Vec<Claim>>)>,
     receipts: Vec<(Vec<Receipt>, Reply<Vec<ReceiptOutcome>>)>,
     _conn: std::marker::PhantomData<fn() -> C>,
 }
@@ -224,6 +281,7 @@ impl<C> Batch<C> {
             outcomes: Vec::new(),
             renewals: Vec::new(),
             finishes: Vec::new(),
+            claims: Vec::new(),
             receipts: Vec::new(),
             _conn: std::marker::PhantomData,
         };
@@ -234,6 +292,7 @@ impl<C> Batch<C> {
                 Op::Outcome(o, reply) => b.outcomes.push((o, reply)),
                 Op::Renew(r, reply) => b.renewals.push((r, reply)),
                 Op::Finish(f, reply) => b.finishes.push((f, reply)),
+                Op::Claim(c, reply) => b.claims.push((c, reply)),
                 Op::Receipts(r, reply) => b.receipts.push((r, reply)),
                 Op::Loan(_) => unreachable!("loans are served apart"),
             }
@@ -253,6 +312,7 @@ impl<C> Batch<C> {
         ops.extend(self.outcomes.into_iter().map(|(o, r)| Op::Outcome(o, r)));
         ops.extend(self.renewals.into_iter().map(|(x, r)| Op::Renew(x, r)));
         ops.extend(self.finishes.into_iter().map(|(f, r)| Op::Finish(f, r)));
+        ops.extend(self.claims.into_iter().map(|(c, r)| Op::Claim(c, r)));
         ops.extend(self.receipts.into_iter().map(|(x, r)| Op::Receipts(x, r)));
         ops
     }
@@ -262,6 +322,7 @@ impl<C> Batch<C> {
 struct Written {
     accepts: Vec<AcceptOutcome>,
     delivery: delivery::DeliveryResults,
+    claims: Vec<Vec<Claim>>,
     receipts: Vec<ReceiptOutcome>,
 }
 
@@ -276,10 +337,15 @@ async fn write_all<C: Conn>(conn: &mut C, b: &Batch<C>, shard: i64) -> StoreResu
         finishes: b.finishes.iter().map(|(f, _)| f).collect(),
     };
     let delivery = delivery::apply(conn, &writes, shard).await?;
+    // After the finishes: a claim takes the slots they freed.
+    let mut claims = Vec::with_capacity(b.claims.len());
+    for (c, _) in &b.claims {
+        claims.push(queue::claim(conn, &c.lease, c.now_ms, c.lease_ms, c.max_in_progress, c.batch, shard).await?);
+    }
     // After the outcomes, so a receipt finds the provider id recorded in the same batch.
     let all: Vec<&Receipt> = b.receipts.iter().flat_map(|(r, _)| r).collect();
     let receipts = receipts::record(conn, &all).await?;
-    Ok(Written { accepts, delivery, receipts })
+    Ok(Written { accepts, delivery, claims, receipts })
 }
 
 /// `BEGIN` (the connection's dialect decides how), the writes, `COMMIT`.
@@ -318,6 +384,9 @@ fn answer<C>(b: Batch<C>, written: Written) {
     for ((_, reply), status) in b.finishes.into_iter().zip(written.delivery.finishes) {
         let _ = reply.send(Ok(status));
     }
+    for ((_, reply), claimed) in b.claims.into_iter().zip(written.claims) {
+        let _ = reply.send(Ok(claimed));
+    }
     let mut outcomes = written.receipts.into_iter();
     for (receipts, reply) in b.receipts {
         let _ = reply.send(Ok(outcomes.by_ref().take(receipts.len()).collect()));
@@ -332,6 +401,7 @@ fn refuse<C>(ops: Vec<Op<C>>, e: &StoreError) {
             Op::Outcome(_, reply) => drop(reply.send(Err(e.clone()))),
             Op::Renew(_, reply) => drop(reply.send(Err(e.clone()))),
             Op::Finish(_, reply) => drop(reply.send(Err(e.clone()))),
+            Op::Claim(_, reply) => drop(reply.send(Err(e.clone()))),
             Op::Receipts(_, reply) => drop(reply.send(Err(e.clone()))),
             Op::Loan(_) => {}
         }

@@ -570,3 +570,49 @@ async fn a_message_sent_after_a_session_wait_starts_a_fresh_wait_if_its_retry_me
         (pb::MessageState::Pending as i32, "", "SessionActive")
     );
 }
+
+/// A claim reads the work of every request it took in its own transaction, set-wise:
+/// each claim carries its own request's due messages, in recipient order, with its
+/// component and parameters, and none of another request's.
+#[tokio::test]
+async fn each_claim_carries_the_work_of_its_own_request_read_in_the_claim() {
+    let fake = FakeProvider::new(ManualClockFor::clock());
+    let app = spawn_with_fake(&fake, false, |_| {}).await;
+    let fx = fake_fixture(&app, 4).await;
+    let mut sent = Vec::new();
+    for (i, recipients) in [&fx.end_user_ids[..1], &fx.end_user_ids[1..4], &fx.end_user_ids[..]].into_iter().enumerate()
+    {
+        let mut request = fx.request();
+        request.messaging_end_user_ids = recipients.iter().rev().cloned().collect();
+        request.messaging_definition_input_parameters = vec![text_param("CustomerName", &format!("Ada {i}"))];
+        sent.push((send(&app, request.clone()).await, request));
+        app.clock.advance_ms(1);
+    }
+    let claims = app.dispatcher.claim().await.unwrap();
+    assert_eq!(claims.len(), 3);
+    for (claim, (response, request)) in claims.iter().zip(&sent) {
+        assert_eq!(claim.request_id.as_str(), response.request_id, "FIFO");
+        let work = claim.work.as_ref().expect("the claim read its work");
+        assert_eq!(work.request_id, claim.request_id);
+        assert_eq!(work.lease, claim.lease);
+        assert_eq!(work.definition_name, fx.definition.api_name);
+        assert!(work.definition.is_some());
+        let name = match &request.messaging_definition_input_parameters[0].value {
+            Some(pb::message_definition_input_parameter::Value::TextValue(v)) => v.clone(),
+            other => panic!("{other:?}"),
+        };
+        assert!(work.parameters_json.contains(&name), "{} has {name}", work.parameters_json);
+        let identifiers: Vec<&str> = work.items.iter().map(|i| i.identifier.as_str()).collect();
+        assert_eq!(identifiers, response.message_identifiers.iter().map(String::as_str).collect::<Vec<_>>());
+        let users: Vec<&str> = work.items.iter().map(|i| i.end_user.id.as_str()).collect();
+        assert_eq!(users, request.messaging_end_user_ids.iter().map(String::as_str).collect::<Vec<_>>());
+        assert!(work.items.iter().all(|i| i.channel.id.as_str() == fx.channel.id && i.attempts == 0));
+    }
+    // The turns deliver what their claims read.
+    for claim in claims {
+        let id = claim.request_id.clone();
+        let processed = app.dispatcher.clone().process(claim).await.unwrap();
+        assert_eq!(processed, Some(RequestStatus::Completed), "{id}");
+    }
+    assert_eq!(fake.sent().len(), 1 + 3 + 4);
+}

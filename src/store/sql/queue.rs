@@ -1,5 +1,6 @@
-//! Reading the delivery queue, both backends: claiming due requests and reading a
-//! claim's work in one joined query.
+//! Reading the delivery queue, both backends: claiming due requests and reading their
+//! work set-wise (three statements for however many requests and messages), inside the
+//! claim's transaction, so a claimed request's turn starts without a read of its own.
 //!
 //! The queue: a `Pending` request is either ready (`waiting = FALSE`: claimable now,
 //! kept in accept order by a partial index) or delayed until `due_ms` (a retry, a
@@ -10,6 +11,8 @@
 //! taken over first, then the lane policy (`domain::schedule::split_room`) shares the
 //! free slots between the lanes, FIFO within each (original accept time, then insertion
 //! order).
+
+use std::collections::HashMap;
 
 use super::counts::{self, Deltas};
 use super::{Conn, Dialect, Sql};
@@ -113,7 +116,7 @@ pub async fn claim<C: Conn>(
     let fresh = picked.iter().filter(|c| !c.takeover).count() as i64;
     deltas.moved(RequestStatus::Pending, RequestStatus::InProgress, fresh);
     counts::apply(conn, shard, &deltas).await?;
-    Ok(picked
+    let mut claims: Vec<Claim> = picked
         .into_iter()
         .map(|c| Claim {
             request_id: RecordId::from_trusted(c.id),
@@ -122,12 +125,19 @@ pub async fn claim<C: Conn>(
             accepted_ms: c.accepted_ms,
             takeover: c.takeover,
             trace_context: c.trace_context,
+            work: None,
         })
-        .collect())
+        .collect();
+    let works = load_works(conn, &claims, now).await?;
+    for (claim, work) in claims.iter_mut().zip(works) {
+        claim.work = Some(Box::new(work));
+    }
+    Ok(claims)
 }
 
 #[derive(sqlx::FromRow)]
 struct WorkRow {
+    id: String,
     definition_id: String,
     definition_name: String,
     parameters: String,
@@ -142,6 +152,7 @@ struct WorkRow {
 /// consent, in one row.
 #[derive(sqlx::FromRow)]
 struct DueRow {
+    request_id: String,
     identifier: String,
     end_user_id: String,
     platform_key: String,
@@ -213,25 +224,44 @@ impl DueRow {
     }
 }
 
-/// What a claimed request needs to send its due messages: three queries whatever the
-/// number of messages (the request, its component, the due messages joined with their
-/// end users, channels, sessions and consents).
+/// What a claimed request needs to send its due messages (see `load_works`).
 pub async fn load_work<C: Conn>(conn: &mut C, claim: &Claim, now: i64) -> StoreResult<Work> {
+    let mut works = load_works(conn, std::slice::from_ref(claim), now).await?;
+    works.pop().ok_or_else(|| StoreError::Corrupt(format!("send_requests: no row {}", claim.request_id)))
+}
+
+/// What each claimed request needs to send its due messages, in the claims' order:
+/// three statements however many requests and messages (the requests, their
+/// components, and the due messages joined with their end users, channels, latest
+/// session status and subscription consent).
+pub async fn load_works<C: Conn>(conn: &mut C, claims: &[Claim], now: i64) -> StoreResult<Vec<Work>> {
+    if claims.is_empty() {
+        return Ok(Vec::new());
+    }
     let d = conn.dialect();
+    let ids: Vec<String> = claims.iter().map(|c| c.request_id.as_str().to_owned()).collect();
     let mut sql = Sql::new(
         d,
-        "SELECT definition_id, definition_name, parameters, enforce_consent, consent_type, subscription_id, \
-         allowed_session_status, trace_context FROM send_requests WHERE id = ",
+        "SELECT id, definition_id, definition_name, parameters, enforce_consent, consent_type, subscription_id, \
+         allowed_session_status, trace_context FROM send_requests WHERE ",
     );
-    sql.bind(claim.request_id.as_str());
-    let row: WorkRow = conn.fetch_one(sql).await?;
-    let mut sql = Sql::new(d, "SELECT * FROM message_definitions WHERE id = ");
-    sql.bind(&row.definition_id);
-    let definition: Option<DefinitionRow> = conn.fetch_optional(sql).await?;
+    sql.in_list("id", ids.clone());
+    let mut rows: HashMap<String, WorkRow> =
+        conn.fetch_all::<WorkRow>(sql).await?.into_iter().map(|r| (r.id.clone(), r)).collect();
+    let mut definition_ids: Vec<String> = rows.values().map(|r| r.definition_id.clone()).collect();
+    definition_ids.sort_unstable();
+    definition_ids.dedup();
+    let mut sql = Sql::new(d, "SELECT * FROM message_definitions WHERE ");
+    sql.in_list("id", definition_ids);
+    let mut definitions: HashMap<String, MessageDefinition> = HashMap::new();
+    for row in conn.fetch_all::<DefinitionRow>(sql).await? {
+        let definition = row.into_record()?;
+        definitions.insert(definition.id.as_str().to_owned(), definition);
+    }
     let mut sql = Sql::new(
         d,
         &format!(
-            "SELECT m.identifier, m.end_user_id, m.platform_key, m.attempts, m.waiting_since_ms, \
+            "SELECT m.request_id, m.identifier, m.end_user_id, m.platform_key, m.attempts, m.waiting_since_ms, \
              e.name AS end_user_name, e.consent_status, e.created_ms AS end_user_created_ms, \
              e.updated_ms AS end_user_updated_ms, c.id AS channel_id, c.developer_name, c.master_label, \
              c.message_type, c.consent_type AS channel_consent_type, c.provider, \
@@ -239,29 +269,45 @@ pub async fn load_work<C: Conn>(conn: &mut C, claim: &Claim, now: i64) -> StoreR
              c.created_ms AS channel_created_ms, c.updated_ms AS channel_updated_ms, \
              (SELECT s.status FROM sessions s WHERE s.tenant = m.tenant AND s.end_user_id = m.end_user_id \
               ORDER BY s.created_ms DESC, s.{} DESC LIMIT 1) AS session_status, \
-             (SELECT sc.status FROM subscription_consents sc WHERE sc.subscription_id = $3 \
+             (SELECT sc.status FROM subscription_consents sc WHERE sc.subscription_id = r.subscription_id \
               AND sc.end_user_id = m.end_user_id) AS subscription_consent \
-             FROM messages m JOIN end_users e ON e.id = m.end_user_id JOIN channels c ON c.id = e.channel_id \
-             WHERE m.request_id = $1 AND m.status IN ('Pending', 'InProgress') \
-             AND (m.next_attempt_ms IS NULL OR m.next_attempt_ms <= $2) ORDER BY m.position",
+             FROM messages m JOIN send_requests r ON r.id = m.request_id \
+             JOIN end_users e ON e.id = m.end_user_id JOIN channels c ON c.id = e.channel_id \
+             WHERE m.status IN ('Pending', 'InProgress') \
+             AND (m.next_attempt_ms IS NULL OR m.next_attempt_ms <= ",
             d.seq()
         ),
     );
-    sql.arg(claim.request_id.as_str()).arg(now).arg(row.subscription_id.clone());
-    let due: Vec<DueRow> = conn.fetch_all(sql).await?;
-    Ok(Work {
-        request_id: claim.request_id.clone(),
-        tenant: claim.tenant.clone(),
-        lease: claim.lease.clone(),
-        loaded_at_ms: now,
-        definition_name: row.definition_name,
-        definition: definition.map(DefinitionRow::into_record).transpose()?,
-        parameters_json: row.parameters,
-        enforce_consent: row.enforce_consent,
-        consent_type: parse_pick("send_requests.consent_type", &row.consent_type)?,
-        subscription_id: row.subscription_id.map(RecordId::from_trusted),
-        allowed_session_status: parse_pick("send_requests.allowed_session_status", &row.allowed_session_status)?,
-        trace_context: row.trace_context,
-        items: due.into_iter().map(DueRow::into_item).collect::<StoreResult<Vec<_>>>()?,
-    })
+    sql.bind(now).push(") AND ").in_list("m.request_id", ids).push(" ORDER BY m.request_id, m.position");
+    let mut due: HashMap<String, Vec<WorkItem>> = HashMap::new();
+    for row in conn.fetch_all::<DueRow>(sql).await? {
+        let request = row.request_id.clone();
+        due.entry(request).or_default().push(row.into_item()?);
+    }
+    claims
+        .iter()
+        .map(|claim| {
+            let row = rows
+                .remove(claim.request_id.as_str())
+                .ok_or_else(|| StoreError::Corrupt(format!("send_requests: no row {}", claim.request_id)))?;
+            Ok(Work {
+                request_id: claim.request_id.clone(),
+                tenant: claim.tenant.clone(),
+                lease: claim.lease.clone(),
+                loaded_at_ms: now,
+                definition_name: row.definition_name,
+                definition: definitions.get(&row.definition_id).cloned(),
+                parameters_json: row.parameters,
+                enforce_consent: row.enforce_consent,
+                consent_type: parse_pick("send_requests.consent_type", &row.consent_type)?,
+                subscription_id: row.subscription_id.map(RecordId::from_trusted),
+                allowed_session_status: parse_pick(
+                    "send_requests.allowed_session_status",
+                    &row.allowed_session_status,
+                )?,
+                trace_context: row.trace_context,
+                items: due.remove(claim.request_id.as_str()).unwrap_or_default(),
+            })
+        })
+        .collect()
 }
