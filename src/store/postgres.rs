@@ -27,6 +27,7 @@ use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions};
 use sqlx::{Connection, Postgres, Transaction};
 
 use super::shared::{Backend, SqlStore};
+use super::sql::counts::Deltas;
 use super::sql::{Conn, Dialect, Sql, counts, queue};
 use super::writer::{Connect, Writer};
 use super::*;
@@ -142,7 +143,9 @@ impl Backend for PgBackend {
         let mut lock = Sql::new(Dialect::Postgres, "SELECT pg_advisory_xact_lock(");
         lock.bind(CLAIM_LOCK).push(")");
         Conn::execute(&mut *tx, lock).await?;
-        let claims = queue::claim(&mut *tx, lease, now_ms, lease_ms, max_in_progress, batch, self.shard + 2).await?;
+        let mut deltas = Deltas::default();
+        let claims = queue::claim(&mut *tx, lease, now_ms, lease_ms, max_in_progress, batch, &mut deltas).await?;
+        counts::apply(&mut *tx, self.shard + 2, &deltas).await?;
         tx.commit().await?;
         Ok(claims)
     }

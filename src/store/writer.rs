@@ -27,6 +27,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::health::Health;
 use super::sql::Conn;
 use super::sql::accept::{self, AcceptItem};
+use super::sql::counts::{self, Deltas};
 use super::sql::delivery::{self, DeliveryWrites, Finish, Outcome, Renewal, Start};
 use super::sql::queue;
 use super::sql::receipts::{self, Receipt, ReceiptOutcome};
@@ -329,19 +330,22 @@ struct Written {
 async fn write_all<C: Conn>(conn: &mut C, b: &Batch<C>, shard: i64) -> StoreResult<Written> {
     let items: Vec<AcceptItem<'_>> =
         b.accepts.iter().map(|(tenant, request, now_ms, _)| AcceptItem { tenant, request, now_ms: *now_ms }).collect();
-    let accepts = if items.is_empty() { Vec::new() } else { accept::write_batch(conn, &items, shard).await? };
+    // Every status change of the batch, for one update of the queue counts at its end.
+    let mut deltas = Deltas::default();
+    let accepts = if items.is_empty() { Vec::new() } else { accept::write_batch(conn, &items, &mut deltas).await? };
     let writes = DeliveryWrites {
         starts: b.starts.iter().map(|(s, _)| s).collect(),
         outcomes: b.outcomes.iter().map(|(o, _)| o).collect(),
         renewals: b.renewals.iter().map(|(r, _)| r).collect(),
         finishes: b.finishes.iter().map(|(f, _)| f).collect(),
     };
-    let delivery = delivery::apply(conn, &writes, shard).await?;
+    let delivery = delivery::apply(conn, &writes, &mut deltas).await?;
     // After the finishes: a claim takes the slots they freed.
     let mut claims = Vec::with_capacity(b.claims.len());
     for (c, _) in &b.claims {
-        claims.push(queue::claim(conn, &c.lease, c.now_ms, c.lease_ms, c.max_in_progress, c.batch, shard).await?);
+        claims.push(queue::claim(conn, &c.lease, c.now_ms, c.lease_ms, c.max_in_progress, c.batch, &mut deltas).await?);
     }
+    counts::apply(conn, shard, &deltas).await?;
     // After the outcomes, so a receipt finds the provider id recorded in the same batch.
     let all: Vec<&Receipt> = b.receipts.iter().flat_map(|(r, _)| r).collect();
     let receipts = receipts::record(conn, &all).await?;

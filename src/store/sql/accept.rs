@@ -17,7 +17,7 @@ use crate::domain::RecordId;
 use crate::domain::ids::{IdKind, new_message_identifier, request_name};
 use crate::domain::model::RequestStatus;
 use crate::domain::send::NewSendRequest;
-use crate::store::sql::counts::{self, Deltas};
+use crate::store::sql::counts::Deltas;
 use crate::store::{AcceptOutcome, Accepted, StoreResult};
 
 /// One accept of a batch: the tenant, the checked request and the time it arrived.
@@ -44,12 +44,12 @@ enum Plan {
 type StoredKeys = HashMap<(String, String), (String, Accepted)>;
 
 /// Records `items` in the connection's current transaction and returns each one's
-/// answer, valid once that transaction commits. `shard` is the queue-count row set this
-/// writer updates (see `counts`).
+/// answer, valid once that transaction commits. The requests it creates are added to
+/// `deltas`, for the batch's one update of the queue counts (see `counts`).
 pub async fn write_batch<C: Conn>(
     conn: &mut C,
     items: &[AcceptItem<'_>],
-    shard: i64,
+    deltas: &mut Deltas,
 ) -> StoreResult<Vec<AcceptOutcome>> {
     let fingerprints: Vec<Option<String>> =
         items.iter().map(|i| i.request.idempotency_key.as_ref().map(|_| i.request.fingerprint())).collect();
@@ -99,9 +99,7 @@ pub async fn write_batch<C: Conn>(
     insert_requests(conn, items, &plans, &names).await?;
     insert_messages(conn, items, &plans).await?;
     let created = plans.iter().filter(|p| matches!(p, Plan::New { .. })).count() as i64;
-    let mut deltas = Deltas::default();
     deltas.add(RequestStatus::Pending, created);
-    counts::apply(conn, shard, &deltas).await?;
     Ok(answers(&plans, &fingerprints))
 }
 

@@ -107,7 +107,13 @@ async fn held_leases<C: Conn>(conn: &mut C, requests: Vec<String>) -> StoreResul
 /// Applies a batch of the dispatcher's writes in the caller's transaction: starts, then
 /// outcomes, then renewals, then the ends of claims (a claim's writes arrive in that
 /// order). Each write counts only if its lease holds at its own `now_ms`.
-pub async fn apply<C: Conn>(conn: &mut C, writes: &DeliveryWrites<'_>, shard: i64) -> StoreResult<DeliveryResults> {
+/// The status changes it makes are added to `deltas`, for the batch's one update of the
+/// queue counts.
+pub async fn apply<C: Conn>(
+    conn: &mut C,
+    writes: &DeliveryWrites<'_>,
+    deltas: &mut Deltas,
+) -> StoreResult<DeliveryResults> {
     let d = conn.dialect();
     let mut requests: Vec<String> = writes
         .starts
@@ -138,18 +144,24 @@ pub async fn apply<C: Conn>(conn: &mut C, writes: &DeliveryWrites<'_>, shard: i6
             .text("identifier", starts.iter().map(|s| s.identifier.clone()).collect())
             .text("lease", starts.iter().map(|s| s.lease.clone()).collect())
             .int("now_ms", starts.iter().map(|s| s.now_ms).collect());
+        // A final message (cancelled) is not started again: what the update returns is
+        // what starts. Its request row is locked (`held_leases`), so no cancel changes
+        // it between the lease check and the update.
         let mut sql = Sql::new(
             d,
             "UPDATE messages AS m SET status = 'InProgress', attempts = m.attempts + 1, waiting_reason = NULL, \
              waiting_since_ms = NULL, sent_by = v.lease, updated_ms = v.now_ms FROM ",
         );
-        // A final message (cancelled) is not started again. Its request row is locked
-        // (`held_leases`), so no cancel changes it between this read and the update.
-        let mut open = Sql::new(d, "SELECT identifier FROM messages WHERE status IN ('Pending', 'InProgress') AND ");
-        open.in_list("identifier", starts.iter().map(|s| s.identifier.clone()).collect());
-        sending = conn.fetch_all::<(String,)>(open).await?.into_iter().map(|(i,)| i).collect();
-        sql.rows(rows).push(" AS v WHERE m.identifier = v.identifier AND m.status IN ('Pending', 'InProgress')");
-        conn.execute(sql).await?;
+        // SQLite's RETURNING names the updated table's columns bare (and may not name
+        // its alias); PostgreSQL must qualify, `v` has an `identifier` too.
+        let returning = match d {
+            super::Dialect::Sqlite => "identifier",
+            super::Dialect::Postgres => "m.identifier",
+        };
+        sql.rows(rows)
+            .push(" AS v WHERE m.identifier = v.identifier AND m.status IN ('Pending', 'InProgress') RETURNING ")
+            .push(returning);
+        sending = conn.fetch_all::<(String,)>(sql).await?.into_iter().map(|(i,)| i).collect();
         for s in &starts {
             touch(&s.request, s.now_ms);
         }
@@ -219,7 +231,7 @@ pub async fn apply<C: Conn>(conn: &mut C, writes: &DeliveryWrites<'_>, shard: i6
     }
 
     let finishing: Vec<&&Finish> = writes.finishes.iter().filter(|f| holds(&f.lease, &f.request, f.now_ms)).collect();
-    let ended = finish(conn, &finishing, shard).await?;
+    let ended = finish(conn, &finishing, deltas).await?;
     for f in &finishing {
         if ended.get(f.request.as_str()) == Some(&RequestStatus::Completed) {
             events.push(NewEvent::request_completed(&tenant_of(&f.request), f.request.as_str(), f.now_ms));
@@ -338,7 +350,7 @@ async fn renew<C: Conn>(conn: &mut C, renewal: &Renewal) -> StoreResult<Vec<bool
 async fn finish<C: Conn>(
     conn: &mut C,
     finishes: &[&&Finish],
-    shard: i64,
+    deltas: &mut Deltas,
 ) -> StoreResult<HashMap<String, RequestStatus>> {
     let mut ended = HashMap::new();
     if finishes.is_empty() {
@@ -347,18 +359,23 @@ async fn finish<C: Conn>(
     let d = conn.dialect();
     let ids: Vec<String> = finishes.iter().map(|f| f.request.as_str().to_owned()).collect();
     let now_of: HashMap<&str, i64> = finishes.iter().map(|f| (f.request.as_str(), f.now_ms)).collect();
-    let mut reset =
-        Sql::new(d, "UPDATE messages SET status = 'Pending', next_attempt_ms = NULL WHERE status = 'InProgress' AND ");
-    reset.in_list("request_id", ids.clone());
-    conn.execute(reset).await?;
-    // A message whose end user was deleted (accepted by a replica whose cache still
-    // knew the end user) can never be sent: it fails, rather than keep its request due.
-    let mut orphans = Sql::new(
+    // In one statement: a message left `InProgress` (its send was interrupted) is due
+    // again; a message whose end user was deleted (accepted by a replica whose cache
+    // still knew the end user) can never be sent, so it fails rather than keep its
+    // request due.
+    let gone = "NOT EXISTS (SELECT 1 FROM end_users e WHERE e.id = messages.end_user_id)";
+    let mut reset = Sql::new(
         d,
-        "UPDATE messages SET status = 'Failed', reason = $1, next_attempt_ms = NULL, waiting_reason = NULL          WHERE status = 'Pending' AND NOT EXISTS (SELECT 1 FROM end_users e WHERE e.id = messages.end_user_id) AND ",
+        &format!(
+            "UPDATE messages SET status = CASE WHEN {gone} THEN 'Failed' ELSE 'Pending' END, \
+             reason = CASE WHEN {gone} THEN $1 ELSE reason END, \
+             waiting_reason = CASE WHEN {gone} THEN NULL ELSE waiting_reason END, \
+             next_attempt_ms = CASE WHEN status = 'InProgress' OR {gone} THEN NULL ELSE next_attempt_ms END \
+             WHERE (status = 'InProgress' OR (status = 'Pending' AND {gone})) AND "
+        ),
     );
-    orphans.arg(FailureReason::MessagingEndUserDeleted.as_str()).in_list("request_id", ids.clone());
-    conn.execute(orphans).await?;
+    reset.arg(FailureReason::MessagingEndUserDeleted.as_str()).in_list("request_id", ids.clone());
+    conn.execute(reset).await?;
     let mut open = Sql::new(
         d,
         "SELECT request_id, MIN(next_attempt_ms), CAST(SUM(CASE WHEN next_attempt_ms IS NULL THEN 1 ELSE 0 END) AS BIGINT) \
@@ -392,7 +409,6 @@ async fn finish<C: Conn>(
             }
         }
     }
-    let mut deltas = Deltas::default();
     if !done.is_empty() {
         deltas.moved(RequestStatus::InProgress, RequestStatus::Completed, done.len() as i64);
         let rows = Rows::new().text("id", done).int("now_ms", done_now);
@@ -415,7 +431,6 @@ async fn finish<C: Conn>(
         sql.rows(rows).push(" AS v WHERE r.id = v.id");
         conn.execute(sql).await?;
     }
-    counts::apply(conn, shard, &deltas).await?;
     Ok(ended)
 }
 

@@ -14,7 +14,7 @@
 
 use std::collections::HashMap;
 
-use super::counts::{self, Deltas};
+use super::counts::Deltas;
 use super::{Conn, Dialect, Sql};
 use crate::domain::RecordId;
 use crate::domain::model::Priority;
@@ -35,7 +35,8 @@ struct ClaimRow {
 /// Claims up to `batch` requests under the lease id `lease`, inside the caller's write
 /// transaction (SQLite: the single writer's; PostgreSQL: one holding the claim lock, so
 /// count-and-claim is atomic across replicas). Never lets the number of leased
-/// `InProgress` requests exceed `max_in_progress`.
+/// `InProgress` requests exceed `max_in_progress`. The requests it moves are added to
+/// `deltas`, for the transaction's update of the queue counts.
 pub async fn claim<C: Conn>(
     conn: &mut C,
     lease: &str,
@@ -43,7 +44,7 @@ pub async fn claim<C: Conn>(
     lease_ms: i64,
     max_in_progress: u32,
     batch: u32,
-    shard: i64,
+    deltas: &mut Deltas,
 ) -> StoreResult<Vec<Claim>> {
     let d = conn.dialect();
     let mut promote = Sql::new(
@@ -53,12 +54,15 @@ pub async fn claim<C: Conn>(
     promote.bind(now);
     conn.execute(promote).await?;
 
+    // The leases held now, and the lane policy's state, in one statement.
     let mut leased = Sql::new(
         d,
-        "SELECT CAST(COUNT(*) AS BIGINT) FROM send_requests WHERE status = 'InProgress' AND locked_until_ms > ",
+        "SELECT CAST(COUNT(*) AS BIGINT), (SELECT transactional_streak FROM queue_lanes WHERE id = 0) \
+         FROM send_requests WHERE status = 'InProgress' AND locked_until_ms > ",
     );
     leased.bind(now);
-    let (leased,): (i64,) = conn.fetch_one(leased).await?;
+    let (leased, streak): (i64, Option<i64>) = conn.fetch_one(leased).await?;
+    let streak = streak.unwrap_or(0);
     let room = (i64::from(max_in_progress) - leased).clamp(0, i64::from(batch));
     if room == 0 {
         return Ok(Vec::new());
@@ -92,8 +96,6 @@ pub async fn claim<C: Conn>(
         };
         let mut transactional: Vec<ClaimRow> = conn.fetch_all(lane(Priority::Transactional)).await?;
         let mut bulk: Vec<ClaimRow> = conn.fetch_all(lane(Priority::Bulk)).await?;
-        let streak_sql = Sql::new(d, "SELECT transactional_streak FROM queue_lanes WHERE id = 0");
-        let streak: i64 = conn.fetch_optional::<(i64,)>(streak_sql).await?.map(|(n,)| n).unwrap_or(0);
         let split = split_room(left as usize, transactional.len(), bulk.len(), streak);
         transactional.truncate(split.transactional);
         bulk.truncate(split.bulk);
@@ -112,10 +114,8 @@ pub async fn claim<C: Conn>(
     update.bind(lease).push(", locked_until_ms = ").bind(now + lease_ms).push(", updated_ms = ").bind(now);
     update.push(" WHERE ").in_list("id", picked.iter().map(|c| c.id.clone()).collect());
     conn.execute(update).await?;
-    let mut deltas = Deltas::default();
     let fresh = picked.iter().filter(|c| !c.takeover).count() as i64;
     deltas.moved(RequestStatus::Pending, RequestStatus::InProgress, fresh);
-    counts::apply(conn, shard, &deltas).await?;
     let mut claims: Vec<Claim> = picked
         .into_iter()
         .map(|c| Claim {
