@@ -323,17 +323,20 @@ impl Dispatcher {
                 futures_util::stream::iter(sends).buffer_unordered(self.settings.per_request_concurrency.max(1));
             let mut answers = futures_util::stream::FuturesUnordered::new();
             let mut lost = false;
+            // The message stays due if its outcome was not recorded: finishing the
+            // claim makes it Pending again.
+            let mut note = |kept: Result<bool, StoreError>| match kept {
+                Ok(kept) => lost |= !kept,
+                Err(e) => tracing::warn!(error = %crate::error::error_chain(&e), "recording a message outcome failed"),
+            };
             loop {
                 tokio::select! {
                     queued = sends.next() => match queued {
                         Some(Ok(answer)) => answers.push(answer),
-                        Some(Err(e)) => outcome_not_recorded(&e),
+                        Some(Err(e)) => note(Err(e)),
                         None => break,
                     },
-                    Some(kept) = answers.next(), if !answers.is_empty() => match kept {
-                        Ok(kept) => lost |= !kept,
-                        Err(e) => outcome_not_recorded(&e),
-                    },
+                    Some(kept) = answers.next(), if !answers.is_empty() => note(kept),
                 }
             }
             let finish = self.store.finish_request(&claim.lease, &claim.request_id, self.clock.now_ms()).await;
@@ -343,10 +346,7 @@ impl Dispatcher {
                 self.events.work_available();
             }
             while let Some(kept) = answers.next().await {
-                match kept {
-                    Ok(kept) => lost |= !kept,
-                    Err(e) => outcome_not_recorded(&e),
-                }
+                note(kept);
             }
             let status = finish?.await?;
             if lost {
@@ -624,11 +624,6 @@ impl Dispatcher {
 /// A message's turn once its outcome is queued: awaiting it gives whether the outcome
 /// was kept (false: the lease was lost).
 type Recorded = futures_util::future::BoxFuture<'static, Result<bool, StoreError>>;
-
-/// The message stays due: finishing the claim makes it Pending again.
-fn outcome_not_recorded(e: &StoreError) {
-    tracing::warn!(error = %crate::error::error_chain(e), "recording a message outcome failed");
-}
 
 /// A turn whose answer is known without a write.
 fn known(kept: bool) -> Recorded {

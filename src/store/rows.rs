@@ -71,6 +71,10 @@ pub struct DefinitionRow {
 }
 
 impl DefinitionRow {
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
     pub fn into_record(self) -> StoreResult<MessageDefinition> {
         Ok(MessageDefinition {
             definition_type: parse_pick("message_definitions.definition_type", &self.definition_type)?,

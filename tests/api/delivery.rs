@@ -616,3 +616,27 @@ async fn each_claim_carries_the_work_of_its_own_request_read_in_the_claim() {
     }
     assert_eq!(fake.sent().len(), 1 + 3 + 4);
 }
+
+/// A claimed request whose stored row does not read back fails alone: the claim still
+/// takes and reads the others, and the bad one's turn reports which column is wrong.
+#[tokio::test]
+async fn a_request_that_does_not_read_back_fails_alone_and_the_rest_of_its_claim_is_delivered() {
+    let fake = FakeProvider::new(ManualClockFor::clock());
+    let app = spawn_with_fake(&fake, false, |_| {}).await;
+    let fx = fake_fixture(&app, 2).await;
+    let good = send(&app, fx.request()).await;
+    app.clock.advance_ms(1);
+    let bad = send(&app, fx.request()).await;
+    app.db.execute(&format!("UPDATE send_requests SET consent_type = 'Bogus' WHERE id = '{}'", bad.request_id)).await;
+    let claims = app.dispatcher.claim().await.unwrap();
+    let ids: Vec<&str> = claims.iter().map(|c| c.request_id.as_str()).collect();
+    assert_eq!(ids, [good.request_id.as_str(), bad.request_id.as_str()]);
+    assert!(claims[0].work.is_some());
+    assert!(claims[1].work.is_none(), "its work does not read back");
+    let mut claims = claims.into_iter();
+    let first = app.dispatcher.clone().process(claims.next().unwrap()).await.unwrap();
+    assert_eq!(first, Some(RequestStatus::Completed));
+    let err = app.dispatcher.clone().process(claims.next().unwrap()).await.unwrap_err();
+    assert!(err.to_string().contains("send_requests.consent_type"), "{err}");
+    assert_eq!(fake.sent().len(), 2, "only the good request was sent");
+}

@@ -125,69 +125,46 @@ macro_rules! bind_collection {
     };
 }
 
-#[async_trait]
-impl Conn for SqliteConnection {
-    fn dialect(&self) -> Dialect {
-        Dialect::Sqlite
-    }
+/// `Conn` for one backend's connection: the same statements, bound the backend's way
+/// (lists as JSON text for SQLite, as arrays for PostgreSQL).
+macro_rules! impl_conn {
+    ($conn:ty, $dialect:ident, $json_lists:tt) => {
+        #[async_trait]
+        impl Conn for $conn {
+            fn dialect(&self) -> Dialect {
+                Dialect::$dialect
+            }
 
-    async fn fetch_rows(&mut self, sql: Sql) -> StoreResult<Vec<AnyRow>> {
-        let q = bind_args!(sqlx::query(AssertSqlSafe(sql.text)), sql.args, true);
-        Ok(q.fetch_all(&mut *self).await?.into_iter().map(AnyRow::Sqlite).collect())
-    }
+            async fn fetch_rows(&mut self, sql: Sql) -> StoreResult<Vec<AnyRow>> {
+                let q = bind_args!(sqlx::query(AssertSqlSafe(sql.text)), sql.args, $json_lists);
+                Ok(q.fetch_all(&mut *self).await?.into_iter().map(AnyRow::$dialect).collect())
+            }
 
-    async fn execute(&mut self, sql: Sql) -> StoreResult<u64> {
-        let q = bind_args!(sqlx::query(AssertSqlSafe(sql.text)), sql.args, true);
-        Ok(q.execute(&mut *self).await?.rows_affected())
-    }
+            async fn execute(&mut self, sql: Sql) -> StoreResult<u64> {
+                let q = bind_args!(sqlx::query(AssertSqlSafe(sql.text)), sql.args, $json_lists);
+                Ok(q.execute(&mut *self).await?.rows_affected())
+            }
 
-    async fn fetch_all<R: FromAnyRow>(&mut self, sql: Sql) -> StoreResult<Vec<R>> {
-        let q = bind_args!(sqlx::query_as::<_, R>(AssertSqlSafe(sql.text)), sql.args, true);
-        Ok(q.fetch_all(&mut *self).await?)
-    }
+            async fn fetch_all<R: FromAnyRow>(&mut self, sql: Sql) -> StoreResult<Vec<R>> {
+                let q = bind_args!(sqlx::query_as::<_, R>(AssertSqlSafe(sql.text)), sql.args, $json_lists);
+                Ok(q.fetch_all(&mut *self).await?)
+            }
 
-    async fn fetch_optional<R: FromAnyRow>(&mut self, sql: Sql) -> StoreResult<Option<R>> {
-        let q = bind_args!(sqlx::query_as::<_, R>(AssertSqlSafe(sql.text)), sql.args, true);
-        Ok(q.fetch_optional(&mut *self).await?)
-    }
+            async fn fetch_optional<R: FromAnyRow>(&mut self, sql: Sql) -> StoreResult<Option<R>> {
+                let q = bind_args!(sqlx::query_as::<_, R>(AssertSqlSafe(sql.text)), sql.args, $json_lists);
+                Ok(q.fetch_optional(&mut *self).await?)
+            }
 
-    async fn run(&mut self, text: &'static str) -> StoreResult<()> {
-        sqlx::query(text).execute(&mut *self).await?;
-        Ok(())
-    }
+            async fn run(&mut self, text: &'static str) -> StoreResult<()> {
+                sqlx::query(text).execute(&mut *self).await?;
+                Ok(())
+            }
+        }
+    };
 }
 
-#[async_trait]
-impl Conn for PgConnection {
-    fn dialect(&self) -> Dialect {
-        Dialect::Postgres
-    }
-
-    async fn fetch_rows(&mut self, sql: Sql) -> StoreResult<Vec<AnyRow>> {
-        let q = bind_args!(sqlx::query(AssertSqlSafe(sql.text)), sql.args, false);
-        Ok(q.fetch_all(&mut *self).await?.into_iter().map(AnyRow::Postgres).collect())
-    }
-
-    async fn execute(&mut self, sql: Sql) -> StoreResult<u64> {
-        let q = bind_args!(sqlx::query(AssertSqlSafe(sql.text)), sql.args, false);
-        Ok(q.execute(&mut *self).await?.rows_affected())
-    }
-
-    async fn fetch_all<R: FromAnyRow>(&mut self, sql: Sql) -> StoreResult<Vec<R>> {
-        let q = bind_args!(sqlx::query_as::<_, R>(AssertSqlSafe(sql.text)), sql.args, false);
-        Ok(q.fetch_all(&mut *self).await?)
-    }
-
-    async fn fetch_optional<R: FromAnyRow>(&mut self, sql: Sql) -> StoreResult<Option<R>> {
-        let q = bind_args!(sqlx::query_as::<_, R>(AssertSqlSafe(sql.text)), sql.args, false);
-        Ok(q.fetch_optional(&mut *self).await?)
-    }
-
-    async fn run(&mut self, text: &'static str) -> StoreResult<()> {
-        sqlx::query(text).execute(&mut *self).await?;
-        Ok(())
-    }
-}
+impl_conn!(SqliteConnection, Sqlite, true);
+impl_conn!(PgConnection, Postgres, false);
 
 /// A unique-constraint failure (another record already has this key).
 pub fn is_unique_violation(e: &crate::store::StoreError) -> bool {

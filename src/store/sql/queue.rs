@@ -128,9 +128,17 @@ pub async fn claim<C: Conn>(
             work: None,
         })
         .collect();
+    // A request whose stored rows do not read back keeps `work: None`: its turn reads
+    // it again and fails alone, as it would without the claim's read; the other
+    // requests of the claim go ahead.
     let works = load_works(conn, &claims, now).await?;
     for (claim, work) in claims.iter_mut().zip(works) {
-        claim.work = Some(Box::new(work));
+        match work {
+            Ok(work) => claim.work = Some(Box::new(work)),
+            Err(e) => {
+                tracing::warn!(request_id = %claim.request_id, error = %e, "a claimed request's work does not read back")
+            }
+        }
     }
     Ok(claims)
 }
@@ -227,14 +235,16 @@ impl DueRow {
 /// What a claimed request needs to send its due messages (see `load_works`).
 pub async fn load_work<C: Conn>(conn: &mut C, claim: &Claim, now: i64) -> StoreResult<Work> {
     let mut works = load_works(conn, std::slice::from_ref(claim), now).await?;
-    works.pop().ok_or_else(|| StoreError::Corrupt(format!("send_requests: no row {}", claim.request_id)))
+    works.pop().unwrap_or_else(|| Err(StoreError::Corrupt(format!("send_requests: no row {}", claim.request_id))))
 }
 
 /// What each claimed request needs to send its due messages, in the claims' order:
 /// three statements however many requests and messages (the requests, their
 /// components, and the due messages joined with their end users, channels, latest
-/// session status and subscription consent).
-pub async fn load_works<C: Conn>(conn: &mut C, claims: &[Claim], now: i64) -> StoreResult<Vec<Work>> {
+/// session status and subscription consent). The outer error is the database's; an
+/// inner one says that request's rows do not read back (`StoreError::Corrupt`), and
+/// touches no other request.
+pub async fn load_works<C: Conn>(conn: &mut C, claims: &[Claim], now: i64) -> StoreResult<Vec<StoreResult<Work>>> {
     if claims.is_empty() {
         return Ok(Vec::new());
     }
@@ -253,11 +263,12 @@ pub async fn load_works<C: Conn>(conn: &mut C, claims: &[Claim], now: i64) -> St
     definition_ids.dedup();
     let mut sql = Sql::new(d, "SELECT * FROM message_definitions WHERE ");
     sql.in_list("id", definition_ids);
-    let mut definitions: HashMap<String, MessageDefinition> = HashMap::new();
-    for row in conn.fetch_all::<DefinitionRow>(sql).await? {
-        let definition = row.into_record()?;
-        definitions.insert(definition.id.as_str().to_owned(), definition);
-    }
+    let definitions: HashMap<String, StoreResult<MessageDefinition>> = conn
+        .fetch_all::<DefinitionRow>(sql)
+        .await?
+        .into_iter()
+        .map(|row| (row.id().to_owned(), row.into_record()))
+        .collect();
     let mut sql = Sql::new(
         d,
         &format!(
@@ -279,24 +290,31 @@ pub async fn load_works<C: Conn>(conn: &mut C, claims: &[Claim], now: i64) -> St
         ),
     );
     sql.bind(now).push(") AND ").in_list("m.request_id", ids).push(" ORDER BY m.request_id, m.position");
-    let mut due: HashMap<String, Vec<WorkItem>> = HashMap::new();
+    let mut due: HashMap<String, StoreResult<Vec<WorkItem>>> = HashMap::new();
     for row in conn.fetch_all::<DueRow>(sql).await? {
-        let request = row.request_id.clone();
-        due.entry(request).or_default().push(row.into_item()?);
+        let items = due.entry(row.request_id.clone()).or_insert_with(|| Ok(Vec::new()));
+        if let Ok(list) = items {
+            match row.into_item() {
+                Ok(item) => list.push(item),
+                Err(e) => *items = Err(e),
+            }
+        }
     }
-    claims
+    Ok(claims
         .iter()
         .map(|claim| {
             let row = rows
                 .remove(claim.request_id.as_str())
                 .ok_or_else(|| StoreError::Corrupt(format!("send_requests: no row {}", claim.request_id)))?;
+            let definition = definitions.get(&row.definition_id).cloned().transpose()?;
+            let items = due.remove(claim.request_id.as_str()).unwrap_or(Ok(Vec::new()))?;
             Ok(Work {
                 request_id: claim.request_id.clone(),
                 tenant: claim.tenant.clone(),
                 lease: claim.lease.clone(),
                 loaded_at_ms: now,
                 definition_name: row.definition_name,
-                definition: definitions.get(&row.definition_id).cloned(),
+                definition,
                 parameters_json: row.parameters,
                 enforce_consent: row.enforce_consent,
                 consent_type: parse_pick("send_requests.consent_type", &row.consent_type)?,
@@ -306,8 +324,8 @@ pub async fn load_works<C: Conn>(conn: &mut C, claims: &[Claim], now: i64) -> St
                     &row.allowed_session_status,
                 )?,
                 trace_context: row.trace_context,
-                items: due.remove(claim.request_id.as_str()).unwrap_or_default(),
+                items,
             })
         })
-        .collect()
+        .collect())
 }
