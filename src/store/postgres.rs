@@ -108,6 +108,7 @@ impl SqlStore<PgBackend> {
 #[async_trait]
 impl Backend for PgBackend {
     type Conn = PgConnection;
+    type WriteConn = PgConnection;
     type Read = PoolConnection<Postgres>;
     type Write = Transaction<'static, Postgres>;
 

@@ -3,10 +3,9 @@
 //! Stored picklist values and JSON are parsed back; a value that does not parse means
 //! the data was edited outside convmsg and is reported as `Corrupt`, never unwrapped.
 
-use sqlx::FromRow;
-
 use crate::domain::RecordId;
 use crate::domain::model::*;
+use crate::store::sql::lite::row;
 use crate::store::{StoreError, StoreResult};
 
 pub fn parse_pick<T: Picklist>(what: &str, raw: &str) -> StoreResult<T> {
@@ -21,20 +20,21 @@ fn id(raw: String) -> RecordId {
     RecordId::from_trusted(raw)
 }
 
-#[derive(FromRow)]
-pub struct ChannelRow {
-    id: String,
-    developer_name: String,
-    master_label: String,
-    message_type: String,
-    consent_type: String,
-    provider: String,
-    platform_key: String,
-    is_active: bool,
-    rate_limit_per_second: f64,
-    provider_options: String,
-    created_ms: i64,
-    updated_ms: i64,
+row! {
+    pub struct ChannelRow {
+        id: String,
+        developer_name: String,
+        master_label: String,
+        message_type: String,
+        consent_type: String,
+        provider: String,
+        platform_key: String,
+        is_active: bool,
+        rate_limit_per_second: f64,
+        provider_options: String,
+        created_ms: i64,
+        updated_ms: i64,
+    }
 }
 
 impl ChannelRow {
@@ -56,18 +56,19 @@ impl ChannelRow {
     }
 }
 
-#[derive(FromRow)]
-pub struct DefinitionRow {
-    id: String,
-    api_name: String,
-    master_label: String,
-    definition_type: String,
-    is_active: bool,
-    parameters: String,
-    text_layout: String,
-    external_template: Option<String>,
-    created_ms: i64,
-    updated_ms: i64,
+row! {
+    pub struct DefinitionRow {
+        id: String,
+        api_name: String,
+        master_label: String,
+        definition_type: String,
+        is_active: bool,
+        parameters: String,
+        text_layout: String,
+        external_template: Option<String>,
+        created_ms: i64,
+        updated_ms: i64,
+    }
 }
 
 impl DefinitionRow {
@@ -94,18 +95,19 @@ impl DefinitionRow {
     }
 }
 
-/// An end user joined with its channel's message type and required consent.
-#[derive(FromRow)]
-pub struct EndUserRow {
-    id: String,
-    channel_id: String,
-    platform_key: String,
-    name: String,
-    consent_status: String,
-    created_ms: i64,
-    updated_ms: i64,
-    channel_message_type: String,
-    channel_consent_type: String,
+row! {
+    /// An end user joined with its channel's message type and required consent.
+    pub struct EndUserRow {
+        id: String,
+        channel_id: String,
+        platform_key: String,
+        name: String,
+        consent_status: String,
+        created_ms: i64,
+        updated_ms: i64,
+        channel_message_type: String,
+        channel_consent_type: String,
+    }
 }
 
 impl EndUserRow {
@@ -126,13 +128,14 @@ impl EndUserRow {
     }
 }
 
-#[derive(FromRow)]
-pub struct SessionRow {
-    id: String,
-    end_user_id: String,
-    status: String,
-    created_ms: i64,
-    updated_ms: i64,
+row! {
+    pub struct SessionRow {
+        id: String,
+        end_user_id: String,
+        status: String,
+        created_ms: i64,
+        updated_ms: i64,
+    }
 }
 
 impl SessionRow {
@@ -147,15 +150,16 @@ impl SessionRow {
     }
 }
 
-#[derive(FromRow)]
-pub struct SubscriptionRow {
-    id: String,
-    developer_name: String,
-    name: String,
-    channel_id: String,
-    is_active: bool,
-    created_ms: i64,
-    updated_ms: i64,
+row! {
+    pub struct SubscriptionRow {
+        id: String,
+        developer_name: String,
+        name: String,
+        channel_id: String,
+        is_active: bool,
+        created_ms: i64,
+        updated_ms: i64,
+    }
 }
 
 impl SubscriptionRow {
@@ -172,24 +176,25 @@ impl SubscriptionRow {
     }
 }
 
-#[derive(FromRow)]
-pub struct RequestRow {
-    id: String,
-    name: String,
-    definition_name: String,
-    request_type: String,
-    enforce_consent: bool,
-    consent_type: String,
-    subscription_id: Option<String>,
-    allowed_session_status: String,
-    status: String,
-    parameters: String,
-    accepted_ms: i64,
-    updated_ms: i64,
-    completed_ms: Option<i64>,
-    lane: i64,
-    send_at_ms: Option<i64>,
-    canceled_ms: Option<i64>,
+row! {
+    pub struct RequestRow {
+        id: String,
+        name: String,
+        definition_name: String,
+        request_type: String,
+        enforce_consent: bool,
+        consent_type: String,
+        subscription_id: Option<String>,
+        allowed_session_status: String,
+        status: String,
+        parameters: String,
+        accepted_ms: i64,
+        updated_ms: i64,
+        completed_ms: Option<i64>,
+        lane: i64,
+        send_at_ms: Option<i64>,
+        canceled_ms: Option<i64>,
+    }
 }
 
 impl RequestRow {
@@ -216,24 +221,25 @@ impl RequestRow {
     }
 }
 
-#[derive(FromRow)]
-pub struct MessageRow {
-    identifier: String,
-    end_user_id: String,
-    platform_key: String,
-    status: String,
-    reason: Option<String>,
-    waiting_reason: Option<String>,
-    attempts: i64,
-    provider_message_id: Option<String>,
-    created_ms: i64,
-    updated_ms: i64,
-    delivery_state: Option<String>,
-    sent_ms: Option<i64>,
-    delivered_ms: Option<i64>,
-    read_ms: Option<i64>,
-    undelivered_ms: Option<i64>,
-    delivery_error_code: Option<String>,
+row! {
+    pub struct MessageRow {
+        identifier: String,
+        end_user_id: String,
+        platform_key: String,
+        status: String,
+        reason: Option<String>,
+        waiting_reason: Option<String>,
+        attempts: i64,
+        provider_message_id: Option<String>,
+        created_ms: i64,
+        updated_ms: i64,
+        delivery_state: Option<String>,
+        sent_ms: Option<i64>,
+        delivered_ms: Option<i64>,
+        read_ms: Option<i64>,
+        undelivered_ms: Option<i64>,
+        delivery_error_code: Option<String>,
+    }
 }
 
 impl MessageRow {

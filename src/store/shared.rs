@@ -22,8 +22,10 @@ pub trait Backend: Send + Sync + 'static {
     type Conn: Conn + 'static;
     /// A pooled connection for reads.
     type Read: DerefMut<Target = Self::Conn> + Send;
+    /// The connection writes run on (SQLite: the writer's own, not the readers' kind).
+    type WriteConn: Conn + 'static;
     /// A connection inside a write transaction.
-    type Write: DerefMut<Target = Self::Conn> + Send;
+    type Write: DerefMut<Target = Self::WriteConn> + Send;
 
     /// A connection for the doors' reads.
     async fn read(&self) -> StoreResult<Self::Read>;
@@ -49,9 +51,9 @@ pub trait Backend: Send + Sync + 'static {
         batch: u32,
     ) -> StoreResult<Vec<Claim>>;
     /// The group-commit writer for accepts.
-    fn accept_writer(&self) -> &Writer<Self::Conn>;
+    fn accept_writer(&self) -> &Writer<Self::WriteConn>;
     /// The group-commit writer for the dispatcher's writes.
-    fn delivery_writer(&self) -> &Writer<Self::Conn>;
+    fn delivery_writer(&self) -> &Writer<Self::WriteConn>;
     /// Whether several processes share this database, so per-channel rate limits are
     /// kept in it (PostgreSQL) rather than in the process (SQLite).
     fn shares_rate_limits(&self) -> bool {

@@ -1,7 +1,8 @@
 //! The embedded SQLite backend: one file in WAL mode with `synchronous=FULL`, so an
 //! acknowledged request has reached the disk (fsync of the WAL) before the caller hears
-//! of it. SQLite has one write lock, so one writer task does every write of the process
-//! on its own connection: accepts and the dispatcher's writes (claims too) are
+//! of it. SQLite has one write lock, so one writer does every write of the process on
+//! its own connection, on a thread of its own where its statements run without a
+//! hand-off (`sql::lite`): accepts and the dispatcher's writes (claims too) are
 //! group-committed, many to a transaction and one fsync; every other write (provisioning,
 //! retention) borrows that connection between batches. Reads use two pools of their own — the
 //! doors', and the dispatcher's — so neither starves the other and no read waits on a
@@ -12,13 +13,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::Connection;
 use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
 };
 
 use super::shared::{Backend, SqlStore};
+use super::sql::lite::{LiteConn, LiteOptions};
 use super::sql::{Conn, counts};
 use super::writer::{ClaimAsk, Connect, Loaned, Writer};
 use super::*;
@@ -39,6 +40,8 @@ pub struct SqliteSettings {
 /// Page cache of the writer's connection: the hot end of every index it appends to
 /// stays in memory (`cache_size`, KiB when negative).
 const WRITER_CACHE_KIB: &str = "-65536";
+/// The writer's thread, as `top -H` and `perf` show it.
+const WRITER_THREAD: &str = "convmsg-sqlite-writer";
 /// Page cache of each reading connection.
 const READER_CACHE_KIB: &str = "-8192";
 /// Connections of the dispatcher's read pool.
@@ -52,7 +55,7 @@ pub struct SqliteBackend {
     /// The dispatcher's reads.
     dispatch_pool: SqlitePool,
     /// Every write.
-    writer: Writer<SqliteConnection>,
+    writer: Writer<LiteConn>,
 }
 
 impl SqlStore<SqliteBackend> {
@@ -78,16 +81,20 @@ impl SqlStore<SqliteBackend> {
             .acquire_timeout(settings.acquire_timeout)
             .connect_with(readers)
             .await?;
-        let writer_options = options.pragma("cache_size", WRITER_CACHE_KIB);
-        let mut conn = SqliteConnection::connect_with(&writer_options).await?;
+        let writer_options = LiteOptions {
+            path: options.get_filename().to_owned(),
+            busy_timeout: settings.acquire_timeout,
+            cache_size: WRITER_CACHE_KIB,
+        };
+        let mut conn = LiteConn::open(&writer_options)?;
         conn.run("BEGIN IMMEDIATE").await?;
         counts::recount(&mut conn).await?;
         conn.run("COMMIT").await?;
-        let connect: Connect<SqliteConnection> = Arc::new(move || {
+        let connect: Connect<LiteConn> = Arc::new(move || {
             let options = writer_options.clone();
-            Box::pin(async move { Ok(SqliteConnection::connect_with(&options).await?) })
+            Box::pin(async move { LiteConn::open(&options) })
         });
-        let writer = Writer::start(conn, connect, settings.max_batch, 0);
+        let writer = Writer::start_on_thread(WRITER_THREAD, conn, connect, settings.max_batch, 0)?;
         Ok(SqlStore::new(SqliteBackend { pool, dispatch_pool, writer }))
     }
 }
@@ -95,8 +102,9 @@ impl SqlStore<SqliteBackend> {
 #[async_trait]
 impl Backend for SqliteBackend {
     type Conn = SqliteConnection;
+    type WriteConn = LiteConn;
     type Read = PoolConnection<sqlx::Sqlite>;
-    type Write = Loaned<SqliteConnection>;
+    type Write = Loaned<LiteConn>;
 
     async fn read(&self) -> StoreResult<Self::Read> {
         Ok(self.pool.acquire().await?)
@@ -130,11 +138,11 @@ impl Backend for SqliteBackend {
         self.writer.claim(ask).await
     }
 
-    fn accept_writer(&self) -> &Writer<SqliteConnection> {
+    fn accept_writer(&self) -> &Writer<LiteConn> {
         &self.writer
     }
 
-    fn delivery_writer(&self) -> &Writer<SqliteConnection> {
+    fn delivery_writer(&self) -> &Writer<LiteConn> {
         &self.writer
     }
 

@@ -112,6 +112,10 @@ impl<C> Clone for Writer<C> {
     }
 }
 
+fn thread_failed(e: std::io::Error) -> StoreError {
+    StoreError::Unavailable(Arc::new(sqlx::Error::Io(e)))
+}
+
 fn closed() -> StoreError {
     StoreError::Unavailable(Arc::new(sqlx::Error::PoolClosed))
 }
@@ -123,6 +127,26 @@ impl<C: Conn + 'static> Writer<C> {
         let (ops, rx) = mpsc::channel(max_batch.max(1) * 4);
         tokio::spawn(run_until_closed(Some(conn), connect, rx, max_batch.max(1), shard));
         Writer { ops }
+    }
+
+    /// Starts a writer on a thread of its own, named `name`, with a runtime of its own:
+    /// for a connection whose statements block (SQLite's, `sql::lite`), so the batch's
+    /// work never holds up the shared runtime. The thread ends when the last `Writer`
+    /// handle is dropped.
+    pub fn start_on_thread(
+        name: &str,
+        conn: C,
+        connect: Connect<C>,
+        max_batch: usize,
+        shard: i64,
+    ) -> StoreResult<Self> {
+        let (ops, rx) = mpsc::channel(max_batch.max(1) * 4);
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(thread_failed)?;
+        std::thread::Builder::new()
+            .name(name.to_owned())
+            .spawn(move || runtime.block_on(run_until_closed(Some(conn), connect, rx, max_batch.max(1), shard)))
+            .map_err(thread_failed)?;
+        Ok(Writer { ops })
     }
 
     async fn send(&self, op: Op<C>) -> StoreResult<()> {

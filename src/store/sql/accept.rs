@@ -10,6 +10,7 @@
 //! keys in opposite orders. The name sequences come next, in tenant order, then the rows.
 //! (The keys' foreign key to the request is deferred to the commit.)
 
+use crate::store::sql::lite::row;
 use std::collections::HashMap;
 
 use super::{Conn, Rows, Sql, insert_rows};
@@ -159,13 +160,14 @@ fn answers(plans: &[Plan], fingerprints: &[Option<String>]) -> Vec<AcceptOutcome
         .collect()
 }
 
-#[derive(sqlx::FromRow)]
-struct StoredKeyRow {
-    tenant: String,
-    key: String,
-    fingerprint: String,
-    request_id: String,
-    identifier: String,
+row! {
+    struct StoredKeyRow {
+        tenant: String,
+        key: String,
+        fingerprint: String,
+        request_id: String,
+        identifier: String,
+    }
 }
 
 /// The stored fingerprint and first answer of each of these (tenant, key) pairs.

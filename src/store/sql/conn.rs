@@ -7,18 +7,25 @@ use sqlx::postgres::{PgConnection, PgRow};
 use sqlx::sqlite::{SqliteConnection, SqliteRow};
 use sqlx::{AssertSqlSafe, FromRow};
 
+use super::lite::{FromLiteRow, LiteRow};
 use super::{Arg, Dialect, Sql};
 use crate::store::StoreResult;
 
-/// Row types both backends can decode (the derive of `FromRow` is generic over rows).
-pub trait FromAnyRow: for<'r> FromRow<'r, SqliteRow> + for<'r> FromRow<'r, PgRow> + Send + Unpin {}
-impl<T> FromAnyRow for T where T: for<'r> FromRow<'r, SqliteRow> + for<'r> FromRow<'r, PgRow> + Send + Unpin {}
+/// Row types every connection can decode: the driver's rows (the derive of `FromRow` is
+/// generic over rows) and the SQLite writer's (`lite::row!` derives both).
+pub trait FromAnyRow: for<'r> FromRow<'r, SqliteRow> + for<'r> FromRow<'r, PgRow> + FromLiteRow + Send + Unpin {}
+impl<T> FromAnyRow for T where
+    T: for<'r> FromRow<'r, SqliteRow> + for<'r> FromRow<'r, PgRow> + FromLiteRow + Send + Unpin
+{
+}
 
 /// A row of either backend, for statements whose columns are only known at run time
 /// (the SOQL compiler's sort keys).
 pub enum AnyRow {
     Sqlite(SqliteRow),
     Postgres(PgRow),
+    /// A row of the SQLite writer's connection.
+    Lite(LiteRow),
 }
 
 impl AnyRow {
@@ -27,6 +34,7 @@ impl AnyRow {
         Ok(match self {
             AnyRow::Sqlite(r) => T::from_row(r)?,
             AnyRow::Postgres(r) => T::from_row(r)?,
+            AnyRow::Lite(r) => T::from_lite(r)?,
         })
     }
 
@@ -35,6 +43,7 @@ impl AnyRow {
         Ok(match self {
             AnyRow::Sqlite(r) => r.try_get(column)?,
             AnyRow::Postgres(r) => r.try_get(column)?,
+            AnyRow::Lite(r) => r.get(column)?,
         })
     }
 
@@ -43,6 +52,7 @@ impl AnyRow {
         Ok(match self {
             AnyRow::Sqlite(r) => r.try_get(column)?,
             AnyRow::Postgres(r) => r.try_get(column)?,
+            AnyRow::Lite(r) => r.get(column)?,
         })
     }
 
@@ -51,6 +61,7 @@ impl AnyRow {
         Ok(match self {
             AnyRow::Sqlite(r) => r.try_get(column)?,
             AnyRow::Postgres(r) => r.try_get(column)?,
+            AnyRow::Lite(r) => r.get(column)?,
         })
     }
 
@@ -60,6 +71,7 @@ impl AnyRow {
         Ok(match self {
             AnyRow::Sqlite(r) => (0..r.len()).map(|i| r.try_get::<i64, _>(i)).collect::<Result<_, _>>()?,
             AnyRow::Postgres(r) => (0..r.len()).map(|i| r.try_get::<i64, _>(i)).collect::<Result<_, _>>()?,
+            AnyRow::Lite(r) => (0..r.len()).map(|i| r.get_at::<i64>(i)).collect::<Result<_, _>>()?,
         })
     }
 }

@@ -19,6 +19,7 @@ pub mod counts;
 pub mod declared;
 pub mod deletes;
 pub mod delivery;
+pub mod lite;
 pub mod outbox;
 pub mod queue;
 pub mod rates;

@@ -6,9 +6,8 @@
 //! attempt came to; endpoints failing for too long are disabled. Also the endpoints
 //! themselves, and replays.
 
+use crate::store::sql::lite::row;
 use std::collections::HashMap;
-
-use sqlx::FromRow;
 
 use super::{Conn, Dialect, Rows, Sql};
 use crate::domain::events::{EventEndpoint, EventType};
@@ -111,19 +110,21 @@ pub async fn enqueue<C: Conn>(conn: &mut C, events: Vec<NewEvent>) -> StoreResul
 /// Whether endpoint `e` takes the type of event `o`.
 const TYPE_MATCHES: &str = "(e.event_types = '' OR e.event_types LIKE '%,' || o.event_type || ',%')";
 
-/// A delivery claimed for sending.
-#[derive(Debug, Clone, FromRow)]
-pub struct DueDelivery {
-    pub event_id: String,
-    pub endpoint_id: String,
-    pub tenant: String,
-    pub event_type: String,
-    pub data: String,
-    pub created_ms: i64,
-    pub url: String,
-    pub secret: String,
-    /// Attempts before this one.
-    pub attempts: i64,
+row! {
+    /// A delivery claimed for sending.
+    #[derive(Debug, Clone)]
+    pub struct DueDelivery {
+        pub event_id: String,
+        pub endpoint_id: String,
+        pub tenant: String,
+        pub event_type: String,
+        pub data: String,
+        pub created_ms: i64,
+        pub url: String,
+        pub secret: String,
+        /// Attempts before this one.
+        pub attempts: i64,
+    }
 }
 
 /// Leases up to `limit` due deliveries of enabled endpoints until `lease_until_ms`: for
@@ -206,12 +207,14 @@ pub struct AttemptResult {
     pub now_ms: i64,
 }
 
-/// An endpoint disabled because it kept failing.
-#[derive(Debug, Clone, PartialEq, Eq, FromRow)]
-pub struct Disabled {
-    pub id: String,
-    pub tenant: String,
-    pub name: String,
+row! {
+    /// An endpoint disabled because it kept failing.
+    #[derive(Debug, Clone, PartialEq, Eq)]
+    pub struct Disabled {
+        pub id: String,
+        pub tenant: String,
+        pub name: String,
+    }
 }
 
 /// Records attempts, updates each endpoint's run of failures, and disables those
@@ -313,17 +316,18 @@ pub async fn replay<C: Conn>(
 
 // ---- endpoints ------------------------------------------------------------------
 
-#[derive(FromRow)]
-struct EndpointRow {
-    id: String,
-    name: String,
-    url: String,
-    event_types: String,
-    enabled: bool,
-    disabled_reason: Option<String>,
-    failing_since_ms: Option<i64>,
-    created_ms: i64,
-    updated_ms: i64,
+row! {
+    struct EndpointRow {
+        id: String,
+        name: String,
+        url: String,
+        event_types: String,
+        enabled: bool,
+        disabled_reason: Option<String>,
+        failing_since_ms: Option<i64>,
+        created_ms: i64,
+        updated_ms: i64,
+    }
 }
 
 impl EndpointRow {

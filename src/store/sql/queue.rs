@@ -12,6 +12,7 @@
 //! free slots between the lanes, FIFO within each (original accept time, then insertion
 //! order).
 
+use crate::store::sql::lite::row;
 use std::collections::HashMap;
 
 use super::counts::Deltas;
@@ -22,14 +23,15 @@ use crate::domain::schedule::split_room;
 use crate::store::rows::{DefinitionRow, parse_pick};
 use crate::store::*;
 
-#[derive(sqlx::FromRow)]
-struct ClaimRow {
-    id: String,
-    tenant: String,
-    accepted_ms: i64,
-    /// Was `InProgress` (under an expired lease) before this claim.
-    takeover: bool,
-    trace_context: Option<String>,
+row! {
+    struct ClaimRow {
+        id: String,
+        tenant: String,
+        accepted_ms: i64,
+        /// Was `InProgress` (under an expired lease) before this claim.
+        takeover: bool,
+        trace_context: Option<String>,
+    }
 }
 
 /// Claims up to `batch` requests under the lease id `lease`, inside the caller's write
@@ -143,47 +145,49 @@ pub async fn claim<C: Conn>(
     Ok(claims)
 }
 
-#[derive(sqlx::FromRow)]
-struct WorkRow {
-    id: String,
-    definition_id: String,
-    definition_name: String,
-    parameters: String,
-    enforce_consent: bool,
-    consent_type: String,
-    subscription_id: Option<String>,
-    allowed_session_status: String,
-    trace_context: Option<String>,
+row! {
+    struct WorkRow {
+        id: String,
+        definition_id: String,
+        definition_name: String,
+        parameters: String,
+        enforce_consent: bool,
+        consent_type: String,
+        subscription_id: Option<String>,
+        allowed_session_status: String,
+        trace_context: Option<String>,
+    }
 }
 
-/// A due message with its end user, channel, latest session status and subscription
-/// consent, in one row.
-#[derive(sqlx::FromRow)]
-struct DueRow {
-    request_id: String,
-    identifier: String,
-    end_user_id: String,
-    platform_key: String,
-    attempts: i64,
-    waiting_since_ms: Option<i64>,
-    end_user_name: String,
-    consent_status: String,
-    end_user_created_ms: i64,
-    end_user_updated_ms: i64,
-    channel_id: String,
-    developer_name: String,
-    master_label: String,
-    message_type: String,
-    channel_consent_type: String,
-    provider: String,
-    channel_platform_key: String,
-    is_active: bool,
-    rate_limit_per_second: f64,
-    provider_options: String,
-    channel_created_ms: i64,
-    channel_updated_ms: i64,
-    session_status: Option<String>,
-    subscription_consent: Option<String>,
+row! {
+    /// A due message with its end user, channel, latest session status and subscription
+    /// consent, in one row.
+    struct DueRow {
+        request_id: String,
+        identifier: String,
+        end_user_id: String,
+        platform_key: String,
+        attempts: i64,
+        waiting_since_ms: Option<i64>,
+        end_user_name: String,
+        consent_status: String,
+        end_user_created_ms: i64,
+        end_user_updated_ms: i64,
+        channel_id: String,
+        developer_name: String,
+        master_label: String,
+        message_type: String,
+        channel_consent_type: String,
+        provider: String,
+        channel_platform_key: String,
+        is_active: bool,
+        rate_limit_per_second: f64,
+        provider_options: String,
+        channel_created_ms: i64,
+        channel_updated_ms: i64,
+        session_status: Option<String>,
+        subscription_consent: Option<String>,
+    }
 }
 
 impl DueRow {

@@ -5,9 +5,8 @@
 //! its URL names. The matched rows are locked for the transaction (PostgreSQL), so two
 //! replicas recording receipts for one message cannot lose either.
 
+use crate::store::sql::lite::row;
 use std::collections::HashMap;
-
-use sqlx::FromRow;
 
 use super::delivery::rfc3339;
 use super::outbox::{self, NewEvent};
@@ -49,17 +48,18 @@ pub enum ReceiptOutcome {
     Matched { request_id: RecordId, identifier: String, changed: bool, delivery: Delivery },
 }
 
-#[derive(FromRow)]
-struct Found {
-    identifier: String,
-    request_id: String,
-    provider_message_id: Option<String>,
-    delivery_state: Option<String>,
-    sent_ms: Option<i64>,
-    delivered_ms: Option<i64>,
-    read_ms: Option<i64>,
-    undelivered_ms: Option<i64>,
-    delivery_error_code: Option<String>,
+row! {
+    struct Found {
+        identifier: String,
+        request_id: String,
+        provider_message_id: Option<String>,
+        delivery_state: Option<String>,
+        sent_ms: Option<i64>,
+        delivered_ms: Option<i64>,
+        read_ms: Option<i64>,
+        undelivered_ms: Option<i64>,
+        delivery_error_code: Option<String>,
+    }
 }
 
 struct Current {
