@@ -81,8 +81,11 @@ impl SqlStore<SqliteBackend> {
             .acquire_timeout(settings.acquire_timeout)
             .connect_with(readers)
             .await?;
+        // `sqlite::memory:` names a shared in-memory database; the writer joins it.
+        let in_memory = names_in_memory(&settings.url);
         let writer_options = LiteOptions {
             path: options.get_filename().to_owned(),
+            in_memory,
             busy_timeout: settings.acquire_timeout,
             cache_size: WRITER_CACHE_KIB,
         };
@@ -97,6 +100,15 @@ impl SqlStore<SqliteBackend> {
         let writer = Writer::start_on_thread(WRITER_THREAD, conn, connect, settings.max_batch, 0)?;
         Ok(SqlStore::new(SqliteBackend { pool, dispatch_pool, writer }))
     }
+}
+
+/// Whether the URL names an in-memory database, as sqlx reads it: `:memory:` as the
+/// database, or `mode=memory` among its parameters.
+fn names_in_memory(url: &str) -> bool {
+    let rest = url.strip_prefix("sqlite:").unwrap_or(url);
+    let rest = rest.strip_prefix("//").unwrap_or(rest);
+    let (database, query) = rest.split_once('?').unwrap_or((rest, ""));
+    database == ":memory:" || query.split('&').any(|pair| pair == "mode=memory")
 }
 
 #[async_trait]
@@ -152,5 +164,53 @@ impl Backend for SqliteBackend {
 
     fn pool_stats(&self) -> PoolStats {
         PoolStats::of(&self.pool)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::sql::Sql;
+    use crate::store::sql::lite::LiteConn;
+
+    async fn write_then_read(url: String) -> i64 {
+        let settings =
+            SqliteSettings { url, max_connections: 2, acquire_timeout: Duration::from_secs(10), max_batch: 8 };
+        let store = SqliteStore::open(&settings).await.expect("the store opens");
+        let mut tx = store.begin_write().await.expect("the writer's connection");
+        let insert = Sql::new(
+            super::super::sql::Dialect::Sqlite,
+            "INSERT INTO queue_counts (shard, status, n) VALUES (99, 'Pending', 7)",
+        );
+        <LiteConn as Conn>::execute(&mut tx, insert).await.expect("a write on the writer's connection");
+        store.backend().commit(tx).await.expect("the commit");
+        let (n,): (i64,) = sqlx::query_as("SELECT n FROM queue_counts WHERE shard = 99")
+            .fetch_one(&store.backend().pool)
+            .await
+            .expect("the readers see the writer's commit");
+        n
+    }
+
+    #[test]
+    fn in_memory_urls_are_told_from_files() {
+        for url in
+            ["sqlite::memory:", "sqlite://:memory:", "sqlite://?mode=memory", "sqlite://x.db?mode=memory&cache=shared"]
+        {
+            assert!(names_in_memory(url), "{url}");
+        }
+        for url in ["sqlite://convmsg.db", "sqlite:data/memory.db", "sqlite://x.db?mode=rwc"] {
+            assert!(!names_in_memory(url), "{url}");
+        }
+    }
+
+    #[tokio::test]
+    async fn the_writer_and_the_readers_share_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        assert_eq!(write_then_read(format!("sqlite://{}", dir.path().join("w.db").display())).await, 7);
+    }
+
+    #[tokio::test]
+    async fn with_an_in_memory_database_the_writer_and_the_readers_share_it() {
+        assert_eq!(write_then_read("sqlite::memory:".to_owned()).await, 7);
     }
 }

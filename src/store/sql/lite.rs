@@ -10,7 +10,6 @@
 //! the store classifies them (busy, down, a unique violation) as it does the driver's.
 
 use std::borrow::Cow;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -30,7 +29,11 @@ pub struct LiteConn {
 /// How the writer's connection is opened: the same settings as the driver's.
 #[derive(Debug, Clone)]
 pub struct LiteOptions {
+    /// The file, or the name of a shared in-memory database (`in_memory`).
     pub path: std::path::PathBuf,
+    /// `sqlite::memory:`: the database lives in memory, shared with the driver's
+    /// connections of this process by name (its shared cache), as sqlx opens it.
+    pub in_memory: bool,
     pub busy_timeout: Duration,
     /// `cache_size` (KiB when negative).
     pub cache_size: &'static str,
@@ -39,7 +42,7 @@ pub struct LiteOptions {
 impl LiteConn {
     /// Opens the (already migrated) database file in WAL mode with `synchronous=FULL`.
     pub fn open(options: &LiteOptions) -> StoreResult<Self> {
-        let conn = open(&options.path).map_err(to_sqlx)?;
+        let conn = open(options).map_err(to_sqlx)?;
         conn.busy_timeout(options.busy_timeout).map_err(to_sqlx)?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         let mut lite = LiteConn { conn };
@@ -90,9 +93,13 @@ fn owned(v: ValueRef<'_>) -> Value {
     }
 }
 
-fn open(path: &Path) -> rusqlite::Result<rusqlite::Connection> {
+fn open(options: &LiteOptions) -> rusqlite::Result<rusqlite::Connection> {
     use rusqlite::OpenFlags as F;
-    rusqlite::Connection::open_with_flags(path, F::SQLITE_OPEN_READ_WRITE | F::SQLITE_OPEN_NO_MUTEX)
+    let mut flags = F::SQLITE_OPEN_READ_WRITE | F::SQLITE_OPEN_NO_MUTEX | F::SQLITE_OPEN_URI;
+    if options.in_memory {
+        flags |= F::SQLITE_OPEN_CREATE | F::SQLITE_OPEN_MEMORY | F::SQLITE_OPEN_SHARED_CACHE;
+    }
+    rusqlite::Connection::open_with_flags(&options.path, flags)
 }
 
 /// Runs SQLite work here: inline on a thread of its own (the writer's) or a
@@ -398,7 +405,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("a scratch directory");
         let path = dir.path().join("lite.db");
         rusqlite::Connection::open(&path).expect("a new database file");
-        let options = LiteOptions { path, busy_timeout: Duration::from_secs(1), cache_size: "-1024" };
+        let options = LiteOptions { path, in_memory: false, busy_timeout: Duration::from_secs(1), cache_size: "-1024" };
         let conn = LiteConn::open(&options).expect("the writer's connection");
         (dir, conn)
     }
