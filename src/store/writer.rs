@@ -124,9 +124,21 @@ impl<C: Conn + 'static> Writer<C> {
     /// Starts a writer on `conn`; `connect` replaces the connection when it is in doubt.
     /// `shard` names the writer's queue-count rows.
     pub fn start(conn: C, connect: Connect<C>, max_batch: usize, shard: i64) -> Self {
-        let (ops, rx) = mpsc::channel(max_batch.max(1) * 4);
-        tokio::spawn(run_until_closed(Some(conn), connect, rx, max_batch.max(1), shard));
-        Writer { ops }
+        let (writer, run) = Self::prepare(conn, connect, max_batch, shard);
+        tokio::spawn(run);
+        writer
+    }
+
+    /// The sending side and the writer's loop, not yet running.
+    fn prepare(
+        conn: C,
+        connect: Connect<C>,
+        max_batch: usize,
+        shard: i64,
+    ) -> (Self, impl Future<Output = ()> + Send + 'static) {
+        let max_batch = max_batch.max(1);
+        let (ops, rx) = mpsc::channel(max_batch * 4);
+        (Writer { ops }, run_until_closed(Some(conn), connect, rx, max_batch, shard))
     }
 
     /// Starts a writer on a thread of its own, named `name`, with a runtime of its own:
@@ -140,13 +152,13 @@ impl<C: Conn + 'static> Writer<C> {
         max_batch: usize,
         shard: i64,
     ) -> StoreResult<Self> {
-        let (ops, rx) = mpsc::channel(max_batch.max(1) * 4);
+        let (writer, run) = Self::prepare(conn, connect, max_batch, shard);
         let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().map_err(thread_failed)?;
         std::thread::Builder::new()
             .name(name.to_owned())
-            .spawn(move || runtime.block_on(run_until_closed(Some(conn), connect, rx, max_batch.max(1), shard)))
+            .spawn(move || runtime.block_on(run))
             .map_err(thread_failed)?;
-        Ok(Writer { ops })
+        Ok(writer)
     }
 
     async fn send(&self, op: Op<C>) -> StoreResult<()> {
