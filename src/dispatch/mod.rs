@@ -35,7 +35,7 @@ use crate::domain::reason::FailureReason;
 use crate::metrics::Metrics;
 use crate::providers::{OutboundMessage, ProviderError, Providers, TemplateMessage};
 use crate::service::events::Events;
-use crate::store::{Claim, MessageOutcome, Started, Store, StoreError, Work, WorkItem};
+use crate::store::{Claim, ClaimAsk, MessageOutcome, Started, Store, StoreError, Work, WorkItem};
 
 pub mod config;
 mod plan;
@@ -167,7 +167,7 @@ impl Dispatcher {
                 _ = tokio::time::sleep(self.settings.poll_interval) => {}
             }
         }
-        self.stopping.cancel();
+        self.stop_sending();
         tracing::info!(requests = running.len(), "dispatcher stopping: no more claims; finishing sends in flight");
         if tokio::time::timeout(self.settings.drain_period, async { while running.join_next().await.is_some() {} })
             .await
@@ -185,19 +185,28 @@ impl Dispatcher {
         }
     }
 
+    /// The first step of a shutdown: no send starts from now on (sends under way
+    /// finish); each claim's messages not yet sent stay due, those its claim began give
+    /// their attempt back, and the claims end as usual.
+    pub fn stop_sending(&self) {
+        self.stopping.cancel();
+    }
+
     /// Claims what the limit allows now, under a lease id of its own.
     pub async fn claim(&self) -> Result<Vec<Claim>, StoreError> {
         let started = Instant::now();
         let lease = format!("{}#{}", self.owner, self.claims.fetch_add(1, std::sync::atomic::Ordering::Relaxed));
+        let now = self.clock.now_ms();
         let claims = self
             .store
-            .claim_requests(
-                &lease,
-                self.clock.now_ms(),
-                self.settings.lease_ms,
-                self.settings.max_in_progress_requests,
-                self.settings.claim_batch,
-            )
+            .claim_requests(ClaimAsk {
+                lease,
+                now_ms: now,
+                lease_ms: self.settings.lease_ms,
+                max_in_progress: self.settings.max_in_progress_requests,
+                batch: self.settings.claim_batch,
+                prestart: self.prestart(now),
+            })
             .await?;
         if !claims.is_empty() {
             let valid_until_ms = self.clock.now_ms() + self.settings.lease_ms;
@@ -306,13 +315,17 @@ impl Dispatcher {
             };
             let params = params_from_json(&work.parameters_json);
             let now = self.clock.now_ms();
+            if work.items.iter().any(|item| item.started) {
+                self.events.request_changed(&work.request_id); // InProgress since the claim
+            }
             let decisions: Vec<Gate> = work.items.iter().map(|item| self.decide(&work, item, now)).collect();
             let times = self.plan_send_times(&work, &decisions, now).await?;
-            let sends: Vec<_> = work
-                .items
-                .iter()
-                .zip(decisions)
-                .zip(times)
+            let mut sends: Vec<_> = work.items.iter().zip(decisions).zip(times).collect();
+            // The messages the claim began go first: they are the first wave of the
+            // per-request concurrency, sent at once.
+            sends.sort_by_key(|((item, _), _)| !item.started);
+            let sends: Vec<_> = sends
+                .into_iter()
                 .map(|((item, decision), time)| self.deliver(&work, &params, item, decision, time))
                 .collect();
             // A message's slot frees once its outcome is queued with the writer, not
@@ -432,7 +445,8 @@ impl Dispatcher {
         time: SendTime,
     ) -> Result<Recorded, StoreError> {
         if self.stopping.is_cancelled() {
-            return Ok(known(true)); // shutting down: the message stays due for whoever resumes
+            // Shutting down: the message stays due for whoever resumes.
+            return self.not_sent(work, item).await;
         }
         let outcome = match decision {
             Gate::Fail(reason) => MessageOutcome::Failed { reason },
@@ -509,7 +523,7 @@ impl Dispatcher {
         loop {
             tokio::select! {
                 _ = self.clock.sleep_until(send_at) => {}
-                _ = self.stopping.cancelled() => return Ok(known(true)), // not started: stays due
+                _ = self.stopping.cancelled() => return self.not_sent(work, item).await, // stays due
             }
             // A provider paused the channel meanwhile: wait for the pause too.
             match self.paused_until(&item.channel.id) {
@@ -522,13 +536,16 @@ impl Dispatcher {
             return Ok(known(false));
         }
         // The fence before the provider call: the lease still holds and the message is
-        // still to send (a cancel on any replica makes it final first).
-        match self.store.start_message(&work.lease, &work.request_id, &item.identifier, now).await? {
-            Started::Sending => {}
-            Started::LeaseLost => return Ok(known(false)),
-            Started::Final => return Ok(known(true)),
+        // still to send (a cancel on any replica makes it final first). A message its
+        // claim began passed the same fence in the claim's transaction.
+        if !item.started {
+            match self.store.start_message(&work.lease, &work.request_id, &item.identifier, now).await? {
+                Started::Sending => {}
+                Started::LeaseLost => return Ok(known(false)),
+                Started::Final => return Ok(known(true)),
+            }
+            self.events.request_changed(&work.request_id);
         }
-        self.events.request_changed(&work.request_id);
         let attempts = item.attempts + 1;
         // HTTP providers fill in the `http.*`, `url.full` and `server.address` fields.
         let span = tracing::info_span!(
@@ -591,6 +608,12 @@ impl Dispatcher {
         self.record(work, item, outcome).await
     }
 
+    /// A message that is not sent in this turn stays due: one its claim began gives its
+    /// attempt back, any other was never touched.
+    async fn not_sent(&self, work: &Work, item: &WorkItem) -> Result<Recorded, StoreError> {
+        if item.started { self.record(work, item, MessageOutcome::NotSent).await } else { Ok(known(true)) }
+    }
+
     /// Queues the outcome; once it is committed, tells the request's watchers and counts it.
     async fn record(&self, work: &Work, item: &WorkItem, outcome: MessageOutcome) -> Result<Recorded, StoreError> {
         let queued = self
@@ -602,7 +625,7 @@ impl Dispatcher {
             let kept = queued.await?;
             if kept {
                 events.request_changed(&request);
-                if !matches!(outcome, MessageOutcome::Success { .. }) {
+                if !matches!(outcome, MessageOutcome::Success { .. } | MessageOutcome::NotSent) {
                     // message.failed (a retry or a hold of a cancelled request fails too)
                     events.events_enqueued();
                 }
@@ -614,6 +637,7 @@ impl Dispatcher {
                         metrics.count_retry();
                     }
                     MessageOutcome::Wait { reason, .. } => metrics.count_message("waiting", reason.as_str()),
+                    MessageOutcome::NotSent => {}
                 }
             }
             Ok(kept)

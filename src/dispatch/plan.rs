@@ -5,13 +5,15 @@
 //! within the horizon; and a provider's pause of a channel. The rate rule is
 //! `domain::rates`.
 
+use std::sync::Arc;
+
 use super::Dispatcher;
 use crate::domain::RecordId;
 use tracing::field::Empty;
 
 use crate::domain::delivery::{Gate, GateInput, gate};
 use crate::domain::rates::{SlotGrant, grant_slots, pause_slots};
-use crate::store::{StoreError, Work, WorkItem};
+use crate::store::{Prestart, StoreError, Work, WorkItem};
 
 /// The `last_error` of a message sent back to the queue by its channel's rate limit.
 pub(super) const RATE_LIMITED: &str = "waiting for the channel's rate limit";
@@ -27,7 +29,51 @@ pub(super) enum SendTime {
     Later(i64),
 }
 
+/// Whether a channel's sends wait for slots of a rate limit.
+pub(super) fn rate_limited(rate: f64) -> bool {
+    rate > 0.0 && rate.is_finite()
+}
+
+/// What the gate looks at for one message.
+pub(super) fn gate_input(work: &Work, item: &WorkItem, now: i64, session_wait_max_ms: i64) -> GateInput {
+    GateInput {
+        channel_active: item.channel.is_active,
+        enforce_consent: work.enforce_consent,
+        consent_type: work.consent_type,
+        end_user_consent: item.end_user.consent_status,
+        channel_required: item.channel.consent_type,
+        subscription_consent: item.subscription_consent,
+        allowed_session_status: work.allowed_session_status,
+        session_status: item.session_status,
+        waiting_since_ms: item.waiting_since_ms,
+        now_ms: now,
+        session_wait_max_ms,
+    }
+}
+
 impl Dispatcher {
+    /// What a claim begins at once (`store::Prestart`): the messages this dispatcher
+    /// would send right away — the gate lets them through, their channel has no rate
+    /// limit and no provider's pause, and its provider is configured — at most the
+    /// per-request concurrency of each request, the first wave of its sends.
+    pub(super) fn prestart(&self, now: i64) -> Prestart {
+        let paused: Vec<RecordId> = {
+            let paused = self.paused.lock().unwrap_or_else(|p| p.into_inner());
+            paused.iter().filter(|(_, until)| **until > now).map(|(c, _)| c.clone()).collect()
+        };
+        let configured: Vec<&'static str> = self.providers.names().collect();
+        let wait_max = self.settings.session_wait_max_ms;
+        Prestart {
+            per_request: self.settings.per_request_concurrency.max(1),
+            eligible: Arc::new(move |work, item| {
+                !rate_limited(item.channel.rate_limit_per_second)
+                    && !paused.contains(&item.channel.id)
+                    && configured.contains(&item.channel.provider.as_str())
+                    && gate(&gate_input(work, item, now, wait_max)) == Gate::Send
+            }),
+        }
+    }
+
     /// The gate's decision for one message (channel, consent, session), in a
     /// `dispatch.gate` span.
     pub(super) fn decide(&self, work: &Work, item: &WorkItem, now: i64) -> Gate {
@@ -38,19 +84,12 @@ impl Dispatcher {
             convmsg.decision = Empty,
         );
         let decision = gate_span.in_scope(|| {
-            gate(&GateInput {
-                channel_active: item.channel.is_active,
-                enforce_consent: work.enforce_consent,
-                consent_type: work.consent_type,
-                end_user_consent: item.end_user.consent_status,
-                channel_required: item.channel.consent_type,
-                subscription_consent: item.subscription_consent,
-                allowed_session_status: work.allowed_session_status,
-                session_status: item.session_status,
-                waiting_since_ms: item.waiting_since_ms,
-                now_ms: now,
-                session_wait_max_ms: self.settings.session_wait_max_ms,
-            })
+            if item.started {
+                // Its claim decided and began the send (`prestart`).
+                Gate::Send
+            } else {
+                gate(&gate_input(work, item, now, self.settings.session_wait_max_ms))
+            }
         });
         gate_span.record(
             "convmsg.decision",
@@ -77,7 +116,7 @@ impl Dispatcher {
         let mut by_channel: Vec<(&RecordId, f64, Vec<usize>)> = Vec::new();
         for (i, (item, decision)) in work.items.iter().zip(decisions).enumerate() {
             let rate = item.channel.rate_limit_per_second;
-            if *decision != Gate::Send || rate <= 0.0 || !rate.is_finite() {
+            if *decision != Gate::Send || !rate_limited(rate) {
                 continue;
             }
             match by_channel.iter_mut().find(|(c, ..)| **c == item.channel.id) {

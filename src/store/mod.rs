@@ -241,18 +241,13 @@ pub trait Store: RequestReads + Send + Sync + 'static {
     ) -> StoreResult<u32>;
 
     // delivery
-    /// Claims up to `batch` due requests in FIFO order under the lease id `owner`
-    /// (`<process owner>#<n>`, new for every call) with a lease until
+    /// Claims up to `ask.batch` due requests in FIFO order under the lease id
+    /// `ask.lease` (`<process owner>#<n>`, new for every call) with a lease until
     /// `now + lease_ms`, never letting the number of leased `InProgress` requests (all
     /// owners) exceed `max_in_progress`. Requests whose lease expired are taken over.
-    async fn claim_requests(
-        &self,
-        owner: &str,
-        now_ms: i64,
-        lease_ms: i64,
-        max_in_progress: u32,
-        batch: u32,
-    ) -> StoreResult<Vec<Claim>>;
+    /// The first wave of each request's messages that `ask.prestart` picks begins its
+    /// send in the claim's own transaction (`WorkItem::started`).
+    async fn claim_requests(&self, ask: ClaimAsk) -> StoreResult<Vec<Claim>>;
     /// What a claimed request needs to send its due messages.
     async fn load_work(&self, claim: &Claim, now_ms: i64) -> StoreResult<Work>;
     /// Extends each lease (lease id, request) still held at `now_ms` to `until_ms`, in one
@@ -474,6 +469,48 @@ pub enum CancelOutcome {
     Canceled,
 }
 
+/// What a claim asks for (see `Store::claim_requests`).
+#[derive(Debug, Clone)]
+pub struct ClaimAsk {
+    pub lease: String,
+    pub now_ms: i64,
+    pub lease_ms: i64,
+    pub max_in_progress: u32,
+    pub batch: u32,
+    pub prestart: Prestart,
+}
+
+/// Which due messages of a claimed request begin their send in the claim's own
+/// transaction — `InProgress`, the attempt counted, `sent_by` the claim's lease, exactly
+/// what `Store::start_message` writes — so the dispatcher calls the provider for them
+/// at once, without a write round of its own first. The dispatcher picks the messages it
+/// would send right away (the gate lets them through, their channel has no rate limit
+/// or pause, a provider is configured); at most `per_request` of each request, in
+/// recipient order, the first wave of its per-request concurrency. A cancel locks the
+/// same request row as the claim: a message begun by a claim is in flight for the
+/// cancel, as one begun by `start_message` is.
+#[derive(Clone)]
+pub struct Prestart {
+    pub per_request: usize,
+    pub eligible: Eligible,
+}
+
+/// Whether the dispatcher would send a due message of this work at once (`Prestart`).
+pub type Eligible = Arc<dyn Fn(&Work, &WorkItem) -> bool + Send + Sync>;
+
+impl Prestart {
+    /// Begins nothing in the claim: every send starts with `Store::start_message`.
+    pub fn none() -> Self {
+        Prestart { per_request: 0, eligible: Arc::new(|_, _| false) }
+    }
+}
+
+impl std::fmt::Debug for Prestart {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Prestart").field("per_request", &self.per_request).finish_non_exhaustive()
+    }
+}
+
 /// A request claimed for delivery.
 #[derive(Debug, Clone)]
 pub struct Claim {
@@ -526,8 +563,14 @@ pub struct WorkItem {
     pub channel: Channel,
     pub session_status: Option<SessionStatus>,
     pub subscription_consent: Option<SubscriptionConsentStatus>,
+    /// Attempts counted before this turn (a message begun by the claim counted its
+    /// attempt already: `started`).
     pub attempts: u32,
     pub waiting_since_ms: Option<i64>,
+    /// Its send began in the claim's transaction (`Prestart`): it is `InProgress` with
+    /// this turn's attempt counted, and the dispatcher sends it without a start of its
+    /// own. Read again outside a claim (`Store::load_work`), it is `false`.
+    pub started: bool,
 }
 
 /// What happened to one message.
@@ -553,6 +596,9 @@ pub enum MessageOutcome {
         recheck_at_ms: i64,
         loaded_at_ms: i64,
     },
+    /// A message begun by its claim (`WorkItem::started`) that was not sent after all
+    /// (the process is stopping): due again at once, its attempt given back.
+    NotSent,
 }
 
 /// A connection pool's use at one moment.

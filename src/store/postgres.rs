@@ -132,20 +132,13 @@ impl Backend for PgBackend {
         Ok(self.dispatch_pool.begin().await?)
     }
 
-    async fn claim(
-        &self,
-        lease: &str,
-        now_ms: i64,
-        lease_ms: i64,
-        max_in_progress: u32,
-        batch: u32,
-    ) -> StoreResult<Vec<Claim>> {
+    async fn claim(&self, ask: ClaimAsk) -> StoreResult<Vec<Claim>> {
         let mut tx = self.dispatch_pool.begin().await?;
         let mut lock = Sql::new(Dialect::Postgres, "SELECT pg_advisory_xact_lock(");
         lock.bind(CLAIM_LOCK).push(")");
         Conn::execute(&mut *tx, lock).await?;
         let mut deltas = Deltas::default();
-        let claims = queue::claim(&mut *tx, lease, now_ms, lease_ms, max_in_progress, batch, &mut deltas).await?;
+        let claims = queue::claim(&mut *tx, &ask, &mut deltas).await?;
         counts::apply(&mut *tx, self.shard + 2, &deltas).await?;
         tx.commit().await?;
         Ok(claims)

@@ -42,14 +42,7 @@ pub trait Backend: Send + Sync + 'static {
     }
     /// Claims atomically across replicas (see `sql::queue::claim`): on SQLite as a write
     /// of the group-commit batch, on PostgreSQL under the claim lock.
-    async fn claim(
-        &self,
-        lease: &str,
-        now_ms: i64,
-        lease_ms: i64,
-        max_in_progress: u32,
-        batch: u32,
-    ) -> StoreResult<Vec<Claim>>;
+    async fn claim(&self, ask: ClaimAsk) -> StoreResult<Vec<Claim>>;
     /// The group-commit writer for accepts.
     fn accept_writer(&self) -> &Writer<Self::WriteConn>;
     /// The group-commit writer for the dispatcher's writes.
@@ -283,15 +276,8 @@ impl<B: Backend> Store for SqlStore<B> {
         write!(self, |c| admin::set_subscription_consent(c, tenant, subscription, end_users, status, now_ms))
     }
 
-    async fn claim_requests(
-        &self,
-        owner: &str,
-        now_ms: i64,
-        lease_ms: i64,
-        max_in_progress: u32,
-        batch: u32,
-    ) -> StoreResult<Vec<Claim>> {
-        through_writer!(self, self.backend.claim(owner, now_ms, lease_ms, max_in_progress, batch))
+    async fn claim_requests(&self, ask: ClaimAsk) -> StoreResult<Vec<Claim>> {
+        through_writer!(self, self.backend.claim(ask))
     }
 
     async fn load_work(&self, claim: &Claim, now_ms: i64) -> StoreResult<Work> {

@@ -21,7 +21,7 @@ use sqlx::sqlite::{
 use super::shared::{Backend, SqlStore};
 use super::sql::lite::{LiteConn, LiteOptions};
 use super::sql::{Conn, counts};
-use super::writer::{ClaimAsk, Connect, Loaned, Writer};
+use super::writer::{Connect, Loaned, Writer};
 use super::*;
 
 /// Settings for the SQLite store.
@@ -136,17 +136,9 @@ impl Backend for SqliteBackend {
         tx.run("COMMIT").await
     }
 
-    async fn claim(
-        &self,
-        lease: &str,
-        now_ms: i64,
-        lease_ms: i64,
-        max_in_progress: u32,
-        batch: u32,
-    ) -> StoreResult<Vec<Claim>> {
+    async fn claim(&self, ask: ClaimAsk) -> StoreResult<Vec<Claim>> {
         // In the writer's next batch, after its finishes: the claim shares their commit
         // and takes the slots they freed.
-        let ask = ClaimAsk { lease: lease.to_owned(), now_ms, lease_ms, max_in_progress, batch };
         self.writer.claim(ask).await
     }
 

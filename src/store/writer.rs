@@ -33,7 +33,7 @@ use super::sql::queue;
 use super::sql::receipts::{self, Receipt, ReceiptOutcome};
 use crate::domain::model::RequestStatus;
 use crate::domain::send::NewSendRequest;
-use crate::store::{AcceptOutcome, Claim, Started, StoreError, StoreResult};
+use crate::store::{AcceptOutcome, Claim, ClaimAsk, Started, StoreError, StoreResult};
 
 /// Opens a fresh connection for the writer.
 pub type Connect<C> = Arc<dyn Fn() -> Pin<Box<dyn Future<Output = StoreResult<C>> + Send>> + Send + Sync>;
@@ -58,16 +58,6 @@ pub enum Op<C> {
     Receipts(Vec<Receipt>, Reply<Vec<ReceiptOutcome>>),
     /// Lends the connection, between batches, for a transaction of the borrower's own.
     Loan(oneshot::Sender<Loaned<C>>),
-}
-
-/// What a claim asks for (see `Store::claim_requests`).
-#[derive(Debug, Clone)]
-pub struct ClaimAsk {
-    pub lease: String,
-    pub now_ms: i64,
-    pub lease_ms: i64,
-    pub max_in_progress: u32,
-    pub batch: u32,
 }
 
 /// A write the writer has taken: awaiting it gives its result once its batch committed
@@ -379,7 +369,7 @@ async fn write_all<C: Conn>(conn: &mut C, b: &Batch<C>, shard: i64) -> StoreResu
     // After the finishes: a claim takes the slots they freed.
     let mut claims = Vec::with_capacity(b.claims.len());
     for (c, _) in &b.claims {
-        claims.push(queue::claim(conn, &c.lease, c.now_ms, c.lease_ms, c.max_in_progress, c.batch, &mut deltas).await?);
+        claims.push(queue::claim(conn, c, &mut deltas).await?);
     }
     counts::apply(conn, shard, &deltas).await?;
     // After the outcomes, so a receipt finds the provider id recorded in the same batch.

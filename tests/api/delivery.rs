@@ -539,7 +539,9 @@ async fn a_claim_lost_to_a_takeover_cannot_send_or_write_even_from_the_same_proc
     assert!(fake.sent().is_empty());
     assert_eq!(app.dispatcher.clone().process(second[0].clone()).await.unwrap(), Some(RequestStatus::Completed));
     assert_eq!(fake.sent().len(), 1);
-    assert_eq!(record(&app, &reply.request_id).await.messages[0].attempts, 1);
+    // Each claim began the message's send in its own transaction, so each counted an
+    // attempt: for all the second claim knows, the stalled one had sent it.
+    assert_eq!(record(&app, &reply.request_id).await.messages[0].attempts, 2);
 }
 
 #[tokio::test]
@@ -639,4 +641,76 @@ async fn a_request_that_does_not_read_back_fails_alone_and_the_rest_of_its_claim
     let err = app.dispatcher.clone().process(claims.next().unwrap()).await.unwrap_err();
     assert!(err.to_string().contains("send_requests.consent_type"), "{err}");
     assert_eq!(fake.sent().len(), 2, "only the good request was sent");
+}
+
+/// A claim begins the first wave of each request's sends in its own transaction: the
+/// first `per_request_concurrency` messages the gate lets through are `InProgress` with
+/// their attempt counted when the claim answers. A message on a rate-limited channel
+/// waits for its slot and is not begun; neither is one the gate holds. The turn sends
+/// the begun ones without a start of its own and starts the rest as before.
+#[tokio::test]
+async fn a_claim_begins_the_first_wave_of_sends_and_leaves_the_rest_to_the_turn() {
+    let fake = FakeProvider::new(ManualClockFor::clock());
+    let app = spawn_with_fake(&fake, false, |c| c.dispatch.per_request_concurrency = 2).await;
+    let fx = fake_fixture(&app, 4).await;
+    let limited = app
+        .provision_custom(&app.token.clone(), 1, |c| {
+            c.provider = "webhook".into();
+            c.rate_limit_per_second = 5.0;
+        })
+        .await;
+    // The second user holds its message: an active session, the request non-active only.
+    set_session(&app, &fx.end_user_ids[1], pb::SessionStatus::Active).await;
+    let mut request = fx.request();
+    request.allowed_session_status = pb::AllowedSessionStatus::NonActive as i32;
+    let wide = send(&app, request).await;
+    app.clock.advance_ms(1);
+    let slow = send(&app, limited.request()).await;
+
+    let claims = app.dispatcher.claim().await.unwrap();
+    assert_eq!(claims.len(), 2);
+    let begun = |i: usize| -> Vec<bool> { claims[i].work.as_ref().unwrap().items.iter().map(|m| m.started).collect() };
+    // Users 0, 2 and 3 may be sent now; the first two of them (the concurrency) are begun.
+    assert_eq!(begun(0), [true, false, true, false]);
+    assert_eq!(begun(1), [false], "a rate-limited channel's message waits for its slot");
+    let stored = record(&app, &wide.request_id).await;
+    let state: Vec<(i32, u32)> = stored.messages.iter().map(|m| (m.status, m.attempts)).collect();
+    let (in_progress, pending) = (pb::MessageState::InProgress as i32, pb::MessageState::Pending as i32);
+    assert_eq!(state, [(in_progress, 1), (pending, 0), (in_progress, 1), (pending, 0)]);
+    assert_consistent(&stored);
+    assert_eq!(record(&app, &slow.request_id).await.messages[0].attempts, 0);
+
+    for claim in claims {
+        app.dispatcher.clone().process(claim).await.unwrap();
+    }
+    let done = record(&app, &wide.request_id).await;
+    let state: Vec<(i32, u32)> = done.messages.iter().map(|m| (m.status, m.attempts)).collect();
+    let success = pb::MessageState::Success as i32;
+    assert_eq!(state, [(success, 1), (pending, 0), (success, 1), (success, 1)], "one attempt per send");
+    assert_eq!(record(&app, &slow.request_id).await.messages[0].status, success);
+    assert_eq!(fake.sent().len(), 4);
+}
+
+/// A message its claim began that is not sent after all — the dispatcher stopped
+/// starting sends first — is due again with its attempt given back, and the request
+/// goes back to the queue with nothing sent.
+#[tokio::test]
+async fn a_begun_message_that_is_not_sent_because_sending_stopped_gives_its_attempt_back() {
+    let fake = FakeProvider::new(ManualClockFor::clock());
+    let app = spawn_with_fake(&fake, false, |_| {}).await;
+    let fx = fake_fixture(&app, 2).await;
+    let reply = send(&app, fx.request()).await;
+    let claims = app.dispatcher.claim().await.unwrap();
+    assert!(claims[0].work.as_ref().unwrap().items.iter().all(|m| m.started));
+    assert!(record(&app, &reply.request_id).await.messages.iter().all(|m| m.attempts == 1));
+
+    app.dispatcher.stop_sending();
+    let status = app.dispatcher.clone().process(claims[0].clone()).await.unwrap();
+    assert_eq!(status, Some(RequestStatus::Pending));
+    let stored = record(&app, &reply.request_id).await;
+    assert_eq!(stored.request_status, pb::RequestStatus::Pending as i32);
+    let state: Vec<(i32, u32)> = stored.messages.iter().map(|m| (m.status, m.attempts)).collect();
+    assert_eq!(state, [(pb::MessageState::Pending as i32, 0); 2]);
+    assert_consistent(&stored);
+    assert!(fake.sent().is_empty());
 }

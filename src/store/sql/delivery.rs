@@ -184,7 +184,9 @@ pub async fn apply<C: Conn>(
         .iter()
         .zip(&kept)
         .filter(|(o, k)| **k && canceled(&o.request))
-        .filter(|(o, _)| matches!(o.outcome, MessageOutcome::Retry { .. } | MessageOutcome::Wait { .. }))
+        .filter(|(o, _)| {
+            matches!(o.outcome, MessageOutcome::Retry { .. } | MessageOutcome::Wait { .. } | MessageOutcome::NotSent)
+        })
         .map(|(o, _)| Outcome { outcome: MessageOutcome::Failed { reason: FailureReason::Canceled }, ..(*o).clone() })
         .collect();
     let outcomes: Vec<&Outcome> = writes
@@ -256,6 +258,8 @@ async fn record_outcomes<C: Conn>(conn: &mut C, outcomes: &[&&Outcome]) -> Store
     let (mut pmid, mut set_pmid, mut error) = (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
     let (mut set_error, mut is_wait, mut loaded_at) =
         (Vec::with_capacity(n), Vec::with_capacity(n), Vec::with_capacity(n));
+    // 1 where the outcome gives back the attempt its claim counted (`NotSent`).
+    let unsent: Vec<i64> = outcomes.iter().map(|o| i64::from(o.outcome == MessageOutcome::NotSent)).collect();
     for o in outcomes {
         let (s, r, w, nx, si, keep, p, e, wait, loaded) = match &o.outcome {
             MessageOutcome::Success { provider_message_id } => {
@@ -279,6 +283,8 @@ async fn record_outcomes<C: Conn>(conn: &mut C, outcomes: &[&&Outcome]) -> Store
                 true,
                 *loaded_at_ms,
             ),
+            // Due again at once, as it was before its claim began it.
+            MessageOutcome::NotSent => ("Pending", None, None, None, None, true, None, None, false, 0),
         };
         status.push(s.to_owned());
         reason.push(r);
@@ -307,11 +313,12 @@ async fn record_outcomes<C: Conn>(conn: &mut C, outcomes: &[&&Outcome]) -> Store
         .bool("set_error", set_error)
         .bool("is_wait", is_wait)
         .int("loaded_at_ms", loaded_at)
+        .int("unsent", unsent)
         .int("now_ms", outcomes.iter().map(|o| o.now_ms).collect());
     let mut sql = Sql::new(
         conn.dialect(),
         "UPDATE messages AS m SET status = v.status, reason = v.reason, waiting_reason = v.waiting_reason, \
-         next_attempt_ms = CASE WHEN v.is_wait AND EXISTS (SELECT 1 FROM sessions s WHERE s.tenant = m.tenant \
+         attempts = m.attempts - v.unsent, next_attempt_ms = CASE WHEN v.is_wait AND EXISTS (SELECT 1 FROM sessions s WHERE s.tenant = m.tenant \
          AND s.end_user_id = m.end_user_id AND s.updated_ms > v.loaded_at_ms) THEN v.now_ms \
          ELSE v.next_attempt_ms END, \
          waiting_since_ms = CASE WHEN v.keep_since THEN m.waiting_since_ms ELSE v.waiting_since_ms END, \

@@ -34,20 +34,15 @@ row! {
     }
 }
 
-/// Claims up to `batch` requests under the lease id `lease`, inside the caller's write
-/// transaction (SQLite: the single writer's; PostgreSQL: one holding the claim lock, so
-/// count-and-claim is atomic across replicas). Never lets the number of leased
-/// `InProgress` requests exceed `max_in_progress`. The requests it moves are added to
-/// `deltas`, for the transaction's update of the queue counts.
-pub async fn claim<C: Conn>(
-    conn: &mut C,
-    lease: &str,
-    now: i64,
-    lease_ms: i64,
-    max_in_progress: u32,
-    batch: u32,
-    deltas: &mut Deltas,
-) -> StoreResult<Vec<Claim>> {
+/// Claims up to `ask.batch` requests under the lease id `ask.lease`, inside the caller's
+/// write transaction (SQLite: the single writer's; PostgreSQL: one holding the claim
+/// lock, so count-and-claim is atomic across replicas). Never lets the number of leased
+/// `InProgress` requests exceed `ask.max_in_progress`. Reads the claimed requests' work
+/// and begins the sends `ask.prestart` picks (`begin_first_wave`). The requests it
+/// moves are added to `deltas`, for the transaction's update of the queue counts.
+pub async fn claim<C: Conn>(conn: &mut C, ask: &ClaimAsk, deltas: &mut Deltas) -> StoreResult<Vec<Claim>> {
+    let (lease, now, lease_ms) = (ask.lease.as_str(), ask.now_ms, ask.lease_ms);
+    let (max_in_progress, batch) = (ask.max_in_progress, ask.batch);
     let d = conn.dialect();
     let mut promote = Sql::new(
         d,
@@ -142,7 +137,57 @@ pub async fn claim<C: Conn>(
             }
         }
     }
+    begin_first_wave(conn, &mut claims, &ask.prestart, lease, now).await?;
     Ok(claims)
+}
+
+/// Begins, in the claim's transaction, the sends `prestart` picks: at most
+/// `per_request` of each claimed request's due messages, in recipient order, become
+/// `InProgress` with their attempt counted and the claim's lease as `sent_by` — the
+/// write `Store::start_message` makes — in one statement for the whole claim. The
+/// request rows are the claim's (locked by it on PostgreSQL, by the single writer on
+/// SQLite), so no cancel comes between the read and this write.
+async fn begin_first_wave<C: Conn>(
+    conn: &mut C,
+    claims: &mut [Claim],
+    prestart: &Prestart,
+    lease: &str,
+    now: i64,
+) -> StoreResult<()> {
+    if prestart.per_request == 0 {
+        return Ok(());
+    }
+    let mut picked: Vec<String> = Vec::new();
+    for work in claims.iter().filter_map(|c| c.work.as_deref()) {
+        picked.extend(
+            work.items
+                .iter()
+                .filter(|item| (prestart.eligible)(work, item))
+                .take(prestart.per_request)
+                .map(|item| item.identifier.clone()),
+        );
+    }
+    if picked.is_empty() {
+        return Ok(());
+    }
+    let d = conn.dialect();
+    let mut sql = Sql::new(
+        d,
+        "UPDATE messages SET status = 'InProgress', attempts = attempts + 1, waiting_reason = NULL, \
+         waiting_since_ms = NULL, sent_by = ",
+    );
+    sql.bind(lease).push(", updated_ms = ").bind(now);
+    sql.push(" WHERE status IN ('Pending', 'InProgress') AND ")
+        .in_list("identifier", picked)
+        .push(" RETURNING identifier");
+    let begun: std::collections::HashSet<String> =
+        conn.fetch_all::<(String,)>(sql).await?.into_iter().map(|(i,)| i).collect();
+    for work in claims.iter_mut().filter_map(|c| c.work.as_deref_mut()) {
+        for item in work.items.iter_mut() {
+            item.started = begun.contains(&item.identifier);
+        }
+    }
+    Ok(())
 }
 
 row! {
@@ -232,6 +277,7 @@ impl DueRow {
             platform_key: self.platform_key,
             attempts: u32::try_from(self.attempts).unwrap_or(u32::MAX),
             waiting_since_ms: self.waiting_since_ms,
+            started: false,
         })
     }
 }
