@@ -223,6 +223,12 @@ pub async fn apply<C: Conn>(
         renewals.push(renew(conn, renewal).await?);
     }
 
+    // A request whose claim ends in this batch gets its `updated_ms` from the end (it
+    // is queued after the claim's outcomes, so it is the later): no touch of its own.
+    let finishing: Vec<&&Finish> = writes.finishes.iter().filter(|f| holds(&f.lease, &f.request, f.now_ms)).collect();
+    for f in &finishing {
+        touched.remove(f.request.as_str());
+    }
     if !touched.is_empty() {
         let rows = Rows::new()
             .text("id", touched.keys().cloned().collect())
@@ -232,7 +238,6 @@ pub async fn apply<C: Conn>(
         conn.execute(sql).await?;
     }
 
-    let finishing: Vec<&&Finish> = writes.finishes.iter().filter(|f| holds(&f.lease, &f.request, f.now_ms)).collect();
     let ended = finish(conn, &finishing, deltas).await?;
     for f in &finishing {
         if ended.get(f.request.as_str()) == Some(&RequestStatus::Completed) {
