@@ -80,8 +80,9 @@ pub struct DeliveryResults {
 }
 
 /// A lease held on a request: lease id, valid until, whether the request was cancelled,
-/// and its tenant (for the status events written with the changes).
-type HeldLease = (String, i64, bool, String);
+/// its tenant (for the status events written with the changes), and whether that
+/// tenant has an event endpoint (else its events are not written at all).
+type HeldLease = (String, i64, bool, String, bool);
 
 /// The leases held at this moment on the requests a batch writes to, their rows locked
 /// until the transaction ends (PostgreSQL), so no takeover — and no cancel — slips in
@@ -93,14 +94,18 @@ async fn held_leases<C: Conn>(conn: &mut C, requests: Vec<String>) -> StoreResul
     let d = conn.dialect();
     let mut sql = Sql::new(
         d,
-        "SELECT id, locked_by, locked_until_ms, canceled_ms, tenant FROM send_requests WHERE status = 'InProgress' AND ",
+        "SELECT id, locked_by, locked_until_ms, canceled_ms, tenant, \
+         EXISTS (SELECT 1 FROM event_endpoints e WHERE e.tenant = send_requests.tenant) AS listened \
+         FROM send_requests WHERE status = 'InProgress' AND ",
     );
     sql.in_list("id", requests).push(" ORDER BY id").push(d.for_update());
-    type Row = (String, Option<String>, Option<i64>, Option<i64>, String);
+    type Row = (String, Option<String>, Option<i64>, Option<i64>, String, bool);
     let rows: Vec<Row> = conn.fetch_all(sql).await?;
     Ok(rows
         .into_iter()
-        .filter_map(|(id, by, until, canceled, tenant)| Some((id, (by?, until?, canceled.is_some(), tenant))))
+        .filter_map(|(id, by, until, canceled, tenant, listened)| {
+            Some((id, (by?, until?, canceled.is_some(), tenant, listened)))
+        })
         .collect())
 }
 
@@ -129,7 +134,7 @@ pub async fn apply<C: Conn>(
     let holds = |lease: &str, request: &RecordId, now: i64| {
         held.get(request.as_str()).is_some_and(|(by, until, ..)| by == lease && *until > now)
     };
-    let canceled = |request: &RecordId| held.get(request.as_str()).is_some_and(|(_, _, c, _)| *c);
+    let canceled = |request: &RecordId| held.get(request.as_str()).is_some_and(|(_, _, c, ..)| *c);
     let mut touched: HashMap<String, i64> = HashMap::new();
     let mut touch = |request: &RecordId, now: i64| {
         let t = touched.entry(request.as_str().to_owned()).or_insert(now);
@@ -198,7 +203,7 @@ pub async fn apply<C: Conn>(
         .collect();
     let outcomes: Vec<&&Outcome> = outcomes.iter().collect();
     // Status events, written with the changes they report.
-    let tenant_of = |request: &RecordId| held.get(request.as_str()).map(|(.., t)| t.clone()).unwrap_or_default();
+    let tenant_of = |request: &RecordId| held.get(request.as_str()).map(|(.., t, _)| t.clone()).unwrap_or_default();
     let mut events = Vec::new();
     if !outcomes.is_empty() {
         for o in &outcomes {
@@ -244,6 +249,10 @@ pub async fn apply<C: Conn>(
             events.push(NewEvent::request_completed(&tenant_of(&f.request), f.request.as_str(), f.now_ms));
         }
     }
+    // Only a tenant with an event endpoint keeps events (the outbox insert checks it
+    // too): a batch whose tenants have none writes no outbox statement at all.
+    let listened: HashSet<&str> = held.values().filter(|h| h.4).map(|h| h.3.as_str()).collect();
+    events.retain(|e| listened.contains(e.tenant.as_str()));
     outbox::enqueue(conn, events).await?;
     let finishes = writes
         .finishes
