@@ -134,40 +134,42 @@ impl Dispatcher {
     pub async fn run_until_stopped(self: Arc<Self>, shutdown: CancellationToken) {
         let renewals = tokio::spawn(self.clone().run_renewals_until_stopped());
         let mut running: JoinSet<()> = JoinSet::new();
+        // Claims under way: up to what the store serves well (`Store::claims_in_flight`),
+        // so on SQLite slots that free while one claim waits for its commit are taken by
+        // the next one, not a whole round later.
+        let most = self.store.claims_in_flight().max(1);
+        let mut claiming = futures_util::stream::FuturesUnordered::new();
+        let mut wanted = true;
         loop {
             while running.try_join_next().is_some() {}
-            let claimed = self.claim().await;
-            let failed = claimed.is_err();
-            match claimed {
-                Ok(claims) => {
-                    for claim in claims {
-                        let me = self.clone();
-                        running.spawn(async move {
-                            let request_id = claim.request_id.clone();
-                            if let Err(e) = me.process(claim).await {
-                                tracing::warn!(request_id = %request_id, error = %crate::error::error_chain(&e), "delivery interrupted; the request will be resumed");
-                            }
-                        });
-                    }
-                }
-                Err(e) => tracing::warn!(error = %crate::error::error_chain(&e), "claiming requests failed"),
-            }
-            if failed {
-                // The database cannot serve claims now: wait a little instead of asking
-                // again at every wake-up.
-                tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    _ = tokio::time::sleep(CLAIM_ERROR_PAUSE.min(self.settings.poll_interval)) => continue,
-                }
+            if wanted && claiming.len() < most {
+                wanted = false;
+                let me = self.clone();
+                claiming.push(async move { me.claim().await });
             }
             tokio::select! {
                 _ = shutdown.cancelled() => break,
-                _ = self.events.wait_for_work() => {}
-                Some(_) = running.join_next(), if !running.is_empty() => {}
-                _ = tokio::time::sleep(self.settings.poll_interval) => {}
+                Some(claimed) = claiming.next(), if !claiming.is_empty() => {
+                    if !self.start_claimed(claimed, &mut running) {
+                        // The database cannot serve claims now: wait a little instead
+                        // of asking again at every wake-up.
+                        tokio::select! {
+                            _ = shutdown.cancelled() => break,
+                            _ = tokio::time::sleep(CLAIM_ERROR_PAUSE.min(self.settings.poll_interval)) => wanted = true,
+                        }
+                    }
+                }
+                _ = self.events.wait_for_work() => wanted = true,
+                Some(_) = running.join_next(), if !running.is_empty() => wanted = true,
+                _ = tokio::time::sleep(self.settings.poll_interval) => wanted = true,
             }
         }
         self.stop_sending();
+        // Claims already asked for still come back: their requests take a turn that
+        // sends nothing and ends their claims as usual.
+        while let Some(claimed) = claiming.next().await {
+            self.start_claimed(claimed, &mut running);
+        }
         tracing::info!(requests = running.len(), "dispatcher stopping: no more claims; finishing sends in flight");
         if tokio::time::timeout(self.settings.drain_period, async { while running.join_next().await.is_some() {} })
             .await
@@ -181,6 +183,28 @@ impl Dispatcher {
             Ok(n) => tracing::info!(released = n, "dispatcher stopped"),
             Err(e) => {
                 tracing::warn!(error = %crate::error::error_chain(&e), "releasing leases failed; they expire by themselves")
+            }
+        }
+    }
+
+    /// Spawns the turn of each request a claim took; false when the claim failed.
+    fn start_claimed(self: &Arc<Self>, claimed: Result<Vec<Claim>, StoreError>, running: &mut JoinSet<()>) -> bool {
+        match claimed {
+            Ok(claims) => {
+                for claim in claims {
+                    let me = self.clone();
+                    running.spawn(async move {
+                        let request_id = claim.request_id.clone();
+                        if let Err(e) = me.process(claim).await {
+                            tracing::warn!(request_id = %request_id, error = %crate::error::error_chain(&e), "delivery interrupted; the request will be resumed");
+                        }
+                    });
+                }
+                true
+            }
+            Err(e) => {
+                tracing::warn!(error = %crate::error::error_chain(&e), "claiming requests failed");
+                false
             }
         }
     }

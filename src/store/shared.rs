@@ -52,6 +52,11 @@ pub trait Backend: Send + Sync + 'static {
     fn shares_rate_limits(&self) -> bool {
         false
     }
+    /// Whether a claim is a write of the dispatcher's group commit (SQLite) rather than
+    /// a transaction of its own under the claim lock (PostgreSQL).
+    fn claims_share_commits(&self) -> bool {
+        false
+    }
     /// The queue-count rows that writes outside the writers (purge, release) update.
     fn shard(&self) -> i64;
     fn pool_stats(&self) -> PoolStats;
@@ -278,6 +283,10 @@ impl<B: Backend> Store for SqlStore<B> {
 
     async fn claim_requests(&self, ask: ClaimAsk) -> StoreResult<Vec<Claim>> {
         through_writer!(self, self.backend.claim(ask))
+    }
+
+    fn claims_in_flight(&self) -> usize {
+        if self.backend.claims_share_commits() { 3 } else { 1 }
     }
 
     async fn load_work(&self, claim: &Claim, now_ms: i64) -> StoreResult<Work> {

@@ -142,6 +142,10 @@ impl Backend for SqliteBackend {
         self.writer.claim(ask).await
     }
 
+    fn claims_share_commits(&self) -> bool {
+        true
+    }
+
     fn accept_writer(&self) -> &Writer<LiteConn> {
         &self.writer
     }
