@@ -507,13 +507,6 @@ pub struct Prestart {
 /// Whether the dispatcher would send a due message of this work at once (`Prestart`).
 pub type Eligible = Arc<dyn Fn(&Work, &WorkItem) -> bool + Send + Sync>;
 
-impl Prestart {
-    /// Begins nothing in the claim: every send starts with `Store::start_message`.
-    pub fn none() -> Self {
-        Prestart { per_request: 0, eligible: Arc::new(|_, _| false) }
-    }
-}
-
 impl std::fmt::Debug for Prestart {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Prestart").field("per_request", &self.per_request).finish_non_exhaustive()

@@ -166,18 +166,15 @@ impl Backend for SqliteBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::sql::Sql;
     use crate::store::sql::lite::LiteConn;
+    use crate::store::sql::{Dialect, Sql};
 
     async fn write_then_read(url: String) -> i64 {
         let settings =
             SqliteSettings { url, max_connections: 2, acquire_timeout: Duration::from_secs(10), max_batch: 8 };
         let store = SqliteStore::open(&settings).await.expect("the store opens");
         let mut tx = store.begin_write().await.expect("the writer's connection");
-        let insert = Sql::new(
-            super::super::sql::Dialect::Sqlite,
-            "INSERT INTO queue_counts (shard, status, n) VALUES (99, 'Pending', 7)",
-        );
+        let insert = Sql::new(Dialect::Sqlite, "INSERT INTO queue_counts (shard, status, n) VALUES (99, 'Pending', 7)");
         <LiteConn as Conn>::execute(&mut tx, insert).await.expect("a write on the writer's connection");
         store.backend().commit(tx).await.expect("the commit");
         let (n,): (i64,) = sqlx::query_as("SELECT n FROM queue_counts WHERE shard = 99")

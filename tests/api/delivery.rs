@@ -643,6 +643,11 @@ async fn a_request_that_does_not_read_back_fails_alone_and_the_rest_of_its_claim
     assert_eq!(fake.sent().len(), 2, "only the good request was sent");
 }
 
+/// Each message's (state, attempts), in recipient order.
+fn status_and_attempts(r: &pb::ConvMessageSendRequest) -> Vec<(i32, u32)> {
+    r.messages.iter().map(|m| (m.status, m.attempts)).collect()
+}
+
 /// A claim begins the first wave of each request's sends in its own transaction: the
 /// first `per_request_concurrency` messages the gate lets through are `InProgress` with
 /// their attempt counted when the claim answers. A message on a rate-limited channel
@@ -674,7 +679,7 @@ async fn a_claim_begins_the_first_wave_of_sends_and_leaves_the_rest_to_the_turn(
     assert_eq!(begun(0), [true, false, true, false]);
     assert_eq!(begun(1), [false], "a rate-limited channel's message waits for its slot");
     let stored = record(&app, &wide.request_id).await;
-    let state: Vec<(i32, u32)> = stored.messages.iter().map(|m| (m.status, m.attempts)).collect();
+    let state = status_and_attempts(&stored);
     let (in_progress, pending) = (pb::MessageState::InProgress as i32, pb::MessageState::Pending as i32);
     assert_eq!(state, [(in_progress, 1), (pending, 0), (in_progress, 1), (pending, 0)]);
     assert_consistent(&stored);
@@ -684,7 +689,7 @@ async fn a_claim_begins_the_first_wave_of_sends_and_leaves_the_rest_to_the_turn(
         app.dispatcher.clone().process(claim).await.unwrap();
     }
     let done = record(&app, &wide.request_id).await;
-    let state: Vec<(i32, u32)> = done.messages.iter().map(|m| (m.status, m.attempts)).collect();
+    let state = status_and_attempts(&done);
     let success = pb::MessageState::Success as i32;
     assert_eq!(state, [(success, 1), (pending, 0), (success, 1), (success, 1)], "one attempt per send");
     assert_eq!(record(&app, &slow.request_id).await.messages[0].status, success);
@@ -709,7 +714,7 @@ async fn a_begun_message_that_is_not_sent_because_sending_stopped_gives_its_atte
     assert_eq!(status, Some(RequestStatus::Pending));
     let stored = record(&app, &reply.request_id).await;
     assert_eq!(stored.request_status, pb::RequestStatus::Pending as i32);
-    let state: Vec<(i32, u32)> = stored.messages.iter().map(|m| (m.status, m.attempts)).collect();
+    let state = status_and_attempts(&stored);
     assert_eq!(state, [(pb::MessageState::Pending as i32, 0); 2]);
     assert_consistent(&stored);
     assert!(fake.sent().is_empty());

@@ -79,10 +79,16 @@ pub struct DeliveryResults {
     pub finishes: Vec<Option<RequestStatus>>,
 }
 
-/// A lease held on a request: lease id, valid until, whether the request was cancelled,
-/// its tenant (for the status events written with the changes), and whether that
-/// tenant has an event endpoint (else its events are not written at all).
-type HeldLease = (String, i64, bool, String, bool);
+/// A lease held on a request, as the batch found it.
+struct HeldLease {
+    lease: String,
+    valid_until_ms: i64,
+    canceled: bool,
+    /// For the status events written with the changes.
+    tenant: String,
+    /// The tenant has an event endpoint (else its events are not written at all).
+    listened: bool,
+}
 
 /// The leases held at this moment on the requests a batch writes to, their rows locked
 /// until the transaction ends (PostgreSQL), so no takeover — and no cancel — slips in
@@ -104,7 +110,8 @@ async fn held_leases<C: Conn>(conn: &mut C, requests: Vec<String>) -> StoreResul
     Ok(rows
         .into_iter()
         .filter_map(|(id, by, until, canceled, tenant, listened)| {
-            Some((id, (by?, until?, canceled.is_some(), tenant, listened)))
+            let held = HeldLease { lease: by?, valid_until_ms: until?, canceled: canceled.is_some(), tenant, listened };
+            Some((id, held))
         })
         .collect())
 }
@@ -132,9 +139,9 @@ pub async fn apply<C: Conn>(
     requests.sort();
     let held = held_leases(conn, requests).await?;
     let holds = |lease: &str, request: &RecordId, now: i64| {
-        held.get(request.as_str()).is_some_and(|(by, until, ..)| by == lease && *until > now)
+        held.get(request.as_str()).is_some_and(|h| h.lease == lease && h.valid_until_ms > now)
     };
-    let canceled = |request: &RecordId| held.get(request.as_str()).is_some_and(|(_, _, c, ..)| *c);
+    let canceled = |request: &RecordId| held.get(request.as_str()).is_some_and(|h| h.canceled);
     let mut touched: HashMap<String, i64> = HashMap::new();
     let mut touch = |request: &RecordId, now: i64| {
         let t = touched.entry(request.as_str().to_owned()).or_insert(now);
@@ -145,28 +152,15 @@ pub async fn apply<C: Conn>(
     let starts: Vec<&&Start> = writes.starts.iter().zip(&fenced).filter(|(_, k)| **k).map(|(s, _)| s).collect();
     let mut sending: HashSet<String> = HashSet::new();
     if !starts.is_empty() {
-        let rows = Rows::new()
-            .text("identifier", starts.iter().map(|s| s.identifier.clone()).collect())
-            .text("lease", starts.iter().map(|s| s.lease.clone()).collect())
-            .int("now_ms", starts.iter().map(|s| s.now_ms).collect());
-        // A final message (cancelled) is not started again: what the update returns is
-        // what starts. Its request row is locked (`held_leases`), so no cancel changes
-        // it between the lease check and the update.
-        let mut sql = Sql::new(
-            d,
-            "UPDATE messages AS m SET status = 'InProgress', attempts = m.attempts + 1, waiting_reason = NULL, \
-             waiting_since_ms = NULL, sent_by = v.lease, updated_ms = v.now_ms FROM ",
-        );
-        // SQLite's RETURNING names the updated table's columns bare (and may not name
-        // its alias); PostgreSQL must qualify, `v` has an `identifier` too.
-        let returning = match d {
-            super::Dialect::Sqlite => "identifier",
-            super::Dialect::Postgres => "m.identifier",
-        };
-        sql.rows(rows)
-            .push(" AS v WHERE m.identifier = v.identifier AND m.status IN ('Pending', 'InProgress') RETURNING ")
-            .push(returning);
-        sending = conn.fetch_all::<(String,)>(sql).await?.into_iter().map(|(i,)| i).collect();
+        // The request rows are locked (`held_leases`), so no cancel changes a message
+        // between the lease check and the update.
+        sending = begin_sends(
+            conn,
+            starts.iter().map(|s| s.identifier.clone()).collect(),
+            starts.iter().map(|s| s.lease.clone()).collect(),
+            starts.iter().map(|s| s.now_ms).collect(),
+        )
+        .await?;
         for s in &starts {
             touch(&s.request, s.now_ms);
         }
@@ -203,7 +197,7 @@ pub async fn apply<C: Conn>(
         .collect();
     let outcomes: Vec<&&Outcome> = outcomes.iter().collect();
     // Status events, written with the changes they report.
-    let tenant_of = |request: &RecordId| held.get(request.as_str()).map(|(.., t, _)| t.clone()).unwrap_or_default();
+    let tenant_of = |request: &RecordId| held.get(request.as_str()).map(|h| h.tenant.clone()).unwrap_or_default();
     let mut events = Vec::new();
     if !outcomes.is_empty() {
         for o in &outcomes {
@@ -251,7 +245,7 @@ pub async fn apply<C: Conn>(
     }
     // Only a tenant with an event endpoint keeps events (the outbox insert checks it
     // too): a batch whose tenants have none writes no outbox statement at all.
-    let listened: HashSet<&str> = held.values().filter(|h| h.4).map(|h| h.3.as_str()).collect();
+    let listened: HashSet<&str> = held.values().filter(|h| h.listened).map(|h| h.tenant.as_str()).collect();
     events.retain(|e| listened.contains(e.tenant.as_str()));
     outbox::enqueue(conn, events).await?;
     let finishes = writes
@@ -260,6 +254,35 @@ pub async fn apply<C: Conn>(
         .map(|f| if holds(&f.lease, &f.request, f.now_ms) { ended.get(f.request.as_str()).copied() } else { None })
         .collect();
     Ok(DeliveryResults { starts: started, outcomes: kept, renewals, finishes })
+}
+
+/// Begins the sends of the messages named, in one statement: each is `InProgress`, its
+/// attempt counted, sent by its lease as of its `now_ms`. A final message (cancelled) is
+/// not started again: what comes back is what starts. The caller holds the messages'
+/// request rows (a dispatcher batch after `held_leases`, or the claim that took them).
+pub(super) async fn begin_sends<C: Conn>(
+    conn: &mut C,
+    identifiers: Vec<String>,
+    leases: Vec<String>,
+    now_ms: Vec<i64>,
+) -> StoreResult<HashSet<String>> {
+    let d = conn.dialect();
+    let rows = Rows::new().text("identifier", identifiers).text("lease", leases).int("now_ms", now_ms);
+    let mut sql = Sql::new(
+        d,
+        "UPDATE messages AS m SET status = 'InProgress', attempts = m.attempts + 1, waiting_reason = NULL, \
+         waiting_since_ms = NULL, sent_by = v.lease, updated_ms = v.now_ms FROM ",
+    );
+    // SQLite's RETURNING names the updated table's columns bare (and may not name its
+    // alias); PostgreSQL must qualify, `v` has an `identifier` too.
+    let returning = match d {
+        super::Dialect::Sqlite => "identifier",
+        super::Dialect::Postgres => "m.identifier",
+    };
+    sql.rows(rows)
+        .push(" AS v WHERE m.identifier = v.identifier AND m.status IN ('Pending', 'InProgress') RETURNING ")
+        .push(returning);
+    Ok(conn.fetch_all::<(String,)>(sql).await?.into_iter().map(|(i,)| i).collect())
 }
 
 /// Records outcomes set-wise. A held message whose end user's session changed after

@@ -16,7 +16,7 @@ use crate::store::sql::lite::row;
 use std::collections::HashMap;
 
 use super::counts::Deltas;
-use super::{Conn, Dialect, Sql};
+use super::{Conn, Dialect, Sql, delivery};
 use crate::domain::RecordId;
 use crate::domain::model::Priority;
 use crate::domain::schedule::split_room;
@@ -144,7 +144,8 @@ pub async fn claim<C: Conn>(conn: &mut C, ask: &ClaimAsk, deltas: &mut Deltas) -
 /// Begins, in the claim's transaction, the sends `prestart` picks: at most
 /// `per_request` of each claimed request's due messages, in recipient order, become
 /// `InProgress` with their attempt counted and the claim's lease as `sent_by` — the
-/// write `Store::start_message` makes — in one statement for the whole claim. The
+/// write `Store::start_message` makes (`delivery::begin_sends`) — in one statement for
+/// the whole claim. The
 /// request rows are the claim's (locked by it on PostgreSQL, by the single writer on
 /// SQLite), so no cancel comes between the read and this write.
 async fn begin_first_wave<C: Conn>(
@@ -170,18 +171,8 @@ async fn begin_first_wave<C: Conn>(
     if picked.is_empty() {
         return Ok(());
     }
-    let d = conn.dialect();
-    let mut sql = Sql::new(
-        d,
-        "UPDATE messages SET status = 'InProgress', attempts = attempts + 1, waiting_reason = NULL, \
-         waiting_since_ms = NULL, sent_by = ",
-    );
-    sql.bind(lease).push(", updated_ms = ").bind(now);
-    sql.push(" WHERE status IN ('Pending', 'InProgress') AND ")
-        .in_list("identifier", picked)
-        .push(" RETURNING identifier");
-    let begun: std::collections::HashSet<String> =
-        conn.fetch_all::<(String,)>(sql).await?.into_iter().map(|(i,)| i).collect();
+    let n = picked.len();
+    let begun = delivery::begin_sends(conn, picked, vec![lease.to_owned(); n], vec![now; n]).await?;
     for work in claims.iter_mut().filter_map(|c| c.work.as_deref_mut()) {
         for item in work.items.iter_mut() {
             item.started = begun.contains(&item.identifier);
