@@ -649,8 +649,9 @@ impl Dispatcher {
             let kept = queued.await?;
             if kept {
                 events.request_changed(&request);
-                if !matches!(outcome, MessageOutcome::Success { .. } | MessageOutcome::NotSent) {
-                    // message.failed (a retry or a hold of a cancelled request fails too)
+                if !matches!(outcome, MessageOutcome::Success { .. }) {
+                    // message.failed (a retry, a hold or a send not made of a cancelled
+                    // request fails too)
                     events.events_enqueued();
                 }
                 match &outcome {
